@@ -1,0 +1,38 @@
+"""Time-conditioned score networks and the weight average used for sampling.
+
+`get_model(name, data_shape, **options)` builds a network by name; `MODELS` lists the names.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from scoresde.models.ema import ExponentialMovingAverage
+from scoresde.models.layers import GaussianFourierProjection, sinusoidal_embedding
+from scoresde.models.mlp import ScoreMLP
+
+MODELS = {"mlp": ScoreMLP}
+
+
+def get_model(name: str, data_shape: tuple[int, ...], **options) -> nn.Module:
+    """Build the score network `name` for examples of shape `data_shape`.
+
+    Raises:
+        ValueError: for an unknown name (listing the valid ones) or invalid options.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODELS)}")
+    try:
+        return MODELS[name](tuple(data_shape), **options)
+    except TypeError as err:  # an unknown keyword argument
+        raise ValueError(f"invalid options for model {name!r}: {err}") from None
+
+
+__all__ = [
+    "ExponentialMovingAverage",
+    "GaussianFourierProjection",
+    "MODELS",
+    "ScoreMLP",
+    "get_model",
+    "sinusoidal_embedding",
+]

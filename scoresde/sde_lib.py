@@ -1,0 +1,450 @@
+"""Stochastic differential equations that diffuse data into noise.
+
+Song et al., "Score-Based Generative Modeling through Stochastic Differential Equations",
+ICLR 2021 (arXiv:2011.13456), write the forward process as the Itô SDE (their eq. 5)
+
+    dx = f(x, t) dt + g(t) dw,   t in [0, T],
+
+whose reverse in time is (eq. 6)
+
+    dx = [f(x, t) - g(t)^2 grad_x log p_t(x)] dt + g(t) dw_bar,
+
+and whose probability-flow ODE has the same marginals p_t (eq. 13)
+
+    dx/dt = f(x, t) - 1/2 g(t)^2 grad_x log p_t(x).
+
+Every SDE here is linear in x, so its perturbation kernel is Gaussian,
+
+    p_0t(x(t) | x(0)) = N(alpha(t) x(0), sigma(t)^2 I),
+
+and the whole library is written in terms of the two scalar functions alpha(t) (`alpha`) and
+sigma(t) (`sigma`), and the log signal-to-noise ratio lambda(t) = log(alpha^2 / sigma^2)
+(`log_snr`) with its inverse (`t_from_log_snr`). Losses, samplers and the score adapter ask an SDE
+for these instead of testing its type, so a user-defined subclass works everywhere.
+
+Conventions follow score_sde (Song et al.'s code): T = 1, `N` is the number of steps of the
+discrete chain the SDE is the limit of (DDPM for VP, SMLD/NCSN for VE) and only a default for
+samplers, `t` is a tensor of shape (batch,) (a Python float or a 0-d tensor is accepted too), and
+every method works for data of any shape (batch, *dims).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from typing import Callable
+
+import torch
+
+ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def broadcast_to_data(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Reshape a per-example tensor of shape (batch,) (or a scalar) to broadcast against `x`.
+
+    Args:
+        v: shape (batch,) or () .
+        x: shape (batch, *dims).
+
+    Returns:
+        `v` viewed as (batch, 1, ..., 1) with x.ndim dimensions (a 0-d `v` is returned as is).
+    """
+    if v.ndim == 0:
+        return v
+    return v.reshape(v.shape[0], *([1] * (x.ndim - 1)))
+
+
+class SDE(abc.ABC):
+    """A linear forward SDE dx = f(x, t) dt + g(t) dw with Gaussian perturbation kernels.
+
+    Subclasses implement `sde`, `alpha`, `sigma`, `t_from_log_snr`, `prior_sampling` and
+    `prior_logp`; everything else (marginals, discretization, reverse SDE, probability-flow ODE,
+    log-SNR) is derived here. `_alpha`, `_sigma` and `_sde` are the unchecked versions that
+    subclasses write; the public methods validate `t` first.
+
+    Args:
+        N: number of discretization steps of the discrete chain (a default for samplers).
+
+    Raises:
+        ValueError: if N < 1.
+    """
+
+    def __init__(self, N: int):
+        if not isinstance(N, int) or isinstance(N, bool) or N < 1:
+            raise ValueError(f"N (number of discretization steps) must be an integer >= 1, got {N!r}")
+        self.N = N
+
+    @property
+    def T(self) -> float:
+        """End time of the forward SDE."""
+        return 1.0
+
+    # -- what a subclass writes ------------------------------------------------------------
+    @abc.abstractmethod
+    def _drift_and_diffusion(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f(x, t) shaped like x, and g(t) shaped (batch,). `t` is already validated."""
+
+    @abc.abstractmethod
+    def _alpha(self, t: torch.Tensor) -> torch.Tensor:
+        """alpha(t), the scale of x(0) in the perturbation kernel, for a validated t."""
+
+    @abc.abstractmethod
+    def _sigma(self, t: torch.Tensor) -> torch.Tensor:
+        """sigma(t), the noise std of the perturbation kernel, for a validated t."""
+
+    @abc.abstractmethod
+    def t_from_log_snr(self, log_snr: torch.Tensor) -> torch.Tensor:
+        """The inverse of `log_snr`: the time t with log(alpha(t)^2 / sigma(t)^2) = log_snr."""
+
+    @abc.abstractmethod
+    def prior_sampling(
+        self,
+        shape: tuple[int, ...],
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> torch.Tensor:
+        """Draw x(T) from the prior p_T, shape `shape` = (batch, *dims)."""
+
+    @abc.abstractmethod
+    def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
+        """log p_T(z) summed over all but the batch dimension; shape (batch,)."""
+
+    # -- validated public API ----------------------------------------------------------------
+    def check_time(self, t: torch.Tensor | float, like: torch.Tensor | None = None) -> torch.Tensor:
+        """Turn `t` into a tensor and check that it lies in [0, T].
+
+        Args:
+            t: a float, a 0-d tensor or a tensor of shape (batch,).
+            like: optional tensor whose device (and floating dtype) `t` is moved to.
+
+        Returns:
+            `t` as a floating tensor.
+
+        Raises:
+            ValueError: if any t is outside [0, T] or is NaN, or t has more than one dimension.
+        """
+        if not torch.is_tensor(t):
+            t = torch.tensor(float(t))
+        if like is not None:
+            dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
+            t = t.to(device=like.device, dtype=dtype)
+        elif not t.is_floating_point():
+            t = t.to(torch.get_default_dtype())
+        if t.ndim > 1:
+            raise ValueError(f"t must be a scalar or a 1-D tensor of shape (batch,), got shape {tuple(t.shape)}")
+        if bool(torch.any((t < 0) | (t > self.T) | torch.isnan(t))):
+            raise ValueError(f"t must lie in [0, T] = [0, {self.T}], got values in [{t.min().item()}, {t.max().item()}]")
+        return t
+
+    def sde(self, x: torch.Tensor, t: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Drift f(x, t) (shaped like x) and diffusion g(t) (shape (batch,) or ()) of eq. 5."""
+        return self._drift_and_diffusion(x, self.check_time(t, x))
+
+    def alpha(self, t: torch.Tensor | float) -> torch.Tensor:
+        """alpha(t): the mean of the perturbation kernel is alpha(t) x(0)."""
+        return self._alpha(self.check_time(t))
+
+    def sigma(self, t: torch.Tensor | float) -> torch.Tensor:
+        """sigma(t): the standard deviation of the perturbation kernel."""
+        return self._sigma(self.check_time(t))
+
+    def log_snr(self, t: torch.Tensor | float) -> torch.Tensor:
+        """lambda(t) = log(alpha(t)^2 / sigma(t)^2), decreasing in t (Kingma et al. 2021)."""
+        t = self.check_time(t)
+        return 2.0 * (torch.log(self._alpha(t)) - torch.log(self._sigma(t)))
+
+    def marginal_prob(self, x: torch.Tensor, t: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean alpha(t) x(0) (shaped like x) and std sigma(t) (shape (batch,)) of p_0t(x(t) | x(0))."""
+        t = self.check_time(t, x)
+        return broadcast_to_data(self._alpha(t), x) * x, self._sigma(t)
+
+    def perturb(
+        self, x0: torch.Tensor, t: torch.Tensor | float, noise: torch.Tensor
+    ) -> torch.Tensor:
+        """x(t) = alpha(t) x(0) + sigma(t) z, a draw from p_0t(. | x(0)) given z ~ N(0, I)."""
+        mean, std = self.marginal_prob(x0, t)
+        return mean + broadcast_to_data(std, x0) * noise
+
+    def discretize(self, x: torch.Tensor, t: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of the discrete chain x_{i+1} = x_i + f_i + G_i z_i at t = t_i.
+
+        The default is Euler–Maruyama with step T / N: f_i = f(x, t) T/N, G_i = g(t) sqrt(T/N).
+        VP and VE override it with the DDPM and SMLD chains they are the limits of.
+
+        Returns:
+            f_i shaped like x and G_i of shape (batch,).
+        """
+        drift, diffusion = self.sde(x, t)
+        dt = self.T / self.N
+        return drift * dt, diffusion * math.sqrt(dt)
+
+    def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> "ReverseSDE":
+        """The reverse-time SDE (eq. 6) or the probability-flow ODE (eq. 13) for `score_fn`."""
+        return ReverseSDE(self, score_fn, probability_flow)
+
+    def discrete_marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(alpha_i, sigma_i) for i = 0..N-1 of the discrete chain this SDE is the limit of.
+
+        Used by the discrete DDPM / SMLD losses. SDEs without such a chain raise.
+
+        Raises:
+            ValueError: always, in the base class.
+        """
+        raise ValueError(
+            f"{type(self).__name__} has no discrete chain with closed-form marginals; "
+            "use the continuous-time DSM loss"
+        )
+
+    def discrete_index(self, t: torch.Tensor) -> torch.Tensor:
+        """Index i of the discrete chain at time t: round-down of t (N - 1) / T, as score_sde."""
+        return (t * (self.N - 1) / self.T).long().clamp(0, self.N - 1)
+
+
+class ReverseSDE:
+    """dx = [f - g^2 score] dt + g dw_bar, or with probability_flow the ODE dx/dt = f - g^2 score / 2.
+
+    Time runs from T to 0: a step from t to t - h moves x by -drift * h (+ noise). Shares `T`, `N`
+    with the forward SDE.
+    """
+
+    def __init__(self, forward: SDE, score_fn: ScoreFn, probability_flow: bool = False):
+        self.forward = forward
+        self.score_fn = score_fn
+        self.probability_flow = probability_flow
+        self.T = forward.T
+        self.N = forward.N
+
+    def _weight(self) -> float:
+        return 0.5 if self.probability_flow else 1.0
+
+    def sde(self, x: torch.Tensor, t: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Drift f - w g^2 score and diffusion (g, or 0 for the ODE); w = 1/2 for the ODE else 1."""
+        t = self.forward.check_time(t, x)
+        drift, diffusion = self.forward._drift_and_diffusion(x, t)
+        score = self.score_fn(x, t.expand(x.shape[0]) if t.ndim == 0 else t)
+        drift = drift - broadcast_to_data(diffusion**2, x) * score * self._weight()
+        return drift, torch.zeros_like(diffusion) if self.probability_flow else diffusion
+
+    def discretize(self, x: torch.Tensor, t: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The reverse of the forward chain step: f_i - w G_i^2 score and G_i (0 for the ODE)."""
+        t = self.forward.check_time(t, x)
+        f, G = self.forward.discretize(x, t)
+        score = self.score_fn(x, t.expand(x.shape[0]) if t.ndim == 0 else t)
+        rev_f = f - broadcast_to_data(G**2, x) * score * self._weight()
+        return rev_f, torch.zeros_like(G) if self.probability_flow else G
+
+
+def _standard_normal_logp(z: torch.Tensor, std: float) -> torch.Tensor:
+    """log N(z; 0, std^2 I) summed over all but the batch dimension."""
+    d = z[0].numel()
+    sq = z.reshape(z.shape[0], -1).pow(2).sum(dim=1)
+    return -0.5 * d * math.log(2 * math.pi * std**2) - sq / (2 * std**2)
+
+
+def _gaussian_prior_sample(shape, generator, device, dtype, std: float) -> torch.Tensor:
+    if generator is not None and device is None:
+        device = generator.device
+    return std * torch.randn(*shape, generator=generator, device=device, dtype=dtype)
+
+
+class _LinearBetaSDE(SDE):
+    """Shared pieces of VP and sub-VP: beta(t) = beta_min + t (beta_max - beta_min), prior N(0, I)."""
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000):
+        super().__init__(N)
+        if not beta_min > 0:
+            raise ValueError(f"beta_min must be > 0, got {beta_min!r}")
+        if not beta_max > beta_min:
+            raise ValueError(f"beta_max must be > beta_min, got beta_min={beta_min!r}, beta_max={beta_max!r}")
+        self.beta_0 = float(beta_min)
+        self.beta_1 = float(beta_max)
+
+    def beta(self, t: torch.Tensor) -> torch.Tensor:
+        """beta(t) = beta_min + t (beta_max - beta_min)."""
+        return self.beta_0 + t * (self.beta_1 - self.beta_0)
+
+    def _log_mean_coeff(self, t: torch.Tensor) -> torch.Tensor:
+        """log alpha(t) = -1/2 int_0^t beta(s) ds = -t^2 (beta_max - beta_min) / 4 - t beta_min / 2."""
+        return -0.25 * t**2 * (self.beta_1 - self.beta_0) - 0.5 * t * self.beta_0
+
+    def _alpha(self, t):
+        return torch.exp(self._log_mean_coeff(t))
+
+    def _t_from_log_alpha(self, log_alpha: torch.Tensor) -> torch.Tensor:
+        """Solve (beta_max - beta_min) t^2 / 2 + beta_min t = c with c = -2 log alpha >= 0.
+
+        Written as t = 2c / (beta_min + sqrt(beta_min^2 + 2 (beta_max - beta_min) c)), the root
+        that is stable when beta_max is close to beta_min.
+        """
+        c = -2.0 * log_alpha
+        delta = self.beta_1 - self.beta_0
+        return 2.0 * c / (self.beta_0 + torch.sqrt(self.beta_0**2 + 2.0 * delta * c))
+
+    def prior_sampling(self, shape, *, generator=None, device=None, dtype=torch.float32):
+        """x(T) ~ N(0, I)."""
+        return _gaussian_prior_sample(shape, generator, device, dtype, 1.0)
+
+    def prior_logp(self, z):
+        """log N(z; 0, I)."""
+        return _standard_normal_logp(z, 1.0)
+
+
+class VPSDE(_LinearBetaSDE):
+    """Variance-preserving SDE, the continuous limit of DDPM (Song et al. 2021, eq. 11).
+
+        dx = -1/2 beta(t) x dt + sqrt(beta(t)) dw,
+        alpha(t) = exp(-1/2 int_0^t beta),  sigma(t)^2 = 1 - alpha(t)^2.
+
+    Args:
+        beta_min: beta(0) > 0.
+        beta_max: beta(1) > beta_min.
+        N: steps of the DDPM chain with betas linspace(beta_min / N, beta_max / N, N).
+    """
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000):
+        super().__init__(beta_min, beta_max, N)
+        self.discrete_betas = torch.linspace(self.beta_0 / N, self.beta_1 / N, N, dtype=torch.float64)
+        self.alphas_cumprod = torch.cumprod(1.0 - self.discrete_betas, dim=0)
+
+    def _check_chain(self) -> None:
+        """The DDPM chain needs every beta_i = beta / N < 1 (samplers do not: they take any steps)."""
+        if self.beta_1 / self.N >= 1:
+            raise ValueError(
+                f"the DDPM chain needs beta_max / N < 1, got beta_max={self.beta_1}, N={self.N}; "
+                "raise N (samplers take their own step counts and are not limited by N)"
+            )
+
+    def _drift_and_diffusion(self, x, t):
+        beta_t = self.beta(t)
+        return -0.5 * broadcast_to_data(beta_t, x) * x, torch.sqrt(beta_t)
+
+    def _sigma(self, t):
+        return torch.sqrt(-torch.expm1(2.0 * self._log_mean_coeff(t)))
+
+    def t_from_log_snr(self, log_snr):
+        """alpha^2 = sigmoid(lambda), so log alpha = -softplus(-lambda) / 2."""
+        return self._t_from_log_alpha(-0.5 * torch.nn.functional.softplus(-log_snr))
+
+    def discretize(self, x, t):
+        """DDPM (Ho et al. 2020) step: x_{i+1} = sqrt(1 - beta_i) x_i + sqrt(beta_i) z."""
+        self._check_chain()
+        t = self.check_time(t, x)
+        i = self.discrete_index(t)
+        beta = self.discrete_betas.to(x.device)[i].to(x.dtype)
+        f = broadcast_to_data(torch.sqrt(1.0 - beta), x) * x - x
+        return f, torch.sqrt(beta)
+
+    def discrete_marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """alpha_i = sqrt(prod_{j<=i}(1 - beta_j)) and sigma_i = sqrt(1 - alpha_i^2) of the DDPM chain."""
+        self._check_chain()
+        return torch.sqrt(self.alphas_cumprod), torch.sqrt(1.0 - self.alphas_cumprod)
+
+
+class subVPSDE(_LinearBetaSDE):
+    """Sub-variance-preserving SDE (Song et al. 2021, eq. 12); its variance never exceeds VP's.
+
+        dx = -1/2 beta(t) x dt + sqrt(beta(t) (1 - exp(-2 int_0^t beta))) dw,
+        alpha(t) = exp(-1/2 int_0^t beta),  sigma(t) = 1 - alpha(t)^2.
+
+    Its discrete chain is the Euler–Maruyama one (the default `discretize`).
+    """
+
+    def _drift_and_diffusion(self, x, t):
+        beta_t = self.beta(t)
+        discount = -torch.expm1(4.0 * self._log_mean_coeff(t))
+        return -0.5 * broadcast_to_data(beta_t, x) * x, torch.sqrt(beta_t * discount)
+
+    def _sigma(self, t):
+        return -torch.expm1(2.0 * self._log_mean_coeff(t))
+
+    def t_from_log_snr(self, log_snr):
+        """Solve u / (1 - u)^2 = exp(lambda) for u = alpha^2 in (0, 1).
+
+        With r = exp(-lambda): u = 2 / (2 + r + sqrt(r^2 + 4 r)), i.e.
+        -log u = log1p((r + sqrt(r^2 + 4r)) / 2), free of cancellation at both ends.
+        """
+        r = torch.exp(-log_snr)
+        minus_log_u = torch.log1p(0.5 * (r + torch.sqrt(r * r + 4.0 * r)))
+        return self._t_from_log_alpha(-0.5 * minus_log_u)
+
+
+class VESDE(SDE):
+    """Variance-exploding SDE, the continuous limit of SMLD / NCSN (Song et al. 2021, eq. 9).
+
+        dx = sqrt(d sigma(t)^2 / dt) dw,  sigma(t) = sigma_min (sigma_max / sigma_min)^t,
+        alpha(t) = 1.
+
+    Like score_sde, `marginal_prob` returns sigma(t) itself as the std: the kernel of SMLD, where
+    the data are already perturbed by N(0, sigma_min^2). Started from a noiseless x(0) the SDE's
+    exact variance is sigma(t)^2 - sigma_min^2, which differs by sigma_min^2.
+
+    Args:
+        sigma_min: sigma(0) > 0.
+        sigma_max: sigma(1) > sigma_min.
+        N: levels of the SMLD chain, geometric from sigma_min to sigma_max.
+    """
+
+    def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, N: int = 1000):
+        super().__init__(N)
+        if not sigma_min > 0:
+            raise ValueError(f"sigma_min must be > 0, got {sigma_min!r}")
+        if not sigma_max > sigma_min:
+            raise ValueError(f"sigma_max must be > sigma_min, got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}")
+        self.sigma_min = float(sigma_min)
+        self.sigma_max = float(sigma_max)
+        self._log_ratio = math.log(self.sigma_max / self.sigma_min)
+        self.discrete_sigmas = torch.exp(
+            torch.linspace(math.log(self.sigma_min), math.log(self.sigma_max), N, dtype=torch.float64)
+        )
+
+    def _drift_and_diffusion(self, x, t):
+        diffusion = self._sigma(t) * math.sqrt(2.0 * self._log_ratio)
+        return torch.zeros_like(x), diffusion
+
+    def _alpha(self, t):
+        return torch.ones_like(t)
+
+    def _sigma(self, t):
+        return self.sigma_min * torch.exp(t * self._log_ratio)
+
+    def t_from_log_snr(self, log_snr):
+        """lambda = -2 log sigma(t), so t = (-lambda / 2 - log sigma_min) / log(sigma_max / sigma_min)."""
+        return (-0.5 * log_snr - math.log(self.sigma_min)) / self._log_ratio
+
+    def prior_sampling(self, shape, *, generator=None, device=None, dtype=torch.float32):
+        """x(T) ~ N(0, sigma_max^2 I)."""
+        return _gaussian_prior_sample(shape, generator, device, dtype, self.sigma_max)
+
+    def prior_logp(self, z):
+        """log N(z; 0, sigma_max^2 I)."""
+        return _standard_normal_logp(z, self.sigma_max)
+
+    def discretize(self, x, t):
+        """SMLD step: x_{i+1} = x_i + sqrt(sigma_i^2 - sigma_{i-1}^2) z, with sigma_{-1} = 0."""
+        t = self.check_time(t, x)
+        i = self.discrete_index(t)
+        sigmas = self.discrete_sigmas.to(x.device)
+        sigma = sigmas[i]
+        previous = torch.where(i == 0, torch.zeros_like(sigma), sigmas[(i - 1).clamp(min=0)])
+        return torch.zeros_like(x), torch.sqrt(sigma**2 - previous**2).to(x.dtype)
+
+    def discrete_marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """alpha_i = 1 and sigma_i of the SMLD noise levels, increasing in i."""
+        return torch.ones_like(self.discrete_sigmas), self.discrete_sigmas
+
+
+SDES = {"vpsde": VPSDE, "subvpsde": subVPSDE, "vesde": VESDE}
+
+
+def get_sde(name: str, **kwargs) -> SDE:
+    """Build an SDE by name (`vpsde`, `subvpsde`, `vesde`, case-insensitive).
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones.
+    """
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in SDES:
+        raise ValueError(f"unknown SDE {name!r}; valid names: {', '.join(SDES)}")
+    return SDES[key](**kwargs)
