@@ -1,0 +1,198 @@
+"""Pictures of samples and training curves, written straight to files.
+
+Figures are built with ``matplotlib.figure.Figure`` on an Agg canvas, so nothing here touches
+pyplot or the global matplotlib backend and the functions are safe in headless runs and threads.
+Image grids are composed in numpy and written by Pillow. Every function creates the parent
+directories of its output path, accepts numpy arrays or torch tensors, and returns the path it
+wrote.
+"""
+
+import math
+import os
+import pathlib
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from PIL import Image
+
+from scoresde.data import to_numpy
+
+MIN_IMAGE_PIXELS = 64
+BORDER_VALUE = 128
+PANEL_INCHES = 4.0
+DPI = 100
+
+
+def _output_path(path: str | os.PathLike) -> pathlib.Path:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _save_figure(figure: Figure, path: str | os.PathLike) -> pathlib.Path:
+    path = _output_path(path)
+    FigureCanvasAgg(figure)
+    figure.savefig(path, dpi=DPI)
+    return path
+
+
+def _points_2d(points: np.ndarray | torch.Tensor, what: str) -> np.ndarray:
+    points = to_numpy(points)
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) == 0:
+        raise ValueError(f"{what} must have shape (n, 2) with n >= 1, got {points.shape}")
+    return points
+
+
+def _auto_limits(points: np.ndarray) -> tuple[float, float]:
+    finite = points[np.isfinite(points)]
+    if finite.size == 0:
+        return -1.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    margin = 0.05 * (high - low) or 1.0
+    return low - margin, high + margin
+
+
+def save_scatter(path: str | os.PathLike, samples: np.ndarray | torch.Tensor,
+                 reference: np.ndarray | torch.Tensor | None = None, *, title: str | None = None,
+                 limits: tuple[float, float] | None = None) -> pathlib.Path:
+    """Saves a scatter plot of 2-D samples, with the reference data in a panel beside them.
+
+    Args:
+        path: output file; the format follows the extension (PNG when there is none).
+        samples: points of shape (n, 2); non-finite points are left out of the plot.
+        reference: optional data points of shape (m, 2), drawn in a left panel "data" next to a
+            right panel "samples", on the same axes.
+        title: optional figure title.
+        limits: ``(low, high)`` used for both axes of every panel; by default the range of the
+            reference (or of the samples without one) plus a 5% margin, so that a few diverged
+            samples do not squash the picture.
+
+    Returns:
+        the path written.
+
+    Raises:
+        ValueError: if ``samples`` or ``reference`` is not of shape (n, 2) or ``limits`` is not
+            an increasing pair.
+    """
+    samples = _points_2d(samples, "samples")
+    panels = [("samples", samples, "tab:blue")]
+    if reference is not None:
+        panels.insert(0, ("data", _points_2d(reference, "reference"), "tab:gray"))
+    if limits is None:
+        limits = _auto_limits(panels[0][1])
+    if len(limits) != 2 or not limits[0] < limits[1]:
+        raise ValueError(f"limits must be a pair (low, high) with low < high, got {limits}")
+    figure = Figure(figsize=(PANEL_INCHES * len(panels), PANEL_INCHES + 0.4))
+    for index, (label, points, colour) in enumerate(panels):
+        axes = figure.add_subplot(1, len(panels), index + 1)
+        axes.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, color=colour, linewidths=0)
+        axes.set(xlim=limits, ylim=limits, aspect="equal", title=f"{label} (n={len(points)})")
+    if title is not None:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
+def _grid_array(images: np.ndarray, nrow: int, scale: int) -> np.ndarray:
+    """Composes (N, C, H, W) uint8 images into one (rows*(sH+1)+1, nrow*(sW+1)+1, C) array."""
+    count, channels, height, width = images.shape
+    rows = math.ceil(count / nrow)
+    big = images.repeat(scale, axis=2).repeat(scale, axis=3).transpose(0, 2, 3, 1)
+    cell_h, cell_w = height * scale + 1, width * scale + 1
+    grid = np.full((rows * cell_h + 1, nrow * cell_w + 1, channels), BORDER_VALUE, np.uint8)
+    for index in range(count):
+        top, left = (index // nrow) * cell_h + 1, (index % nrow) * cell_w + 1
+        grid[top:top + cell_h - 1, left:left + cell_w - 1] = big[index]
+    return grid
+
+
+def save_image_grid(path: str | os.PathLike, images: np.ndarray | torch.Tensor, *,
+                    nrow: int | None = None, scale: int | None = None) -> pathlib.Path:
+    """Saves images as one PNG grid, upscaled with nearest-neighbour so small images are visible.
+
+    Images are clipped to [0, 1] (non-finite values become 0), quantised to 8 bits, enlarged by
+    an integer ``scale`` and placed row by row with a 1-pixel grey (128) border around each.
+    The output is ``rows * (H * scale + 1) + 1`` pixels high and ``nrow * (W * scale + 1) + 1``
+    wide, with ``rows = ceil(N / nrow)``; unused cells of the last row stay grey.
+
+    Args:
+        path: output file (always written as PNG).
+        images: array of shape (N, C, H, W), C = 1 (grey) or 3 (RGB), values in [0, 1].
+        nrow: images per row; default ceil(sqrt(N)).
+        scale: enlargement factor; default the smallest making each image at least 64 pixels
+            on its shorter side (8 for 8x8 digits).
+
+    Returns:
+        the path written.
+
+    Raises:
+        ValueError: if ``images`` is not NCHW with C in {1, 3} and N >= 1, or ``nrow`` or
+            ``scale`` is smaller than 1.
+    """
+    images = to_numpy(images, np.float32)
+    if images.ndim != 4 or images.shape[1] not in (1, 3) or 0 in images.shape:
+        raise ValueError(f"images must have shape (N, C, H, W), C = 1 or 3, got {images.shape}")
+    nrow = math.ceil(math.sqrt(len(images))) if nrow is None else nrow
+    scale = math.ceil(MIN_IMAGE_PIXELS / min(images.shape[2:])) if scale is None else scale
+    if nrow < 1 or scale < 1:
+        raise ValueError(f"nrow and scale must be >= 1, got nrow={nrow}, scale={scale}")
+    levels = np.clip(np.nan_to_num(images, nan=0.0, posinf=0.0, neginf=0.0), 0.0, 1.0)
+    grid = _grid_array(np.round(levels * 255.0).astype(np.uint8), nrow, scale)
+    picture = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
+    path = _output_path(path)
+    picture.save(path, format="PNG")
+    return path
+
+
+def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    cumulative = np.cumsum(np.concatenate([[0.0], values]))
+    return (cumulative[window:] - cumulative[:-window]) / window
+
+
+def save_loss_curve(path: str | os.PathLike, steps: np.ndarray | torch.Tensor,
+                    losses: np.ndarray | torch.Tensor, *, title: str | None = None,
+                    window: int | None = None) -> pathlib.Path:
+    """Saves a plot of the training loss against the step, with its moving average.
+
+    Non-finite losses are left out. The y axis is logarithmic when all remaining losses are
+    positive.
+
+    Args:
+        path: output file; the format follows the extension (PNG when there is none).
+        steps: step numbers of shape (n,).
+        losses: loss values of shape (n,).
+        title: optional plot title.
+        window: moving-average window in points; default max(1, n // 20) (of the finite points).
+
+    Returns:
+        the path written.
+
+    Raises:
+        ValueError: if ``steps`` and ``losses`` are not 1-D of the same non-zero length, or
+            ``window < 1``.
+    """
+    steps, losses = to_numpy(steps), to_numpy(losses)
+    if steps.ndim != 1 or steps.shape != losses.shape or len(steps) == 0:
+        raise ValueError(
+            f"steps and losses must be 1-D of the same length >= 1, got {steps.shape} and "
+            f"{losses.shape}"
+        )
+    if window is not None and window < 1:
+        raise ValueError(f"window must be >= 1, got {window}")
+    finite = np.isfinite(losses) & np.isfinite(steps)
+    steps, losses = steps[finite], losses[finite]
+    window = min(window or max(1, len(losses) // 20), max(len(losses), 1))
+    figure = Figure(figsize=(6.0, 4.0))
+    axes = figure.add_subplot(1, 1, 1)
+    axes.plot(steps, losses, color="tab:blue", alpha=0.3, linewidth=0.8, label="loss")
+    if len(losses) >= window > 1:
+        axes.plot(steps[window - 1:], _moving_average(losses, window), color="tab:blue",
+                  linewidth=1.5, label=f"moving average ({window})")
+    if len(losses) and np.all(losses > 0):
+        axes.set_yscale("log")
+    axes.set(xlabel="step", ylabel="loss", title=title or "")
+    axes.legend(loc="upper right")
+    figure.tight_layout()
+    return _save_figure(figure, path)
