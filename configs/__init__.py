@@ -1,0 +1,1 @@
+"""Experiment configurations: `base.py` holds every default, each other file overrides a few."""

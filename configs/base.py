@@ -1,0 +1,78 @@
+"""Every configurable value with its default. Experiment files start from `get_config()` here.
+
+Override any value on the command line: `--config.training.n_steps=200`.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 42
+    config.device = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+
+    config.data = data = ml_collections.ConfigDict()
+    data.dataset = "eight_gaussians"  # a toy name, "digits", or "npz" (with data.path)
+    data.path = ""  # the .npz file for dataset="npz"
+    data.n_examples = 10000  # toy data only: how many points to generate
+    data.pad_to = 0  # images: zero-pad to this square size (0: no padding)
+    data.centered = True  # images: scale [0, 1] to [-1, 1] for the model
+    data.test_fraction = 0.1  # held out for the quality figure
+
+    config.sde = sde = ml_collections.ConfigDict()
+    sde.name = "vpsde"  # "vpsde", "subvpsde", "vesde"
+    sde.beta_min = 0.1  # VP / sub-VP
+    sde.beta_max = 20.0
+    sde.sigma_min = 0.01  # VE
+    sde.sigma_max = 50.0
+    sde.num_scales = 1000  # N: steps of the discrete chain, the default sampler step count
+
+    config.model = model = ml_collections.ConfigDict()
+    model.name = "mlp"
+    model.width = 256
+    model.depth = 3
+    model.embed_dim = 128
+    model.time_embedding = "fourier"  # "fourier" or "sinusoidal"
+    model.fourier_scale = 16.0
+    model.dropout = 0.0
+    model.parameterization = "eps"  # what the network predicts: "score", "eps" or "x0"
+    model.time_label = "t"  # what the network is told: "t", "sigma", "log_sigma", "999t", "index"
+    model.scale_input = True  # feed x / sqrt(alpha^2 sigma_data^2 + sigma^2)
+    model.sigma_data = 0.5
+    model.ema_decay = 0.999
+
+    config.training = training = ml_collections.ConfigDict()
+    training.batch_size = 256
+    training.n_steps = 5000
+    training.eps = 1e-5  # smallest diffusion time seen in training
+    training.weighting = "sigma2"  # "sigma2" or "likelihood"
+    training.reduce = "mean"  # over data dimensions: "mean" or "sum"
+    training.log_freq = 100
+    training.checkpoint_freq = 1000
+    training.keep_checkpoints = 3
+    training.sample_freq = 1000  # write a picture of samples every this many steps (0: never)
+    training.progress = True  # progress bar (only on a terminal)
+
+    config.optim = optim = ml_collections.ConfigDict()
+    optim.lr = 1e-3
+    optim.beta1 = 0.9
+    optim.eps = 1e-8
+    optim.weight_decay = 0.0
+    optim.warmup = 100  # linear learning-rate warm-up steps
+    optim.grad_clip = 1.0  # max gradient norm (0: no clipping)
+
+    config.sampling = sampling = ml_collections.ConfigDict()
+    sampling.sampler = "euler_maruyama"
+    sampling.steps = 1000
+    sampling.eps = 1e-3
+    sampling.time_grid = "uniform"  # "uniform", "log_snr", "karras"
+    sampling.denoise = True  # a final Tweedie denoising step
+    sampling.n_samples = 1000
+    sampling.batch_size = 1000
+    sampling.use_ema = True
+    sampling.checkpoint = ""  # sample mode: a checkpoint directory (default: the latest)
+    sampling.seed = 0
+
+    config.eval = evaluation = ml_collections.ConfigDict()
+    evaluation.n_projections = 512  # sliced Wasserstein directions
+    return config

@@ -1,0 +1,40 @@
+"""Command-line entry point: train a score model or sample from one.
+
+    python main.py --config configs/toy_vp.py --workdir runs/toy_vp --mode train
+    python main.py --config configs/toy_vp.py --workdir runs/toy_vp --mode sample \
+        --config.sampling.steps=500
+
+Any config value can be overridden with --config.<group>.<key>=<value>. Training resumes from the
+newest complete checkpoint in --workdir.
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from scoresde import run_lib
+
+MODES = {"train": run_lib.train, "sample": run_lib.sample}
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Experiment configuration file (configs/*.py).", lock_config=True)
+flags.DEFINE_string("workdir", None, "Work directory for checkpoints, logs and samples.")
+flags.DEFINE_enum("mode", "train", list(MODES), "What to run.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.INFO)
+    try:
+        MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
+    except (ValueError, FileNotFoundError, FloatingPointError) as err:
+        logging.error("%s", err)
+        sys.exit(f"error: {err}")
+    print(f"done: {FLAGS.mode} results in {FLAGS.workdir}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,26 @@
+"""scoresde: score-based generative modeling through stochastic differential equations.
+
+The modules follow the dataflow of Song et al. (2021): `sde_lib` (forward SDEs) -> `losses`
+(score matching) -> `models` (score networks) -> `score` (network output -> score function) ->
+`samplers` (reverse-time SDE / ODE solvers).
+"""
+
+from scoresde import losses, metrics, samplers, sde_lib
+from scoresde.score import NetworkScore, get_score_fn
+from scoresde.sde_lib import SDE, VESDE, VPSDE, get_sde, subVPSDE
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "SDE",
+    "NetworkScore",
+    "VESDE",
+    "VPSDE",
+    "get_score_fn",
+    "get_sde",
+    "losses",
+    "metrics",
+    "samplers",
+    "sde_lib",
+    "subVPSDE",
+]

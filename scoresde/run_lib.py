@@ -1,0 +1,302 @@
+"""Orchestration for main.py: train and sample from a config. The only module that reads configs.
+
+It translates an `ml_collections` config into keyword arguments for the library at the edge, and
+owns the side effects: the work directory, checkpoints, logs, pictures and progress bars.
+
+Work directory layout:
+
+    checkpoints/step_<k>/   complete checkpoints (see scoresde.checkpoint)
+    metrics.jsonl           one JSON record per log interval: step, loss, lr, steps/s
+    samples/step_<k>.png    sample pictures during training
+    samples.npz, samples.png, loss.png, quality.json   written at the end of training / by sample
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from absl import logging
+from tqdm.auto import tqdm
+
+from scoresde import checkpoint, data, losses, metrics, plotting, samplers
+from scoresde.models import ExponentialMovingAverage, get_model
+from scoresde.score import NetworkScore
+from scoresde.sde_lib import SDES, SDE, get_sde
+
+METRICS_FILE = "metrics.jsonl"
+
+
+# -- building the pieces ---------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> CUDA when available, else CPU; "cuda..." must be available."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"config.device: unknown device {name!r}; use 'auto', 'cpu' or 'cuda[:k]'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"config.device={name!r} but CUDA is not available on this machine; use 'cpu' or 'auto'")
+    return device
+
+
+def build_sde(config) -> SDE:
+    """The SDE named by config.sde.name with the constructor arguments it takes from config.sde."""
+    key = config.sde.name.lower()
+    if key not in SDES:
+        raise ValueError(f"config.sde.name: unknown SDE {config.sde.name!r}; valid: {', '.join(SDES)}")
+    accepted = inspect.signature(SDES[key]).parameters
+    kwargs = {k: v for k, v in config.sde.items() if k in accepted}
+    return get_sde(key, N=config.sde.num_scales, **kwargs)
+
+
+def build_model(config, data_shape: tuple[int, ...]) -> torch.nn.Module:
+    """The score network; the keys of config.model not used by the adapter go to the network."""
+    adapter_keys = {"name", "parameterization", "time_label", "scale_input", "sigma_data", "ema_decay"}
+    options = {k: v for k, v in config.model.items() if k not in adapter_keys}
+    return get_model(config.model.name, data_shape, **options)
+
+
+def build_score_fn(config, model: torch.nn.Module, sde: SDE) -> NetworkScore:
+    m = config.model
+    return NetworkScore(
+        model, sde, parameterization=m.parameterization, time_label=m.time_label,
+        scale_input=m.scale_input, sigma_data=m.sigma_data,
+    )
+
+
+def load_data(config) -> tuple[data.Dataset, data.Dataset]:
+    """(train, test) splits of the configured dataset, deterministic given config.seed."""
+    d = config.data
+    dataset = data.load_dataset(
+        d.dataset, n=d.n_examples if d.dataset in data.TOY_DATASETS else None,
+        seed=config.seed, path=d.path or None, pad_to=d.pad_to or None,
+    )
+    return data.train_test_split(dataset, d.test_fraction, seed=config.seed)
+
+
+def to_model_tensor(config, dataset: data.Dataset, device: torch.device) -> torch.Tensor:
+    x = data.to_model_range(dataset.x, config.data.centered) if dataset.is_image else dataset.x
+    return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32, device=device)
+
+
+def to_data_space(config, x: torch.Tensor, is_image: bool) -> np.ndarray:
+    """Samples back in data space: images in [0, 1] (clipped), toy points unchanged."""
+    x = x.detach().cpu().numpy()
+    return np.clip(data.from_model_range(x, config.data.centered), 0, 1) if is_image else x
+
+
+def validate(config) -> None:
+    """Check the training and sampling values that the library would only reject late."""
+    t, o, s = config.training, config.optim, config.sampling
+    checks = [
+        (t.batch_size >= 1, f"config.training.batch_size must be >= 1, got {t.batch_size}"),
+        (t.n_steps >= 1, f"config.training.n_steps must be >= 1, got {t.n_steps}"),
+        (t.log_freq >= 1, f"config.training.log_freq must be >= 1, got {t.log_freq}"),
+        (t.checkpoint_freq >= 1, f"config.training.checkpoint_freq must be >= 1, got {t.checkpoint_freq}"),
+        (t.weighting in losses.WEIGHTINGS, f"config.training.weighting must be one of {losses.WEIGHTINGS}, got {t.weighting!r}"),
+        (o.lr > 0, f"config.optim.lr must be > 0, got {o.lr}"),
+        (o.warmup >= 0 and o.grad_clip >= 0, "config.optim.warmup and config.optim.grad_clip must be >= 0"),
+        (0 <= config.model.ema_decay < 1, f"config.model.ema_decay must lie in [0, 1), got {config.model.ema_decay}"),
+        (s.n_samples >= 1 and s.batch_size >= 1, "config.sampling.n_samples and batch_size must be >= 1"),
+        (s.sampler in samplers.available(), f"config.sampling.sampler: unknown sampler {s.sampler!r}; available: {samplers.available()}"),
+        (0 < config.data.test_fraction < 1, f"config.data.test_fraction must lie in (0, 1), got {config.data.test_fraction}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
+class Experiment:
+    """Everything built from a config: data, SDE, network, EMA, optimizer, score function."""
+
+    def __init__(self, config):
+        validate(config)
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.sde = build_sde(config)
+        self.train_data, self.test_data = load_data(config)
+        torch.manual_seed(config.seed)  # network initialisation
+        self.model = build_model(config, self.train_data.shape).to(self.device)
+        self.ema = ExponentialMovingAverage(self.model, decay=config.model.ema_decay)
+        o = config.optim
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=o.lr, betas=(o.beta1, 0.999), eps=o.eps, weight_decay=o.weight_decay
+        )
+        self.score_fn = build_score_fn(config, self.model, self.sde)
+        self.x_train = to_model_tensor(config, self.train_data, self.device)
+
+    def learning_rate(self, step: int) -> float:
+        """Linear warm-up to config.optim.lr over config.optim.warmup steps."""
+        warmup = self.config.optim.warmup
+        return self.config.optim.lr * min(1.0, (step + 1) / warmup) if warmup else self.config.optim.lr
+
+    def train_step(self, step: int) -> float:
+        """One optimizer step; a pure function of (state, step, seed), so resuming is exact."""
+        c = self.config
+        idx = data.batch_indices(len(self.x_train), c.training.batch_size, step, c.seed)
+        x0 = self.x_train[torch.as_tensor(idx, device=self.device)]
+        generator = torch.Generator(self.device).manual_seed(c.seed * 1_000_003 + step)
+        self.model.train()
+        loss = losses.dsm_loss(
+            self.score_fn, self.sde, x0, eps=c.training.eps, weighting=c.training.weighting,
+            reduce=c.training.reduce, generator=generator,
+        ).mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate(step)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if c.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.optim.grad_clip)
+        self.optimizer.step()
+        self.ema.update(self.model)
+        return loss.item()
+
+    def sample(self, n: int, *, seed: int, progress: bool = False) -> tuple[torch.Tensor, dict]:
+        """n samples (in model space) with the configured sampler, in batches, in eval mode."""
+        s = self.config.sampling
+        generator = torch.Generator(self.device).manual_seed(seed)
+        self.model.eval()
+        chunks, info = [], {}
+        bar = tqdm(total=math.ceil(n / s.batch_size) * s.steps, desc="sampling", disable=None if progress else True, leave=False)
+        for start in range(0, n, s.batch_size):
+            shape = (min(s.batch_size, n - start), *self.train_data.shape)
+            x, info = samplers.sample(
+                s.sampler, self.sde, self.score_fn, shape, steps=s.steps, eps=s.eps, denoise=s.denoise,
+                generator=generator, device=self.device, time_grid=s.time_grid, callback=lambda i, k: bar.update(1),
+            )
+            chunks.append(x)
+        bar.close()
+        return torch.cat(chunks), info
+
+
+# -- work directory helpers --------------------------------------------------------------------
+def _read_metrics(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop records logged after `step` (they belong to steps lost to an interruption)."""
+    kept = [r for r in _read_metrics(path) if r["step"] <= step]
+    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _save_pictures(exp: Experiment, samples: np.ndarray, path: Path) -> None:
+    if exp.train_data.is_image:
+        plotting.save_image_grid(path, samples[:64])
+    else:
+        plotting.save_scatter(path, samples, reference=exp.test_data.x, title=path.stem)
+
+
+def quality(exp: Experiment, samples: np.ndarray) -> dict:
+    """Sliced Wasserstein distance from the samples to held-out data, next to the same distance from
+    as many training examples (the noise floor a perfect model would reach)."""
+    test = exp.test_data.x
+    n = min(len(samples), len(exp.train_data.x))
+    rng = np.random.default_rng(exp.config.seed)
+    train_subset = exp.train_data.x[rng.choice(len(exp.train_data.x), n, replace=False)]
+    k = exp.config.eval.n_projections
+    return {
+        "sliced_wasserstein_to_test": metrics.sliced_wasserstein(samples[:n], test, n_projections=k),
+        "noise_floor_train_to_test": metrics.sliced_wasserstein(train_subset, test, n_projections=k),
+        "n_samples": n,
+        "n_test": len(test),
+    }
+
+
+def _finish(exp: Experiment, workdir: Path, step: int) -> dict:
+    """Samples with the EMA weights, their picture and quality figure, and the loss plot."""
+    c = exp.config
+    with exp.ema.average_parameters(exp.model):
+        x, info = exp.sample(c.sampling.n_samples, seed=c.sampling.seed, progress=c.training.progress)
+    samples = to_data_space(c, x, exp.train_data.is_image)
+    np.savez(workdir / "samples.npz", samples=samples, step=step, nfe=info["nfe"])
+    _save_pictures(exp, samples, workdir / "samples.png")
+    figures = {"step": step, "sampler": c.sampling.sampler, "nfe": info["nfe"], **quality(exp, samples)}
+    (workdir / "quality.json").write_text(json.dumps(figures, indent=2))
+    records = _read_metrics(workdir / METRICS_FILE)
+    if records:
+        plotting.save_loss_curve(workdir / "loss.png", [r["step"] for r in records], [r["loss"] for r in records], title="training loss")
+    return figures
+
+
+# -- modes -------------------------------------------------------------------------------------
+def train(config, workdir: str | Path) -> dict:
+    """Train (resuming from the newest complete checkpoint in workdir) and write samples at the end.
+
+    Returns:
+        The quality figures of the final samples.
+    """
+    workdir = Path(workdir)
+    exp = Experiment(config)
+    ckpt_root = workdir / "checkpoints"
+    checkpoint.clean_partial(ckpt_root)
+    start = 0
+    found = checkpoint.latest(ckpt_root)
+    if found is not None:
+        start = checkpoint.restore(found, exp.model, exp.ema, exp.optimizer)
+        logging.info("resumed from %s (step %d)", found, start)
+    workdir.mkdir(parents=True, exist_ok=True)
+    _truncate_metrics(workdir / METRICS_FILE, start)
+    _training_loop(exp, workdir, start)
+    figures = _finish(exp, workdir, config.training.n_steps)
+    logging.info("quality: %s", json.dumps(figures))
+    return figures
+
+
+def _training_loop(exp: Experiment, workdir: Path, start: int) -> None:
+    c = exp.config.training
+    config_dict = exp.config.to_dict()
+    bar = tqdm(total=c.n_steps, initial=start, desc="training", disable=None if c.progress else True)
+    window, tick = [], time.perf_counter()
+    with open(workdir / METRICS_FILE, "a") as log:
+        for step in range(start, c.n_steps):
+            window.append(exp.train_step(step))
+            bar.update(1)
+            done = step + 1
+            if done % c.log_freq == 0 or done == c.n_steps:
+                record = {"step": done, "loss": float(np.mean(window)), "lr": exp.learning_rate(step),
+                          "steps_per_sec": len(window) / (time.perf_counter() - tick)}
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+                logging.info("step %d  loss %.5f  %.1f steps/s", done, record["loss"], record["steps_per_sec"])
+                window, tick = [], time.perf_counter()
+            if done % c.checkpoint_freq == 0 or done == c.n_steps:
+                checkpoint.save(workdir / "checkpoints", done, exp.model, exp.ema, exp.optimizer, config_dict, keep=c.keep_checkpoints)
+            if c.sample_freq and done % c.sample_freq == 0 and done != c.n_steps:
+                with exp.ema.average_parameters(exp.model):
+                    x, _ = exp.sample(min(exp.config.sampling.n_samples, 256), seed=exp.config.sampling.seed)
+                _save_pictures(exp, to_data_space(exp.config, x, exp.train_data.is_image), workdir / "samples" / f"step_{done:08d}.png")
+    bar.close()
+
+
+def sample(config, workdir: str | Path) -> dict:
+    """Load a checkpoint (EMA weights unless config.sampling.use_ema is False) and write samples."""
+    workdir = Path(workdir)
+    exp = Experiment(config)
+    found = Path(config.sampling.checkpoint) if config.sampling.checkpoint else checkpoint.latest(workdir / "checkpoints")
+    if found is None:
+        raise FileNotFoundError(f"no complete checkpoint in {workdir / 'checkpoints'}; train first or set config.sampling.checkpoint")
+    checkpoint.load_weights(found, exp.model, ema=config.sampling.use_ema)
+    step = checkpoint.step_of(found)
+    x, info = exp.sample(config.sampling.n_samples, seed=config.sampling.seed, progress=True)
+    samples = to_data_space(config, x, exp.train_data.is_image)
+    out = workdir / "sample" / config.sampling.sampler
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "samples.npz", samples=samples, step=step, nfe=info["nfe"])
+    _save_pictures(exp, samples, out / "samples.png")
+    figures = {"checkpoint": str(found), "ema": config.sampling.use_ema, "nfe": info["nfe"], **quality(exp, samples)}
+    (out / "quality.json").write_text(json.dumps(figures, indent=2))
+    logging.info("wrote %s; quality: %s", out, json.dumps(figures))
+    return figures
