@@ -125,8 +125,8 @@ class SDE(abc.ABC):
         Raises:
             ValueError: if any t is outside [0, T] or is NaN, or t has more than one dimension.
         """
-        if not torch.is_tensor(t):
-            t = torch.tensor(float(t))
+        if not torch.is_tensor(t):  # a Python number: keep its full precision
+            t = torch.tensor(float(t), dtype=like.dtype if like is not None and like.is_floating_point() else torch.float64)
         if like is not None:
             dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
             t = t.to(device=like.device, dtype=dtype)
