@@ -5,7 +5,7 @@ The modules follow the dataflow of Song et al. (2021): `sde_lib` (forward SDEs) 
 `samplers` (reverse-time SDE / ODE solvers).
 """
 
-from scoresde import losses, metrics, samplers, sde_lib
+from scoresde import losses, metrics, oracle, samplers, sde_lib
 from scoresde.score import NetworkScore, get_score_fn
 from scoresde.sde_lib import SDE, VESDE, VPSDE, get_sde, subVPSDE
 
@@ -20,6 +20,7 @@ __all__ = [
     "get_sde",
     "losses",
     "metrics",
+    "oracle",
     "samplers",
     "sde_lib",
     "subVPSDE",
