@@ -3,6 +3,20 @@
 `SAMPLERS` maps each name to a loop function `fn(sde, score_fn, x, time_grid, *, generator,
 callback, **options) -> x`; `available()` lists the names. Step functions are importable from the
 sampler modules for people who build their own loops.
+
+| name                 | kind                    | score evaluations     | module                  |
+|----------------------|-------------------------|-----------------------|-------------------------|
+| euler_maruyama       | reverse SDE, 1st order  | 1 per step            | euler_maruyama.py       |
+| reverse_diffusion    | reverse SDE (Song's)    | 1 per step            | predictor_corrector.py  |
+| ancestral            | DDPM / SMLD posterior   | 1 per step            | ancestral.py            |
+| predictor_corrector  | predictor + Langevin    | 1 + corrector_steps   | predictor_corrector.py  |
+| annealed_langevin    | NCSN                    | steps_per_level       | langevin.py             |
+| probability_flow     | adaptive ODE            | adaptive              | adaptive.py             |
+| ode_euler            | ODE, Euler in t         | 1 per step            | ode.py                  |
+| ddim                 | ODE, 1st-order exp.     | 1 per step            | ode.py                  |
+| heun                 | ODE, Karras 2nd order   | 2 per step            | ode.py                  |
+| dpmpp_2m, dpmpp_3m   | ODE, multistep 2nd/3rd  | 1 per step            | ode.py                  |
+| ipndm                | ODE, Adams–Bashforth 4  | 1 per step            | ode.py                  |
 """
 
 from __future__ import annotations
@@ -12,13 +26,39 @@ from typing import Callable, Sequence
 
 import torch
 
+from scoresde.samplers import noise
+from scoresde.samplers.adaptive import probability_flow
+from scoresde.samplers.ancestral import ancestral, ancestral_step
 from scoresde.samplers.euler_maruyama import euler_maruyama, euler_maruyama_step
+from scoresde.samplers.langevin import annealed_langevin, langevin_step
+from scoresde.samplers.ode import ddim, ddim_step, dpm_solver_pp, dpmpp_2m, dpmpp_3m, heun, ipndm, ode_euler
+from scoresde.samplers.predictor_corrector import predictor_corrector, reverse_diffusion, reverse_diffusion_step
 from scoresde.samplers.time_grids import TIME_GRIDS, get_time_grid
 from scoresde.score import denoise as tweedie_denoise
 from scoresde.sde_lib import SDE
 
 SAMPLERS: dict[str, Callable] = {
     "euler_maruyama": euler_maruyama,
+    "reverse_diffusion": reverse_diffusion,
+    "ancestral": ancestral,
+    "predictor_corrector": predictor_corrector,
+    "annealed_langevin": annealed_langevin,
+    "probability_flow": probability_flow,
+    "ode_euler": ode_euler,
+    "ddim": ddim,
+    "heun": heun,
+    "dpmpp_2m": dpmpp_2m,
+    "dpmpp_3m": dpmpp_3m,
+    "ipndm": ipndm,
+}
+
+# The time grid each sampler uses when the caller names none.
+DEFAULT_TIME_GRIDS = {
+    "ddim": "log_snr",
+    "dpmpp_2m": "log_snr",
+    "dpmpp_3m": "log_snr",
+    "heun": "karras",
+    "ipndm": "karras",
 }
 
 DEFAULT_EPS = 1e-3
@@ -54,7 +94,12 @@ def _initial_state(sde, shape, x_T, generator, device) -> torch.Tensor:
         return x_T.to(device) if device is not None else x_T
     if shape is None:
         raise ValueError("give either shape or x_T")
-    return sde.prior_sampling(tuple(shape), generator=generator, device=device)
+    shape = tuple(shape)
+    if generator is None or isinstance(generator, torch.Generator):
+        return sde.prior_sampling(shape, generator=generator, device=device)
+    if len(generator) != shape[0]:
+        raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]} samples; give one per sample")
+    return torch.cat([sde.prior_sampling((1, *shape[1:]), generator=g, device=device) for g in generator])
 
 
 @torch.no_grad()
@@ -68,9 +113,9 @@ def sample(
     steps: int | None = None,
     eps: float | None = None,
     denoise: bool = True,
-    generator: torch.Generator | None = None,
+    generator: noise.Generators = None,
     device: torch.device | str | None = None,
-    time_grid: str | Sequence[float] | torch.Tensor = "uniform",
+    time_grid: str | Sequence[float] | torch.Tensor | None = None,
     callback: Callable[[int, int], None] | None = None,
     **options,
 ) -> tuple[torch.Tensor, dict]:
@@ -82,12 +127,16 @@ def sample(
         score_fn: score_fn(x, t) with t of shape (batch,); a network adapter or an exact score.
         shape: (batch, *dims) of the samples; needed when x_T is not given.
         x_T: initial noise at time T (drawn from the prior when omitted). Its dtype is used.
-        steps: number of steps (default sde.N); ignored by a custom `time_grid`.
+        steps: number of steps (default sde.N); with a custom `time_grid` it must be None or
+            len(time_grid) - 1.
         eps: final time (default 1e-3).
-        denoise: finish with Tweedie's formula E[x_0 | x_eps] (one more score evaluation).
-        generator: random source for x_T and the sampler's noise.
+        denoise: finish with Tweedie's formula E[x_0 | x_eps] (one more score evaluation);
+            skipped when the grid ends where sigma = 0.
+        generator: random source for x_T and the sampler's noise: a torch.Generator, or a list
+            of one generator per sample, which makes each sample independent of its batch.
         device: where x_T is drawn when omitted.
-        time_grid: "uniform", "log_snr", "karras", or a decreasing sequence of times.
+        time_grid: "uniform", "log_snr", "karras", or a decreasing sequence of times; default
+            the sampler's own (`DEFAULT_TIME_GRIDS`, else uniform).
         callback: called as callback(i, n) after each step i of n (progress bars).
         **options: sampler-specific options.
 
@@ -107,23 +156,43 @@ def sample(
         valid = sorted(_sampler_options(fn))
         raise ValueError(f"unknown options {sorted(unknown)} for sampler {name!r}; valid: {valid or 'none'}")
     eps = DEFAULT_EPS if eps is None else eps
+    if time_grid is None:
+        time_grid = DEFAULT_TIME_GRIDS.get(name, "uniform")
     if steps is None and isinstance(time_grid, str):
         steps = sde.N
     grid = get_time_grid(time_grid, sde, steps, eps)
     x = _initial_state(sde, shape, x_T, generator, device)
     counted = CountingScore(score_fn)
     x = fn(sde, counted, x, grid, generator=generator, callback=callback, **options)
-    if denoise:
+    if denoise and sde.sigma(grid[-1]).item() > 0:  # at sigma = 0, x is already noise-free
         x = tweedie_denoise(sde, counted, x, torch.full((x.shape[0],), grid[-1].item(), dtype=x.dtype, device=x.device))
     return x, {"nfe": counted.calls, "time_grid": grid, "sampler": name}
 
 
 __all__ = [
+    "DEFAULT_TIME_GRIDS",
     "SAMPLERS",
     "TIME_GRIDS",
+    "ancestral",
+    "ancestral_step",
+    "annealed_langevin",
     "available",
+    "ddim",
+    "ddim_step",
+    "dpm_solver_pp",
+    "dpmpp_2m",
+    "dpmpp_3m",
     "euler_maruyama",
     "euler_maruyama_step",
     "get_time_grid",
+    "heun",
+    "ipndm",
+    "langevin_step",
+    "noise",
+    "ode_euler",
+    "predictor_corrector",
+    "probability_flow",
+    "reverse_diffusion",
+    "reverse_diffusion_step",
     "sample",
 ]

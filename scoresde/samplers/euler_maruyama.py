@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from scoresde.samplers.noise import randn_like
 from scoresde.sde_lib import SDE, ReverseSDE, broadcast_to_data
 
 
@@ -56,7 +57,7 @@ def euler_maruyama(
     times = time_grid.tolist()
     n = len(times) - 1
     for i in range(n):
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        noise = randn_like(x, generator)
         x, _ = euler_maruyama_step(reverse_sde, x, times[i], times[i + 1], noise)
         if callback is not None:
             callback(i, n)
