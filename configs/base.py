@@ -62,10 +62,24 @@ def get_config() -> ml_collections.ConfigDict:
     optim.grad_clip = 1.0  # max gradient norm (0: no clipping)
 
     config.sampling = sampling = ml_collections.ConfigDict()
-    sampling.sampler = "euler_maruyama"
+    sampling.sampler = "euler_maruyama"  # any of scoresde.samplers.available()
     sampling.steps = 1000
     sampling.eps = 1e-3
-    sampling.time_grid = "uniform"  # "uniform", "log_snr", "karras"
+    sampling.time_grid = ""  # "uniform", "log_snr", "karras"; "" for the sampler's default
+    # Sampler options: each is passed only to the samplers that take it.
+    sampling.predictor = "reverse_diffusion"  # predictor_corrector: reverse_diffusion, euler_maruyama, ancestral, none
+    sampling.corrector = "langevin"  # predictor_corrector: langevin, none
+    sampling.order = "corrector_first"  # predictor_corrector: corrector_first, predictor_first
+    sampling.snr = 0.16  # Langevin signal-to-noise ratio
+    sampling.corrector_steps = 1
+    sampling.steps_per_level = 5  # annealed_langevin
+    sampling.step_rule = "noise_level"  # Langevin step size: noise_level, score_norm
+    sampling.rtol = 1e-5  # probability_flow
+    sampling.atol = 1e-5
+    sampling.method = ""  # probability_flow: "" (dopri5 / RK45) or a method of the backend
+    sampling.backend = "torchdiffeq"  # probability_flow: torchdiffeq, scipy
+    sampling.max_order = 4  # lms, ipndm
+    sampling.lower_order_final = True  # dpmpp_2m, dpmpp_3m
     sampling.denoise = True  # a final Tweedie denoising step
     sampling.n_samples = 1000
     sampling.batch_size = 1000

@@ -14,9 +14,9 @@ def get_config():
     config.model.width = 512
     config.model.depth = 4
     config.training.batch_size = 128
-    config.training.n_steps = 8000
-    config.training.checkpoint_freq = 2000
-    config.training.sample_freq = 2000
+    config.training.n_steps = 6000
+    config.training.checkpoint_freq = 1000
+    config.training.sample_freq = 3000
     config.training.log_freq = 200
     config.optim.lr = 5e-4
     config.optim.warmup = 500

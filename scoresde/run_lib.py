@@ -113,6 +113,12 @@ def validate(config) -> None:
             raise ValueError(message)
 
 
+def sampler_options(config) -> dict:
+    """The config.sampling values that the chosen sampler takes as options (empty strings skipped)."""
+    accepted = samplers.sampler_options(config.sampling.sampler)
+    return {k: v for k, v in config.sampling.items() if k in accepted and v != ""}
+
+
 class Experiment:
     """Everything built from a config: data, SDE, network, EMA, optimizer, score function."""
 
@@ -170,8 +176,9 @@ class Experiment:
         for start in range(0, n, s.batch_size):
             shape = (min(s.batch_size, n - start), *self.train_data.shape)
             x, info = samplers.sample(
-                s.sampler, self.sde, self.score_fn, shape, steps=s.steps, eps=s.eps, denoise=s.denoise,
-                generator=generator, device=self.device, time_grid=s.time_grid, callback=lambda i, k: bar.update(1),
+                s.sampler, self.sde, self.score_fn, shape, steps=None if s.sampler == "probability_flow" else s.steps,
+                eps=s.eps, denoise=s.denoise, generator=generator, device=self.device, time_grid=s.time_grid or None,
+                callback=lambda i, k: bar.update(1), **sampler_options(self.config),
             )
             chunks.append(x)
         bar.close()

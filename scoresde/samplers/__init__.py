@@ -16,7 +16,8 @@ sampler modules for people who build their own loops.
 | ddim                 | ODE, 1st-order exp.     | 1 per step            | ode.py                  |
 | heun                 | ODE, Karras 2nd order   | 2 per step            | ode.py                  |
 | dpmpp_2m, dpmpp_3m   | ODE, multistep 2nd/3rd  | 1 per step            | ode.py                  |
-| ipndm                | ODE, Adams–Bashforth 4  | 1 per step            | ode.py                  |
+| ipndm                | ODE, equal-step AB 4    | 1 per step            | ode.py                  |
+| lms                  | ODE, variable-step AB 4 | 1 per step            | ode.py                  |
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from scoresde.samplers.adaptive import probability_flow
 from scoresde.samplers.ancestral import ancestral, ancestral_step
 from scoresde.samplers.euler_maruyama import euler_maruyama, euler_maruyama_step
 from scoresde.samplers.langevin import annealed_langevin, langevin_step
-from scoresde.samplers.ode import ddim, ddim_step, dpm_solver_pp, dpmpp_2m, dpmpp_3m, heun, ipndm, ode_euler
+from scoresde.samplers.ode import ddim, ddim_step, dpm_solver_pp, dpmpp_2m, dpmpp_3m, heun, ipndm, lms, ode_euler
 from scoresde.samplers.predictor_corrector import predictor_corrector, reverse_diffusion, reverse_diffusion_step
 from scoresde.samplers.time_grids import TIME_GRIDS, get_time_grid
 from scoresde.score import denoise as tweedie_denoise
@@ -50,6 +51,7 @@ SAMPLERS: dict[str, Callable] = {
     "dpmpp_2m": dpmpp_2m,
     "dpmpp_3m": dpmpp_3m,
     "ipndm": ipndm,
+    "lms": lms,
 }
 
 # The time grid each sampler uses when the caller names none.
@@ -59,6 +61,7 @@ DEFAULT_TIME_GRIDS = {
     "dpmpp_3m": "log_snr",
     "heun": "karras",
     "ipndm": "karras",
+    "lms": "karras",
 }
 
 DEFAULT_EPS = 1e-3
@@ -81,9 +84,15 @@ class CountingScore:
         return self.score_fn(x, t)
 
 
-def _sampler_options(fn: Callable) -> set[str]:
-    """Keyword-only options a sampler loop accepts besides generator and callback."""
-    params = inspect.signature(fn).parameters.values()
+def sampler_options(name: str) -> set[str]:
+    """The options (keyword arguments beyond `sample`'s own) that sampler `name` accepts.
+
+    Raises:
+        ValueError: for an unknown sampler.
+    """
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; available: {', '.join(available())}")
+    params = inspect.signature(SAMPLERS[name]).parameters.values()
     return {p.name for p in params if p.kind == p.KEYWORD_ONLY} - {"generator", "callback"}
 
 
@@ -148,12 +157,11 @@ def sample(
         ValueError: unknown sampler, unknown option, or inconsistent arguments; the message lists
             what is valid.
     """
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; available: {', '.join(available())}")
+    valid = sampler_options(name)
     fn = SAMPLERS[name]
-    unknown = set(options) - _sampler_options(fn)
+    unknown = set(options) - valid
     if unknown:
-        valid = sorted(_sampler_options(fn))
+        valid = sorted(valid)
         raise ValueError(f"unknown options {sorted(unknown)} for sampler {name!r}; valid: {valid or 'none'}")
     eps = DEFAULT_EPS if eps is None else eps
     if time_grid is None:
@@ -188,6 +196,7 @@ __all__ = [
     "heun",
     "ipndm",
     "langevin_step",
+    "lms",
     "noise",
     "ode_euler",
     "predictor_corrector",
@@ -195,4 +204,5 @@ __all__ = [
     "reverse_diffusion",
     "reverse_diffusion_step",
     "sample",
+    "sampler_options",
 ]

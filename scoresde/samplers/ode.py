@@ -18,14 +18,18 @@ last time. None depends on the SDE's type: they ask it for alpha, sigma and the 
     heun        Karras et al.'s 2nd-order Heun in (y, s) (Algorithm 1), 2 evaluations per step
     dpmpp_2m    DPM-Solver++(2M) multistep, 2nd order (Lu et al. 2022b, Algorithm 2)
     dpmpp_3m    DPM-Solver++(3M) multistep, 3rd order (Lu et al. 2022b, app. B)
-    ipndm       improved pseudo-numerical (Adams–Bashforth, up to 4th order) in (y, s)
-                (Zhang & Chen 2022, "DEIS", sec. 4; Liu et al. 2022, "PNDM")
+    ipndm       improved pseudo-numerical: equal-step Adams–Bashforth (up to 4 steps) in (y, s)
+                (Zhang & Chen 2022, "DEIS", sec. 4; Liu et al. 2022, "PNDM"); 2nd order on
+                uneven grids
+    lms         linear multistep: variable-step Adams–Bashforth in (y, s), order up to 4
+                (the method of k-diffusion's `sample_lms`)
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 
 from scoresde.sde_lib import SDE, broadcast_to_data
@@ -174,12 +178,30 @@ def dpmpp_3m(sde, score_fn, x, time_grid, *, lower_order_final: bool = True, gen
 _ADAMS_BASHFORTH = ((1.0,), (1.5, -0.5), (23 / 12, -16 / 12, 5 / 12), (55 / 24, -59 / 24, 37 / 24, -9 / 24))
 
 
-def ipndm(sde, score_fn, x, time_grid, *, max_order: int = 4, generator=None, callback=None):
-    """Improved PNDM: Adams–Bashforth on dy/ds = (y - D) / s with lower-order warm-up.
+def equal_step_coefficients(nodes: list[float], s_next: float) -> list[float]:
+    """iPNDM: the equal-step Adams–Bashforth weights, times the step s_next - nodes[0]."""
+    return [c * (s_next - nodes[0]) for c in _ADAMS_BASHFORTH[len(nodes) - 1]]
 
-    Raises:
-        ValueError: if max_order is not in 1..4.
+
+def variable_step_coefficients(nodes: list[float], s_next: float) -> list[float]:
+    """LMS: c_j = int_{nodes[0]}^{s_next} l_j(s) ds for the Lagrange basis l_j on `nodes`.
+
+    The Adams–Bashforth method on an arbitrary grid, exact for polynomial slopes of degree
+    len(nodes) - 1, so of order len(nodes) (Hairer, Norsett & Wanner, "Solving ODEs I", III.5).
+    Computed in u = s - nodes[0] for conditioning.
     """
+    u = [node - nodes[0] for node in nodes]
+    coefficients = []
+    for j in range(len(u)):
+        others = [u[k] for k in range(len(u)) if k != j]
+        basis = np.poly1d(others, r=True) / float(np.prod([u[j] - o for o in others]))
+        antiderivative = np.polyint(basis)
+        coefficients.append(float(antiderivative(s_next - nodes[0]) - antiderivative(0.0)))
+    return coefficients
+
+
+def _adams_bashforth_in_s(sde, score_fn, x, time_grid, max_order, coefficients_fn, callback):
+    """y_{i+1} = y_i + sum_j c_j slope_{i-j} on dy/ds = (y - D) / s, with lower-order warm-up."""
     if max_order not in (1, 2, 3, 4):
         raise ValueError(f"max_order must be in 1..4, got {max_order!r}")
     g = GridScales(sde, time_grid)
@@ -187,8 +209,25 @@ def ipndm(sde, score_fn, x, time_grid, *, max_order: int = 4, generator=None, ca
     for i in range(g.n):
         y = x / g.alpha[i]
         slopes = [(y - denoised(sde, score_fn, x, g.t[i])) / g.s[i]] + slopes[: max_order - 1]
-        coefficients = _ADAMS_BASHFORTH[len(slopes) - 1]
-        slope = sum(c * d for c, d in zip(coefficients, slopes))
-        x = g.alpha[i + 1] * (y + (g.s[i + 1] - g.s[i]) * slope)
+        coefficients = coefficients_fn([g.s[i - j] for j in range(len(slopes))], g.s[i + 1])
+        x = g.alpha[i + 1] * (y + sum(c * d for c, d in zip(coefficients, slopes)))
         _step_done(callback, i, g.n)
     return x
+
+
+def ipndm(sde, score_fn, x, time_grid, *, max_order: int = 4, generator=None, callback=None):
+    """Improved PNDM: equal-step Adams–Bashforth on dy/ds = (y - D) / s (order 2 on uneven grids).
+
+    Raises:
+        ValueError: if max_order is not in 1..4.
+    """
+    return _adams_bashforth_in_s(sde, score_fn, x, time_grid, max_order, equal_step_coefficients, callback)
+
+
+def lms(sde, score_fn, x, time_grid, *, max_order: int = 4, generator=None, callback=None):
+    """Linear multistep (variable-step Adams–Bashforth) on dy/ds = (y - D) / s, order max_order.
+
+    Raises:
+        ValueError: if max_order is not in 1..4.
+    """
+    return _adams_bashforth_in_s(sde, score_fn, x, time_grid, max_order, variable_step_coefficients, callback)

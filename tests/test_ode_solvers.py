@@ -1,0 +1,137 @@
+"""Deterministic samplers against the closed-form probability-flow ODE solution of a Gaussian.
+
+For N(m, diag(s^2)) data the flow from time u to time t is x_t = mu_t + sqrt(v_t / v_u) (x_u - mu_u)
+with mu = alpha m and v = alpha^2 s^2 + sigma^2 (`GaussianMixture.flow`), so the global error of a
+fixed-step solver can be measured exactly, and its convergence order fitted.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from scoresde import oracle, samplers
+from scoresde.sde_lib import VESDE, VPSDE, subVPSDE
+
+SDES = {"vp": VPSDE(), "subvp": subVPSDE(), "ve": VESDE(sigma_max=20.0)}
+EPS = 1e-3
+# A stiff-ish Gaussian: per-dimension stds from 0.05 to 1.
+TARGET = oracle.gaussian(torch.tensor([0.5, -0.5, 0.0]), torch.tensor([0.05, 0.3, 1.0]))
+
+# (sampler, nominal order, step counts in the asymptotic range) on the Karras grid.
+ORDERS = [
+    ("ode_euler", 1, (32, 64, 128)),
+    ("ddim", 1, (32, 64, 128)),
+    ("heun", 2, (32, 64, 128)),
+    ("dpmpp_2m", 2, (32, 64, 128)),
+    ("ipndm", 2, (32, 64, 128)),
+    ("dpmpp_3m", 3, (64, 128, 256)),
+    ("lms", 4, (64, 128, 256)),
+]
+
+
+def flow_error(name, sde, steps, x_T, **options):
+    exact = TARGET.flow(x_T, sde.T, EPS, sde)
+    x, info = samplers.sample(name, sde, TARGET.score_fn(sde), x_T=x_T, steps=steps, eps=EPS,
+                              denoise=False, time_grid="karras", **options)
+    return (x - exact).pow(2).mean().sqrt().item(), info
+
+
+@pytest.fixture(scope="module")
+def x_T_by_sde():
+    return {k: sde.prior_sampling((128, 3), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+            for k, sde in SDES.items()}
+
+
+@pytest.mark.parametrize("sde_name", SDES)
+@pytest.mark.parametrize("name, order, steps", ORDERS)
+def test_fixed_step_solvers_converge_with_their_order(x_T_by_sde, sde_name, name, order, steps):
+    sde = SDES[sde_name]
+    errors = [flow_error(name, sde, n, x_T_by_sde[sde_name])[0] for n in steps]
+    slope = -np.polyfit(np.log(steps), np.log(errors), 1)[0]
+    # LMS's first steps are lower order (no history yet); its fitted slope approaches 4 from below.
+    tolerance = (-0.25, 0.6) if name != "lms" else (-0.8, 0.6)
+    assert order + tolerance[0] < slope < order + tolerance[1], f"{name} on {sde_name}: errors {errors}, slope {slope:.2f}"
+
+
+@pytest.mark.parametrize("name, per_step", [("ode_euler", 1), ("ddim", 1), ("heun", 2), ("dpmpp_2m", 1), ("dpmpp_3m", 1), ("ipndm", 1), ("lms", 1)])
+def test_fixed_step_nfe_is_exact(x_T_by_sde, name, per_step):
+    _, info = flow_error(name, SDES["vp"], 7, x_T_by_sde["vp"])
+    assert info["nfe"] == 7 * per_step
+
+
+@pytest.mark.parametrize("sde_name", SDES)
+def test_adaptive_error_scales_with_tolerance(x_T_by_sde, sde_name):
+    sde, x_T = SDES[sde_name], x_T_by_sde[sde_name]
+    results = [flow_error("probability_flow", sde, None, x_T, rtol=tol, atol=tol) for tol in (1e-3, 1e-5, 1e-7)]
+    errors = [e for e, _ in results]
+    nfes = [info["nfe"] for _, info in results]
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 1e-5
+    assert nfes[0] < nfes[1] < nfes[2]
+    # dopri5 is 5th order: 100x tighter tolerance costs about 100^(1/5) = 2.5x more evaluations.
+    assert nfes[2] / nfes[1] < 4
+
+
+def test_adaptive_per_sample_accuracy_does_not_depend_on_the_batch(x_T_by_sde):
+    """A sample solved alone and inside a batch meets the same tolerance."""
+    sde, x_T = SDES["ve"], x_T_by_sde["ve"]
+    exact = TARGET.flow(x_T, sde.T, EPS, sde)
+    x_batch, _ = samplers.sample("probability_flow", sde, TARGET.score_fn(sde), x_T=x_T, eps=EPS, denoise=False, rtol=1e-6, atol=1e-6)
+    for j in (0, 5, 17):
+        x_one, _ = samplers.sample("probability_flow", sde, TARGET.score_fn(sde), x_T=x_T[j : j + 1], eps=EPS, denoise=False, rtol=1e-6, atol=1e-6)
+        scale = exact[j].abs().max().item() + 1
+        assert (x_one[0] - exact[j]).abs().max().item() < 1e-4 * scale
+        assert (x_batch[j] - exact[j]).abs().max().item() < 1e-4 * scale
+
+
+def test_scipy_backend_agrees_with_torchdiffeq(x_T_by_sde):
+    sde, x_T = SDES["vp"], x_T_by_sde["vp"][:16]
+    common = dict(x_T=x_T, eps=EPS, denoise=False, rtol=1e-7, atol=1e-7)
+    x_torch, _ = samplers.sample("probability_flow", sde, TARGET.score_fn(sde), **common)
+    x_scipy, info = samplers.sample("probability_flow", sde, TARGET.score_fn(sde), backend="scipy", **common)
+    exact = TARGET.flow(x_T, sde.T, EPS, sde)
+    assert (x_scipy - exact).abs().max() < 1e-4
+    assert (x_torch - x_scipy).abs().max() < 1e-4
+    assert info["nfe"] > 0
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"method": "rk4"}, "unknown method"),
+    ({"backend": "julia"}, "unknown backend"),
+    ({"rtol": 0.0}, "rtol and atol must be > 0"),
+])
+def test_adaptive_rejects_bad_options(options, message):
+    sde = SDES["vp"]
+    with pytest.raises(ValueError, match=message):
+        samplers.sample("probability_flow", sde, TARGET.score_fn(sde), (2, 3), **options)
+
+
+@pytest.mark.parametrize("name, options", [("dpm_solver", {}), ("lms", {"max_order": 5}), ("ipndm", {"max_order": 0})])
+def test_bad_names_and_orders_raise(name, options):
+    sde = SDES["vp"]
+    with pytest.raises(ValueError):
+        samplers.sample(name, sde, TARGET.score_fn(sde), (2, 3), steps=4, **options)
+
+
+def test_ddim_is_euler_in_the_edm_variables(x_T_by_sde):
+    """DDIM's exponential step equals an Euler step on dy/ds = (y - D)/s (Karras et al. 2022)."""
+    sde, x = SDES["vp"], x_T_by_sde["vp"]
+    grid = torch.tensor([0.8, 0.5], dtype=torch.float64)
+    x_ddim = samplers.ddim(sde, TARGET.score_fn(sde), x, grid)
+    a, s = sde.alpha(grid), sde.sigma(grid) / sde.alpha(grid)
+    d = TARGET.denoiser(x, 0.8, sde)
+    y = x / a[0]
+    x_euler = a[1] * (y + (s[1] - s[0]) * (y - d) / s[0])
+    assert torch.allclose(x_ddim, x_euler, atol=1e-12)
+
+
+def test_lms_coefficients_are_adams_bashforth_on_equal_steps():
+    from scoresde.samplers.ode import variable_step_coefficients
+
+    assert np.allclose(variable_step_coefficients([3.0, 2.0, 1.0, 0.0], 4.0), [55 / 24, -59 / 24, 37 / 24, -9 / 24])
+    # Exact for cubic slopes on an uneven grid: integrate 3 s^2 + 1 from s = 0.7 to 1.9.
+    nodes = [0.7, 0.4, 0.25, 0.1]
+    c = variable_step_coefficients(nodes, 1.9)
+    assert math.isclose(sum(ci * (3 * n**2 + 1) for ci, n in zip(c, nodes)), (1.9**3 + 1.9) - (0.7**3 + 0.7), rel_tol=1e-12)
