@@ -56,7 +56,7 @@ def _batch_scales(sde: SDE, t: torch.Tensor | float, x: torch.Tensor) -> tuple[t
     Raises:
         ValueError: if t is outside [0, T] or a 1-D t does not have one entry per example.
     """
-    if not torch.is_tensor(t):  # a Python float, converted at x's precision (not the default dtype)
+    if not torch.is_tensor(t):  # a Python float, converted at x's precision
         t = torch.tensor(float(t), dtype=x.dtype, device=x.device)
     t = sde.check_time(t, x)
     if t.ndim == 0:
@@ -67,7 +67,7 @@ def _batch_scales(sde: SDE, t: torch.Tensor | float, x: torch.Tensor) -> tuple[t
 
 
 def _float64_time(t: float | torch.Tensor) -> torch.Tensor:
-    """A scalar time as a 0-d float64 CPU tensor (a Python float would become float32 in sde_lib)."""
+    """A scalar time as a 0-d float64 CPU tensor."""
     return torch.as_tensor(t, dtype=torch.float64).cpu().reshape(())
 
 

@@ -1,4 +1,4 @@
-"""The README's library example runs as written and does what it says."""
+"""The README's examples run as written and do what they say."""
 
 import re
 from pathlib import Path
@@ -8,12 +8,22 @@ import torch
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
+def python_blocks():
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
 def test_library_example_runs(capsys):
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-    assert blocks, "the README has no python example"
     namespace: dict = {}
-    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    exec(compile(python_blocks()[0], "README.md", "exec"), namespace)
     x, info = namespace["x"], namespace["info"]
     assert x.shape == (500, 2) and torch.isfinite(x).all()
     assert info["nfe"] == 501
     assert "501" in capsys.readouterr().out
+
+
+def test_sampler_example_runs(capsys):
+    namespace: dict = {}
+    exec(compile(python_blocks()[1], "README.md", "exec"), namespace)
+    assert namespace["info"]["nfe"] == 20
+    assert namespace["x"].shape == (1000, 2)
+    assert "dpmpp_3m" in capsys.readouterr().out
