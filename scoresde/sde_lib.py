@@ -249,15 +249,20 @@ def _gaussian_prior_sample(shape, generator, device, dtype, std: float) -> torch
     return std * torch.randn(*shape, generator=generator, device=device, dtype=dtype)
 
 
+def _check_bounds(low_name: str, low: float, high_name: str, high: float) -> None:
+    """Require 0 < low < high, naming the offending parameter."""
+    if not low > 0:
+        raise ValueError(f"{low_name} must be > 0, got {low!r}")
+    if not high > low:
+        raise ValueError(f"{high_name} must be > {low_name}, got {low_name}={low!r}, {high_name}={high!r}")
+
+
 class _LinearBetaSDE(SDE):
     """Shared pieces of VP and sub-VP: beta(t) = beta_min + t (beta_max - beta_min), prior N(0, I)."""
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000):
         super().__init__(N)
-        if not beta_min > 0:
-            raise ValueError(f"beta_min must be > 0, got {beta_min!r}")
-        if not beta_max > beta_min:
-            raise ValueError(f"beta_max must be > beta_min, got beta_min={beta_min!r}, beta_max={beta_max!r}")
+        _check_bounds("beta_min", beta_min, "beta_max", beta_max)
         self.beta_0 = float(beta_min)
         self.beta_1 = float(beta_max)
 
@@ -388,10 +393,7 @@ class VESDE(SDE):
 
     def __init__(self, sigma_min: float = 0.01, sigma_max: float = 50.0, N: int = 1000):
         super().__init__(N)
-        if not sigma_min > 0:
-            raise ValueError(f"sigma_min must be > 0, got {sigma_min!r}")
-        if not sigma_max > sigma_min:
-            raise ValueError(f"sigma_max must be > sigma_min, got sigma_min={sigma_min!r}, sigma_max={sigma_max!r}")
+        _check_bounds("sigma_min", sigma_min, "sigma_max", sigma_max)
         self.sigma_min = float(sigma_min)
         self.sigma_max = float(sigma_max)
         self._log_ratio = math.log(self.sigma_max / self.sigma_min)
