@@ -18,6 +18,7 @@ and, separately, the sampler's own overhead per step (wall time with a free scor
 
     python benchmarks/sampler_accuracy.py                  # full table (several minutes)
     python benchmarks/sampler_accuracy.py --samples 256 --problems ring_ve --budgets 10 20
+    python benchmarks/sampler_accuracy.py --overhead-only
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def print_table(records: list[dict]) -> None:
             print(f"  {name:10s} {grid:8s} " + "  ".join(f"{r['budget']:>4d}:{r['rms']:.2e}" for r in row))
 
 
-def overhead_per_step(name: str, steps: int = 50, repeats: int = 5) -> float:
+def overhead_per_step(name: str, steps: int = 50, repeats: int = 9) -> float:
     """Median seconds per step with a score function that costs nothing (4096 x 64, float32)."""
     sde = VPSDE()
     x_T = torch.randn(4096, 64, generator=torch.Generator().manual_seed(0))
@@ -143,13 +144,14 @@ def main() -> None:
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
     parser.add_argument("--budgets", nargs="+", type=int, default=[5, 10, 20, 50, 100])
     parser.add_argument("--no-overhead", action="store_true")
+    parser.add_argument("--overhead-only", action="store_true")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    for key in args.problems:
+    for key in [] if args.overhead_only else args.problems:
         print_table(run_problem(key, args.samples, args.budgets))
     if not args.no_overhead:
-        print("\n## sampler overhead per step, 4096 x 64 float32, free score (median of 5)")
-        for name in ("euler_maruyama", "ancestral", "ddim", "dpmpp_2m", "dpmpp_3m", "lms", "heun"):
+        print("\n## sampler overhead per step, 4096 x 64 float32, free score (median of 9)")
+        for name in ("euler_maruyama", "ancestral", "ddim", "dpmpp_2m", "dpmpp_3m", "ipndm", "lms", "heun"):
             print(f"  {name:15s} {overhead_per_step(name) * 1e3:.3f} ms")
 
 

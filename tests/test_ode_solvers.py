@@ -135,3 +135,16 @@ def test_lms_coefficients_are_adams_bashforth_on_equal_steps():
     nodes = [0.7, 0.4, 0.25, 0.1]
     c = variable_step_coefficients(nodes, 1.9)
     assert math.isclose(sum(ci * (3 * n**2 + 1) for ci, n in zip(c, nodes)), (1.9**3 + 1.9) - (0.7**3 + 0.7), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["ode_euler", "ddim", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "lms", "ancestral", "euler_maruyama"])
+def test_a_vp_grid_ending_at_zero_noise_is_finite_and_close_to_the_flow(x_T_by_sde, name):
+    """VP reaches sigma = 0 at t = 0; solvers must step there without dividing by zero."""
+    sde, x_T = SDES["vp"], x_T_by_sde["vp"]
+    grid = torch.cat([samplers.get_time_grid("log_snr", sde, 40, 1e-3), torch.zeros(1, dtype=torch.float64)])
+    x, info = samplers.sample(name, sde, TARGET.score_fn(sde), x_T=x_T, time_grid=grid, generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(x).all()
+    assert info["nfe"] <= 41 * 2  # no Tweedie step at sigma = 0
+    if name not in ("ancestral", "euler_maruyama"):
+        exact = TARGET.flow(x_T, sde.T, 0.0, sde)
+        assert (x - exact).pow(2).mean().sqrt() < 0.05

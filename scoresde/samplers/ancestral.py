@@ -21,7 +21,7 @@ import math
 import torch
 
 from scoresde.samplers.noise import randn_like
-from scoresde.samplers.ode import GridScales, denoised
+from scoresde.samplers.ode import GridScales
 
 
 def ancestral_step(g: GridScales, i: int, x: torch.Tensor, d: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,7 +38,7 @@ def ancestral(sde, score_fn, x, time_grid, *, generator=None, callback=None):
     """DDPM / SMLD ancestral sampling over any decreasing time grid."""
     g = GridScales(sde, time_grid)
     for i in range(g.n):
-        x, _ = ancestral_step(g, i, x, denoised(sde, score_fn, x, g.t[i]), randn_like(x, generator))
+        x, _ = ancestral_step(g, i, x, g.denoise(score_fn, x, i), randn_like(x, generator))
         if callback is not None:
             callback(i, g.n)
     return x

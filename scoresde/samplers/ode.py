@@ -50,6 +50,11 @@ class GridScales:
         self.s = [sg / a for sg, a in zip(self.sigma, self.alpha)]
         self.n = len(self.t) - 1
 
+    def denoise(self, score_fn: Callable, x: torch.Tensor, i: int) -> torch.Tensor:
+        """D(x, t_i) = (x + sigma_i^2 score(x, t_i)) / alpha_i, with the grid's scalars."""
+        score = score_fn(x, torch.full((x.shape[0],), self.t[i], device=x.device, dtype=x.dtype))
+        return torch.add(x, score, alpha=self.sigma[i] ** 2).div_(self.alpha[i])
+
 
 def denoised(sde: SDE, score_fn: Callable, x: torch.Tensor, t: float) -> torch.Tensor:
     """D(x, t) = (x + sigma(t)^2 score(x, t)) / alpha(t), the data prediction at time t."""
@@ -79,14 +84,14 @@ def ode_euler(sde, score_fn, x, time_grid, *, generator=None, callback=None):
 def ddim_step(g: GridScales, i: int, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """x_{i+1} = (sigma_{i+1} / sigma_i) x_i - alpha_{i+1} expm1(-h) D_i, h = lambda_{i+1} - lambda_i."""
     h = torch.tensor(g.lam[i + 1] - g.lam[i], dtype=torch.float64)
-    return (g.sigma[i + 1] / g.sigma[i]) * x - (g.alpha[i + 1] * torch.expm1(-h).item()) * d
+    return torch.add(x * (g.sigma[i + 1] / g.sigma[i]), d, alpha=-g.alpha[i + 1] * torch.expm1(-h).item())
 
 
 def ddim(sde, score_fn, x, time_grid, *, generator=None, callback=None):
     """Deterministic DDIM: the first-order exponential integrator with data prediction."""
     g = GridScales(sde, time_grid)
     for i in range(g.n):
-        x = ddim_step(g, i, x, denoised(sde, score_fn, x, g.t[i]))
+        x = ddim_step(g, i, x, g.denoise(score_fn, x, i))
         _step_done(callback, i, g.n)
     return x
 
@@ -96,10 +101,14 @@ def heun(sde, score_fn, x, time_grid, *, generator=None, callback=None):
     g = GridScales(sde, time_grid)
     for i in range(g.n):
         y = x / g.alpha[i]
-        slope = (y - denoised(sde, score_fn, x, g.t[i])) / g.s[i]
+        slope = (y - g.denoise(score_fn, x, i)) / g.s[i]
         y_euler = y + (g.s[i + 1] - g.s[i]) * slope
         x_euler = g.alpha[i + 1] * y_euler
-        slope_next = (y_euler - denoised(sde, score_fn, x_euler, g.t[i + 1])) / g.s[i + 1]
+        if g.s[i + 1] == 0:  # the slope is undefined at zero noise: end with the Euler step
+            x = x_euler
+            _step_done(callback, i, g.n)
+            continue
+        slope_next = (y_euler - g.denoise(score_fn, x_euler, i + 1)) / g.s[i + 1]
         x = g.alpha[i + 1] * (y + (g.s[i + 1] - g.s[i]) * 0.5 * (slope + slope_next))
         _step_done(callback, i, g.n)
     return x
@@ -118,25 +127,35 @@ def _dpmpp_step(g: GridScales, i: int, x: torch.Tensor, history: list, order: in
     where D1 ~ h D'(lambda_i) and D2 ~ h^2 D'' / 2 are divided differences of past predictions
     (Lu et al. 2022b, sec. 4 and app. B; here derived on a non-uniform lambda grid).
     """
-    lam = g.lam
+    weights = _dpmpp_weights(g, i, order)
+    out = x * (g.sigma[i + 1] / g.sigma[i])
+    for d, w in zip(reversed(history), weights):  # newest prediction first
+        out.add_(d, alpha=w)
+    return out
+
+
+def _dpmpp_weights(g: GridScales, i: int, order: int) -> list[float]:
+    """The update above as scalar weights of D_i, D_{i-1}, D_{i-2} (one fused combination).
+
+    Order 2 integrates the linear interpolant of D exactly (the phi_2 form); Lu et al.'s
+    Algorithm 2 instead uses D_i + D1 / 2 with phi_1 (a midpoint rule); both are 2nd order.
+    With A = alpha phi_2 and B = alpha (phi_2 r0 - 2 phi_3) / (r0 + r1), the 3rd-order term
+    alpha (phi_2 D1 - 2 phi_3 D2) equals (A + B) D1_0 - B D1_1, D1_0 = (D_i - D_{i-1}) / r0,
+    D1_1 = (D_{i-1} - D_{i-2}) / r1.
+    """
+    lam, a = g.lam, g.alpha[i + 1]
     h = lam[i + 1] - lam[i]
     phi_1 = torch.expm1(torch.tensor(-h, dtype=torch.float64)).item()
-    x_next = (g.sigma[i + 1] / g.sigma[i]) * x - g.alpha[i + 1] * phi_1 * history[-1]
     if order == 1:
-        return x_next
+        return [-a * phi_1]
     phi_2 = phi_1 / h + 1.0
     r0 = (lam[i] - lam[i - 1]) / h
-    d1_0 = (history[-1] - history[-2]) / r0
     if order == 2:
-        # DPM-Solver++(2M) as in Algorithm 2 uses D = D_i + D1_0 / 2 with phi_1; the phi_2 form
-        # below is the same order with a smaller error constant (Lu et al. 2022b, app. B).
-        return x_next + g.alpha[i + 1] * phi_2 * d1_0
+        return [-a * phi_1 + a * phi_2 / r0, -a * phi_2 / r0]
     phi_3 = phi_2 / h - 0.5
     r1 = (lam[i - 1] - lam[i - 2]) / h
-    d1_1 = (history[-2] - history[-3]) / r1
-    d1 = d1_0 + (r0 / (r0 + r1)) * (d1_0 - d1_1)
-    d2 = (d1_0 - d1_1) / (r0 + r1)
-    return x_next + g.alpha[i + 1] * (phi_2 * d1 - 2.0 * phi_3 * d2)
+    A, B = a * phi_2, a * (phi_2 * r0 - 2.0 * phi_3) / (r0 + r1)
+    return [-a * phi_1 + (A + B) / r0, -(A + B) / r0 - B / r1, B / r1]
 
 
 def dpm_solver_pp(sde, score_fn, x, time_grid, *, order: int = 2, lower_order_final: bool = True,
@@ -155,10 +174,12 @@ def dpm_solver_pp(sde, score_fn, x, time_grid, *, order: int = 2, lower_order_fi
     g = GridScales(sde, time_grid)
     history: list[torch.Tensor] = []
     for i in range(g.n):
-        history = (history + [denoised(sde, score_fn, x, g.t[i])])[-order:]
+        history = (history + [g.denoise(score_fn, x, i)])[-order:]
         step_order = min(order, len(history))
         if lower_order_final and g.n < 15:
             step_order = min(step_order, g.n - i)
+        if g.sigma[i + 1] == 0:  # h is infinite: only the first-order (Tweedie) step is defined
+            step_order = 1
         x = _dpmpp_step(g, i, x, history, step_order)
         _step_done(callback, i, g.n)
     return x
@@ -188,16 +209,14 @@ def variable_step_coefficients(nodes: list[float], s_next: float) -> list[float]
 
     The Adams–Bashforth method on an arbitrary grid, exact for polynomial slopes of degree
     len(nodes) - 1, so of order len(nodes) (Hairer, Norsett & Wanner, "Solving ODEs I", III.5).
-    Computed in u = s - nodes[0] for conditioning.
+    Exactness on the monomials u^m, u = (s - nodes[0]) / H with H = s_next - nodes[0], is the
+    Vandermonde system sum_j c_j u_j^m = H / (m + 1), m = 0..k-1, solved directly.
     """
-    u = [node - nodes[0] for node in nodes]
-    coefficients = []
-    for j in range(len(u)):
-        others = [u[k] for k in range(len(u)) if k != j]
-        basis = np.poly1d(others, r=True) / float(np.prod([u[j] - o for o in others]))
-        antiderivative = np.polyint(basis)
-        coefficients.append(float(antiderivative(s_next - nodes[0]) - antiderivative(0.0)))
-    return coefficients
+    H = s_next - nodes[0]
+    u = (np.asarray(nodes, dtype=np.float64) - nodes[0]) / H
+    powers = np.arange(len(nodes))
+    vandermonde = u[None, :] ** powers[:, None]
+    return (H * np.linalg.solve(vandermonde, 1.0 / (powers + 1.0))).tolist()
 
 
 def _adams_bashforth_in_s(sde, score_fn, x, time_grid, max_order, coefficients_fn, callback):
@@ -208,9 +227,11 @@ def _adams_bashforth_in_s(sde, score_fn, x, time_grid, max_order, coefficients_f
     slopes: list[torch.Tensor] = []
     for i in range(g.n):
         y = x / g.alpha[i]
-        slopes = [(y - denoised(sde, score_fn, x, g.t[i])) / g.s[i]] + slopes[: max_order - 1]
+        slopes = [(y - g.denoise(score_fn, x, i)).div_(g.s[i])] + slopes[: max_order - 1]
         coefficients = coefficients_fn([g.s[i - j] for j in range(len(slopes))], g.s[i + 1])
-        x = g.alpha[i + 1] * (y + sum(c * d for c, d in zip(coefficients, slopes)))
+        for c, slope in zip(coefficients, slopes):
+            y.add_(slope, alpha=c)
+        x = y.mul_(g.alpha[i + 1])
         _step_done(callback, i, g.n)
     return x
 

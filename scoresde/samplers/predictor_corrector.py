@@ -29,7 +29,7 @@ from scoresde.samplers.ancestral import ancestral_step
 from scoresde.samplers.euler_maruyama import euler_maruyama_step
 from scoresde.samplers.langevin import check_langevin_options, langevin_step
 from scoresde.samplers.noise import randn_like
-from scoresde.samplers.ode import GridScales, denoised
+from scoresde.samplers.ode import GridScales
 
 PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral", "none")
 CORRECTORS = ("langevin", "none")
@@ -56,7 +56,7 @@ def _predict(name, sde, reverse_sde, score_fn, g, i, x, generator):
         return reverse_diffusion_step(score_fn, g, i, x, noise)
     if name == "euler_maruyama":
         return euler_maruyama_step(reverse_sde, x, g.t[i], g.t[i + 1], noise)[0]
-    return ancestral_step(g, i, x, denoised(sde, score_fn, x, g.t[i]), noise)[0]
+    return ancestral_step(g, i, x, g.denoise(score_fn, x, i), noise)[0]
 
 
 def _correct(name, sde, score_fn, x, t, steps, snr, step_rule, generator):
