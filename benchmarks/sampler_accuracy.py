@@ -8,7 +8,8 @@ and time grid at each NFE budget:
              probability-flow ODE solution from the same x_T, taken to zero noise. The reference
              is solved in y = x / alpha, s = sigma / alpha, where dy/ds = -s grad log p(y; s) is
              regular down to s = 0, with scipy's DOP853 at rtol 1e-10 in float64 (independent of
-             scoresde's solvers). Samplers end with their zero-noise step (Tweedie for all here).
+             scoresde's solvers). Samplers end with a zero-noise step: Tweedie's formula, or the
+             denoiser extrapolated along the trajectory (`denoise="extrapolate"`); both are run.
     sw       sliced Wasserstein distance to exact data samples, next to the noise floor (the same
              distance between two exact sample sets of the same size, mean over 5 pairs).
     nfe      score evaluations actually used (counted).
@@ -33,8 +34,9 @@ from scipy.integrate import solve_ivp
 from scoresde import metrics, oracle, samplers
 from scoresde.sde_lib import VESDE, VPSDE
 
-DETERMINISTIC = ("ode_euler", "ddim", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "lms")
+DETERMINISTIC = samplers.DETERMINISTIC
 GRIDS = ("uniform", "log_snr", "karras")
+DENOISE = ("tweedie", "extrapolate")  # the zero-noise end step (see samplers.sample)
 PROBLEMS = {
     "ring_ve": (lambda: oracle.ring(8, 1.0, 0.05), lambda: VESDE(0.01, 10.0), 1e-5),
     "ring_vp": (lambda: oracle.ring(8, 1.0, 0.05), lambda: VPSDE(0.1, 20.0), 1e-4),
@@ -100,28 +102,30 @@ def run_problem(key: str, n: int, budgets: list[int]) -> list[dict]:
     for nfe in budgets:
         for name in DETERMINISTIC:
             for grid in GRIDS:
-                x, info = samplers.sample(name, sde, mixture.score_fn(sde), x_T=x_T, steps=steps_for_budget(name, nfe),
-                                          eps=eps, time_grid=grid)
-                records.append({"problem": key, "budget": nfe, "sampler": name, "grid": grid, "nfe": info["nfe"],
-                                "rms": (x - reference).pow(2).mean().sqrt().item(),
-                                "sw": metrics.sliced_wasserstein(x, data), "sw_floor": floor})
+                for denoise in DENOISE:
+                    x, info = samplers.sample(name, sde, mixture.score_fn(sde), x_T=x_T, steps=steps_for_budget(name, nfe),
+                                              eps=eps, time_grid=grid, denoise=denoise)
+                    records.append({"problem": key, "budget": nfe, "sampler": name, "grid": grid, "denoise": denoise,
+                                    "nfe": info["nfe"], "rms": (x - reference).pow(2).mean().sqrt().item(),
+                                    "sw": metrics.sliced_wasserstein(x, data), "sw_floor": floor})
     return records
 
 
 def print_table(records: list[dict]) -> None:
-    print("| budget | best sampler / grid | nfe | rms | peers' best | ratio | sw (floor) |")
+    print("| budget | best sampler / grid / end step | nfe | rms | peers' best | ratio | sw (floor) |")
     print("|---|---|---|---|---|---|---|")
     for budget in sorted({r["budget"] for r in records}):
         best = min((r for r in records if r["budget"] == budget), key=lambda r: r["rms"])
         peer = PEERS[best["problem"]].get(budget)
         ratio = f"{peer / best['rms']:.2f}x" if peer else "-"
-        print(f"| {budget} | {best['sampler']} / {best['grid']} | {best['nfe']} | {best['rms']:.2e} | "
+        print(f"| {budget} | {best['sampler']} / {best['grid']} / {best['denoise']} | {best['nfe']} | {best['rms']:.2e} | "
               f"{peer if peer else '-'} | {ratio} | {best['sw']:.4f} ({best['sw_floor']:.4f}) |")
     print("\nall (rms):")
     for name in DETERMINISTIC:
         for grid in GRIDS:
-            row = [r for r in records if r["sampler"] == name and r["grid"] == grid]
-            print(f"  {name:10s} {grid:8s} " + "  ".join(f"{r['budget']:>4d}:{r['rms']:.2e}" for r in row))
+            for denoise in DENOISE:
+                row = [r for r in records if r["sampler"] == name and r["grid"] == grid and r["denoise"] == denoise]
+                print(f"  {name:10s} {grid:8s} {denoise:11s} " + "  ".join(f"{r['budget']:>4d}:{r['rms']:.2e}" for r in row))
 
 
 def overhead_per_step(name: str, steps: int = 50, repeats: int = 9) -> float:
