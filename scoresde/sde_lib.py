@@ -216,24 +216,22 @@ class ReverseSDE:
         self.T = forward.T
         self.N = forward.N
 
-    def _weight(self) -> float:
-        return 0.5 if self.probability_flow else 1.0
+    def _reversed(self, x: torch.Tensor, t: torch.Tensor | float, forward_step) -> tuple[torch.Tensor, torch.Tensor]:
+        """(f - w G^2 score, G or 0) from a forward (f, G) pair; w = 1/2 for the ODE, else 1."""
+        t = self.forward.check_time(t, x)
+        f, G = forward_step(x, t)
+        score = self.score_fn(x, t.expand(x.shape[0]) if t.ndim == 0 else t)
+        weight = 0.5 if self.probability_flow else 1.0
+        reverse_f = f - broadcast_to_data(G**2, x) * score * weight
+        return reverse_f, torch.zeros_like(G) if self.probability_flow else G
 
     def sde(self, x: torch.Tensor, t: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
         """Drift f - w g^2 score and diffusion (g, or 0 for the ODE); w = 1/2 for the ODE else 1."""
-        t = self.forward.check_time(t, x)
-        drift, diffusion = self.forward._drift_and_diffusion(x, t)
-        score = self.score_fn(x, t.expand(x.shape[0]) if t.ndim == 0 else t)
-        drift = drift - broadcast_to_data(diffusion**2, x) * score * self._weight()
-        return drift, torch.zeros_like(diffusion) if self.probability_flow else diffusion
+        return self._reversed(x, t, self.forward._drift_and_diffusion)
 
     def discretize(self, x: torch.Tensor, t: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
         """The reverse of the forward chain step: f_i - w G_i^2 score and G_i (0 for the ODE)."""
-        t = self.forward.check_time(t, x)
-        f, G = self.forward.discretize(x, t)
-        score = self.score_fn(x, t.expand(x.shape[0]) if t.ndim == 0 else t)
-        rev_f = f - broadcast_to_data(G**2, x) * score * self._weight()
-        return rev_f, torch.zeros_like(G) if self.probability_flow else G
+        return self._reversed(x, t, self.forward.discretize)
 
 
 def _standard_normal_logp(z: torch.Tensor, std: float) -> torch.Tensor:
