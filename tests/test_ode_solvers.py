@@ -28,6 +28,7 @@ ORDERS = [
     ("ipndm", 2, (32, 64, 128)),
     ("dpmpp_3m", 3, (64, 128, 256)),
     ("lms", 4, (64, 128, 256)),
+    ("unipc", 3, (32, 64, 128)),
 ]
 
 
@@ -55,7 +56,7 @@ def test_fixed_step_solvers_converge_with_their_order(x_T_by_sde, sde_name, name
     assert order + tolerance[0] < slope < order + tolerance[1], f"{name} on {sde_name}: errors {errors}, slope {slope:.2f}"
 
 
-@pytest.mark.parametrize("name, per_step", [("ode_euler", 1), ("ddim", 1), ("heun", 2), ("dpmpp_2m", 1), ("dpmpp_3m", 1), ("ipndm", 1), ("lms", 1)])
+@pytest.mark.parametrize("name, per_step", [("ode_euler", 1), ("ddim", 1), ("heun", 2), ("dpmpp_2m", 1), ("dpmpp_3m", 1), ("ipndm", 1), ("lms", 1), ("unipc", 1)])
 def test_fixed_step_nfe_is_exact(x_T_by_sde, name, per_step):
     _, info = flow_error(name, SDES["vp"], 7, x_T_by_sde["vp"])
     assert info["nfe"] == 7 * per_step
@@ -108,7 +109,7 @@ def test_adaptive_rejects_bad_options(options, message):
         samplers.sample("probability_flow", sde, TARGET.score_fn(sde), (2, 3), **options)
 
 
-@pytest.mark.parametrize("name, options", [("dpm_solver", {}), ("lms", {"max_order": 5}), ("ipndm", {"max_order": 0})])
+@pytest.mark.parametrize("name, options", [("dpm_solver", {}), ("lms", {"max_order": 5}), ("ipndm", {"max_order": 0}), ("unipc", {"order": 4})])
 def test_bad_names_and_orders_raise(name, options):
     sde = SDES["vp"]
     with pytest.raises(ValueError):
@@ -137,7 +138,7 @@ def test_lms_coefficients_are_adams_bashforth_on_equal_steps():
     assert math.isclose(sum(ci * (3 * n**2 + 1) for ci, n in zip(c, nodes)), (1.9**3 + 1.9) - (0.7**3 + 0.7), rel_tol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["ode_euler", "ddim", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "lms", "ancestral", "euler_maruyama"])
+@pytest.mark.parametrize("name", ["ode_euler", "ddim", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "lms", "unipc", "ancestral", "euler_maruyama"])
 def test_a_vp_grid_ending_at_zero_noise_is_finite_and_close_to_the_flow(x_T_by_sde, name):
     """VP reaches sigma = 0 at t = 0; solvers must step there without dividing by zero."""
     sde, x_T = SDES["vp"], x_T_by_sde["vp"]

@@ -18,6 +18,7 @@ sampler modules for people who build their own loops.
 | dpmpp_2m, dpmpp_3m   | ODE, multistep 2nd/3rd  | 1 per step            | ode.py                  |
 | ipndm                | ODE, equal-step AB 4    | 1 per step            | ode.py                  |
 | lms                  | ODE, variable-step AB 4 | 1 per step            | ode.py                  |
+| unipc                | ODE, predictor + free corrector | 1 per step    | ode.py                  |
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from scoresde.samplers.adaptive import probability_flow
 from scoresde.samplers.ancestral import ancestral, ancestral_step
 from scoresde.samplers.euler_maruyama import euler_maruyama, euler_maruyama_step
 from scoresde.samplers.langevin import annealed_langevin, langevin_step
-from scoresde.samplers.ode import ddim, ddim_step, dpm_solver_pp, dpmpp_2m, dpmpp_3m, heun, ipndm, lms, ode_euler
+from scoresde.samplers.ode import ddim, ddim_step, dpm_solver_pp, dpmpp_2m, dpmpp_3m, heun, ipndm, lms, ode_euler, unipc
 from scoresde.samplers.predictor_corrector import predictor_corrector, reverse_diffusion, reverse_diffusion_step
 from scoresde.samplers.time_grids import TIME_GRIDS, get_time_grid
 from scoresde.score import denoise as tweedie_denoise
@@ -52,6 +53,7 @@ SAMPLERS: dict[str, Callable] = {
     "dpmpp_3m": dpmpp_3m,
     "ipndm": ipndm,
     "lms": lms,
+    "unipc": unipc,
 }
 
 # The time grid each sampler uses when the caller names none.
@@ -62,6 +64,7 @@ DEFAULT_TIME_GRIDS = {
     "heun": "karras",
     "ipndm": "karras",
     "lms": "karras",
+    "unipc": "log_snr",
 }
 
 DEFAULT_EPS = 1e-3
@@ -74,7 +77,7 @@ def available() -> list[str]:
 
 # Fixed-step ODE solvers: they evaluate the score on the trajectory at the grid times, which
 # `denoise="extrapolate"` needs (an adaptive solver's last evaluations are Runge–Kutta stages).
-DETERMINISTIC = ("ode_euler", "ddim", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "lms")
+DETERMINISTIC = ("ode_euler", "ddim", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "lms", "unipc")
 DENOISE_MODES = (True, False, "tweedie", "extrapolate")
 
 
@@ -257,4 +260,5 @@ __all__ = [
     "reverse_diffusion_step",
     "sample",
     "sampler_options",
+    "unipc",
 ]
