@@ -175,41 +175,33 @@ def test_ddpm_and_smld_losses_equal_their_formulas(sde, make_generator):
         assert abs(z.std().item() - 1) < 5 / math.sqrt(2 * z.numel())
 
 
+# Each discrete objective with its exact predictor at level (alpha, sigma) and the loss gap that a
+# shift of the prediction by 0.1 must cost (a scale by 1.1 costs 0.01 sigma^2 / v for both).
+DISCRETE_OBJECTIVES = {
+    "ddpm": (ddpm_loss, PROBLEM.noise_prediction_at, lambda sigma: torch.full_like(sigma, 0.01)),
+    "smld": (smld_loss, PROBLEM.score_at, lambda sigma: 0.01 * sigma**2),
+}
+
+
+@pytest.mark.parametrize("objective", DISCRETE_OBJECTIVES)
 @pytest.mark.parametrize("perturbation", ["shift", "scale"])
 @pytest.mark.parametrize("sde", CHAIN_SDES, ids=CHAIN_IDS)
-def test_ddpm_loss_is_lowest_at_the_exact_noise_predictor(sde, perturbation, make_generator):
+def test_discrete_loss_is_lowest_at_the_exact_predictor(sde, perturbation, objective, make_generator):
+    """DDPM at the exact noise predictor, SMLD at the exact level score; the excess loss of a
+    perturbed predictor equals its closed form."""
+    loss_fn, exact_at, shift_gap = DISCRETE_OBJECTIVES[objective]
     alphas, sigmas = reference_chain(sde)
     x0 = PROBLEM.sample_data(N_SAMPLES, make_generator(11))
 
     def exact(x, i):
-        return PROBLEM.noise_prediction_at(x, alphas[i], sigmas[i])
+        return exact_at(x, alphas[i], sigmas[i])
 
     levels = []
-    loss_exact = ddpm_loss(_recording(exact, levels), sde, x0, generator=make_generator(12))
-    loss_perturbed = ddpm_loss(_perturb(exact, perturbation), sde, x0, generator=make_generator(12))
+    loss_exact = loss_fn(_recording(exact, levels), sde, x0, generator=make_generator(12))
+    loss_perturbed = loss_fn(_perturb(exact, perturbation), sde, x0, generator=make_generator(12))
     alpha, sigma = alphas[levels[0]], sigmas[levels[0]]
     if perturbation == "shift":
-        expected = torch.full_like(sigma, 0.01)
-    else:
-        expected = 0.01 * sigma**2 / PROBLEM.var_at(alpha, sigma)
-    _assert_gap_matches(loss_perturbed - loss_exact, expected)
-
-
-@pytest.mark.parametrize("perturbation", ["shift", "scale"])
-@pytest.mark.parametrize("sde", CHAIN_SDES, ids=CHAIN_IDS)
-def test_smld_loss_is_lowest_at_the_exact_level_score(sde, perturbation, make_generator):
-    alphas, sigmas = reference_chain(sde)
-    x0 = PROBLEM.sample_data(N_SAMPLES, make_generator(13))
-
-    def exact(x, i):
-        return PROBLEM.score_at(x, alphas[i], sigmas[i])
-
-    levels = []
-    loss_exact = smld_loss(_recording(exact, levels), sde, x0, generator=make_generator(14))
-    loss_perturbed = smld_loss(_perturb(exact, perturbation), sde, x0, generator=make_generator(14))
-    alpha, sigma = alphas[levels[0]], sigmas[levels[0]]
-    if perturbation == "shift":
-        expected = 0.01 * sigma**2
+        expected = shift_gap(sigma)
     else:
         expected = 0.01 * sigma**2 / PROBLEM.var_at(alpha, sigma)
     _assert_gap_matches(loss_perturbed - loss_exact, expected)
