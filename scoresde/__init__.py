@@ -7,12 +7,14 @@ The modules follow the dataflow of Song et al. (2021): `sde_lib` (forward SDEs) 
 
 from scoresde import losses, metrics, oracle, samplers, sde_lib
 from scoresde.score import NetworkScore, get_score_fn
-from scoresde.sde_lib import SDE, VESDE, VPSDE, get_sde, subVPSDE
+from scoresde.sde_lib import SDE, VESDE, VPSDE, CosineVPSDE, EDMSDE, get_sde, subVPSDE  # noqa: I001
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SDE",
+    "CosineVPSDE",
+    "EDMSDE",
     "NetworkScore",
     "VESDE",
     "VPSDE",

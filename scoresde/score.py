@@ -14,7 +14,7 @@ The network is called as `net(x_in, label)` where the label follows one of `TIME
     t          the time itself, in [0, T]
     sigma      sigma(t), score_sde's label for continuous VE models
     log_sigma  log sigma(t)
-    999t       999 t, score_sde's label for continuous VP / sub-VP models
+    999t       999 t / T, score_sde's label for continuous VP / sub-VP models (T = 1 there)
     index      t (N - 1) / T, score_sde's label for models trained on the discrete chain
 
 With `scale_input` the network sees x / sqrt(alpha^2 sigma_data^2 + sigma^2), which has about unit
@@ -48,7 +48,7 @@ def time_label(sde: SDE, t: torch.Tensor, convention: str) -> torch.Tensor:
     if convention == "log_sigma":
         return torch.log(sde.sigma(t))
     if convention == "999t":
-        return 999.0 * t
+        return 999.0 * t / sde.T
     if convention == "index":
         return t * (sde.N - 1) / sde.T
     raise ValueError(f"unknown time label {convention!r}; valid: {', '.join(TIME_LABELS)}")

@@ -20,7 +20,15 @@ Every SDE here is linear in x, so its perturbation kernel is Gaussian,
 and the whole library is written in terms of the two scalar functions alpha(t) (`alpha`) and
 sigma(t) (`sigma`), and the log signal-to-noise ratio lambda(t) = log(alpha^2 / sigma^2)
 (`log_snr`) with its inverse (`t_from_log_snr`). Losses, samplers and the score adapter ask an SDE
-for these instead of testing its type, so a user-defined subclass works everywhere.
+for these instead of testing its type, so a user-defined subclass works everywhere: writing
+`_alpha` and `_sigma` is enough (the drift, diffusion, inverse log-SNR and prior are then derived;
+see `SDE`).
+
+    VPSDE        linear beta(t), the limit of DDPM                     (Song et al. 2021, eq. 11)
+    subVPSDE     VP's drift with a smaller diffusion                   (Song et al. 2021, eq. 12)
+    VESDE        geometric sigma(t), the limit of SMLD / NCSN          (Song et al. 2021, eq. 9)
+    CosineVPSDE  VP with the cosine schedule of improved DDPM          (Nichol & Dhariwal 2021)
+    EDMSDE       sigma(t) = t, alpha = 1, T = sigma_max                (Karras et al. 2022)
 
 Conventions follow score_sde (Song et al.'s code): T = 1, `N` is the number of steps of the
 discrete chain the SDE is the limit of (DDPM for VP, SMLD/NCSN for VE) and only a default for
@@ -57,10 +65,21 @@ def broadcast_to_data(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 class SDE(abc.ABC):
     """A linear forward SDE dx = f(x, t) dt + g(t) dw with Gaussian perturbation kernels.
 
-    Subclasses implement `sde`, `alpha`, `sigma`, `t_from_log_snr`, `prior_sampling` and
-    `prior_logp`; everything else (marginals, discretization, reverse SDE, probability-flow ODE,
-    log-SNR) is derived here. `_alpha`, `_sigma` and `_sde` are the unchecked versions that
-    subclasses write; the public methods validate `t` first.
+    A subclass writes two functions of a validated time tensor, `_alpha` and `_sigma`; everything
+    else is derived here from them, and a subclass overrides a derivation only to give a closed form:
+
+        _drift_and_diffusion  f = (d log alpha / dt) x and g^2 = d sigma^2/dt - 2 (d log alpha/dt) sigma^2,
+                              the coefficients of the linear SDE whose kernel is N(alpha x(0), sigma^2 I)
+                              (Kingma et al. 2021, "Variational Diffusion Models", app. A), computed by
+                              automatic differentiation in t;
+        t_from_log_snr        the inverse of log_snr by bisection on [0, T];
+        prior_sampling / prior_logp
+                              N(0, sigma(T)^2 I);
+        discretize            Euler–Maruyama with step T / N (VP and VE use their DDPM / SMLD chains).
+
+    The one requirement on a schedule is that sigma / alpha increases strictly with t (otherwise g^2
+    would be negative and no forward SDE has these marginals). A subclass whose times do not run
+    over [0, 1] overrides `T`.
 
     Args:
         N: number of discretization steps of the discrete chain (a default for samplers).
@@ -81,10 +100,6 @@ class SDE(abc.ABC):
 
     # -- what a subclass writes ------------------------------------------------------------
     @abc.abstractmethod
-    def _drift_and_diffusion(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """f(x, t) shaped like x, and g(t) shaped (batch,). `t` is already validated."""
-
-    @abc.abstractmethod
     def _alpha(self, t: torch.Tensor) -> torch.Tensor:
         """alpha(t), the scale of x(0) in the perturbation kernel, for a validated t."""
 
@@ -92,11 +107,43 @@ class SDE(abc.ABC):
     def _sigma(self, t: torch.Tensor) -> torch.Tensor:
         """sigma(t), the noise std of the perturbation kernel, for a validated t."""
 
-    @abc.abstractmethod
-    def t_from_log_snr(self, log_snr: torch.Tensor) -> torch.Tensor:
-        """The inverse of `log_snr`: the time t with log(alpha(t)^2 / sigma(t)^2) = log_snr."""
+    # -- derived, overridden where a closed form exists ---------------------------------------
+    def _drift_and_diffusion(self, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f(x, t) shaped like x, and g(t) shaped like t, for a validated t.
 
-    @abc.abstractmethod
+        The linear SDE dx = c(t) x dt + g(t) dw has mean alpha(t) x(0) with c = d log alpha / dt and
+        variance obeying d sigma^2 / dt = 2 c sigma^2 + g^2; both derivatives come from autograd.
+        Where autograd gives no finite value (typically at t = 0 when sigma is written through a
+        square root of zero), the coefficients are the limit from above, taken one float epsilon later.
+        """
+        c, g2 = self._derived_coefficients(t)
+        bad = ~(torch.isfinite(c) & torch.isfinite(g2))
+        if bool(bad.any()):
+            nudged = torch.where(bad, t + torch.finfo(t.dtype).eps * self.T, t)
+            c, g2 = self._derived_coefficients(nudged)
+        return broadcast_to_data(c, x) * x, torch.sqrt(g2.clamp_min(0.0))
+
+    def _derived_coefficients(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """c(t) = d log alpha / dt and g(t)^2 = d sigma^2 / dt - 2 c sigma^2, by autograd in t."""
+        with torch.inference_mode(False), torch.enable_grad():
+            tt = t.detach().clone().requires_grad_(True)
+            log_alpha, variance = torch.log(self._alpha(tt)), self._sigma(tt) ** 2
+            c, dvar = _time_derivative(log_alpha, tt), _time_derivative(variance, tt)
+        return c.detach(), (dvar - 2.0 * c * variance).detach()
+
+    def t_from_log_snr(self, log_snr: torch.Tensor) -> torch.Tensor:
+        """The inverse of `log_snr`: the time t with log(alpha(t)^2 / sigma(t)^2) = log_snr.
+
+        By bisection on [0, T] in float64 (log_snr decreases in t); subclasses give closed forms.
+        """
+        target = log_snr.to(torch.float64)
+        low, high = torch.zeros_like(target), torch.full_like(target, self.T)
+        for _ in range(64):  # 2^-64 T: below float64 resolution
+            mid = 0.5 * (low + high)
+            too_early = 2.0 * (torch.log(self._alpha(mid)) - torch.log(self._sigma(mid))) > target
+            low, high = torch.where(too_early, mid, low), torch.where(too_early, high, mid)
+        return (0.5 * (low + high)).to(log_snr.dtype)
+
     def prior_sampling(
         self,
         shape: tuple[int, ...],
@@ -105,11 +152,15 @@ class SDE(abc.ABC):
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> torch.Tensor:
-        """Draw x(T) from the prior p_T, shape `shape` = (batch, *dims)."""
+        """Draw x(T) from the prior p_T, shape `shape` = (batch, *dims); by default N(0, sigma(T)^2 I)."""
+        return _gaussian_prior_sample(shape, generator, device, dtype, self._prior_std())
 
-    @abc.abstractmethod
     def prior_logp(self, z: torch.Tensor) -> torch.Tensor:
         """log p_T(z) summed over all but the batch dimension; shape (batch,)."""
+        return _standard_normal_logp(z, self._prior_std())
+
+    def _prior_std(self) -> float:
+        return float(self._sigma(torch.tensor(self.T, dtype=torch.float64)))
 
     # -- validated public API ----------------------------------------------------------------
     def check_time(self, t: torch.Tensor | float, like: torch.Tensor | None = None) -> torch.Tensor:
@@ -234,6 +285,13 @@ class ReverseSDE:
         return self._reversed(x, t, self.forward.discretize)
 
 
+def _time_derivative(value: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """d value / dt elementwise (value[i] depends on t[i] only); zero for a constant."""
+    if not value.requires_grad:
+        return torch.zeros_like(t)
+    return torch.autograd.grad(value.sum(), t, retain_graph=True)[0]
+
+
 def _standard_normal_logp(z: torch.Tensor, std: float) -> torch.Tensor:
     """log N(z; 0, std^2 I) summed over all but the batch dimension."""
     d = z[0].numel()
@@ -255,35 +313,35 @@ def _check_bounds(low_name: str, low: float, high_name: str, high: float) -> Non
         raise ValueError(f"{high_name} must be > {low_name}, got {low_name}={low!r}, {high_name}={high!r}")
 
 
-class _LinearBetaSDE(SDE):
-    """Shared pieces of VP and sub-VP: beta(t) = beta_min + t (beta_max - beta_min), prior N(0, I)."""
+class _VariancePreserving(SDE):
+    """SDEs with alpha(t)^2 + sigma(t)^2 = 1 (Song et al. 2021, eq. 11, for any beta(t)):
 
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000):
-        super().__init__(N)
-        _check_bounds("beta_min", beta_min, "beta_max", beta_max)
-        self.beta_0 = float(beta_min)
-        self.beta_1 = float(beta_max)
+        dx = -1/2 beta(t) x dt + sqrt(beta(t)) dw,   log alpha(t) = -1/2 int_0^t beta,
 
+    with prior N(0, I) and, as discrete chain, DDPM's x_{i+1} = sqrt(1 - beta_i) x_i + sqrt(beta_i) z
+    (Ho et al. 2020) with the betas `discrete_betas` (float64, length N) a subclass sets.
+    Subclasses write `beta(t)`, `_log_alpha(t)` and `t_from_log_snr`.
+    """
+
+    discrete_betas: torch.Tensor
+
+    @abc.abstractmethod
     def beta(self, t: torch.Tensor) -> torch.Tensor:
-        """beta(t) = beta_min + t (beta_max - beta_min)."""
-        return self.beta_0 + t * (self.beta_1 - self.beta_0)
+        """The noise rate beta(t) = -2 d log alpha / dt."""
 
-    def _log_mean_coeff(self, t: torch.Tensor) -> torch.Tensor:
-        """log alpha(t) = -1/2 int_0^t beta(s) ds = -t^2 (beta_max - beta_min) / 4 - t beta_min / 2."""
-        return -0.25 * t**2 * (self.beta_1 - self.beta_0) - 0.5 * t * self.beta_0
+    @abc.abstractmethod
+    def _log_alpha(self, t: torch.Tensor) -> torch.Tensor:
+        """log alpha(t) = -1/2 int_0^t beta(s) ds."""
 
     def _alpha(self, t):
-        return torch.exp(self._log_mean_coeff(t))
+        return torch.exp(self._log_alpha(t))
 
-    def _t_from_log_alpha(self, log_alpha: torch.Tensor) -> torch.Tensor:
-        """Solve (beta_max - beta_min) t^2 / 2 + beta_min t = c with c = -2 log alpha >= 0.
+    def _sigma(self, t):
+        return torch.sqrt(-torch.expm1(2.0 * self._log_alpha(t)))
 
-        Written as t = 2c / (beta_min + sqrt(beta_min^2 + 2 (beta_max - beta_min) c)), the root
-        that is stable when beta_max is close to beta_min.
-        """
-        c = -2.0 * log_alpha
-        delta = self.beta_1 - self.beta_0
-        return 2.0 * c / (self.beta_0 + torch.sqrt(self.beta_0**2 + 2.0 * delta * c))
+    def _drift_and_diffusion(self, x, t):
+        beta_t = self.beta(t)
+        return -0.5 * broadcast_to_data(beta_t, x) * x, torch.sqrt(beta_t)
 
     def prior_sampling(self, shape, *, generator=None, device=None, dtype=torch.float32):
         """x(T) ~ N(0, I)."""
@@ -293,42 +351,8 @@ class _LinearBetaSDE(SDE):
         """log N(z; 0, I)."""
         return _standard_normal_logp(z, 1.0)
 
-
-class VPSDE(_LinearBetaSDE):
-    """Variance-preserving SDE, the continuous limit of DDPM (Song et al. 2021, eq. 11).
-
-        dx = -1/2 beta(t) x dt + sqrt(beta(t)) dw,
-        alpha(t) = exp(-1/2 int_0^t beta),  sigma(t)^2 = 1 - alpha(t)^2.
-
-    Args:
-        beta_min: beta(0) > 0.
-        beta_max: beta(1) > beta_min.
-        N: steps of the DDPM chain with betas linspace(beta_min / N, beta_max / N, N).
-    """
-
-    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000):
-        super().__init__(beta_min, beta_max, N)
-        self.discrete_betas = torch.linspace(self.beta_0 / N, self.beta_1 / N, N, dtype=torch.float64)
-        self.alphas_cumprod = torch.cumprod(1.0 - self.discrete_betas, dim=0)
-
     def _check_chain(self) -> None:
-        """The DDPM chain needs every beta_i = beta / N < 1 (samplers do not: they take any steps)."""
-        if self.beta_1 / self.N >= 1:
-            raise ValueError(
-                f"the DDPM chain needs beta_max / N < 1, got beta_max={self.beta_1}, N={self.N}; "
-                "raise N (samplers take their own step counts and are not limited by N)"
-            )
-
-    def _drift_and_diffusion(self, x, t):
-        beta_t = self.beta(t)
-        return -0.5 * broadcast_to_data(beta_t, x) * x, torch.sqrt(beta_t)
-
-    def _sigma(self, t):
-        return torch.sqrt(-torch.expm1(2.0 * self._log_mean_coeff(t)))
-
-    def t_from_log_snr(self, log_snr):
-        """alpha^2 = sigmoid(lambda), so log alpha = -softplus(-lambda) / 2."""
-        return self._t_from_log_alpha(-0.5 * torch.nn.functional.softplus(-log_snr))
+        """Raise if the chain's betas are not all below 1 (only the chain needs this)."""
 
     def discretize(self, x, t):
         """DDPM (Ho et al. 2020) step: x_{i+1} = sqrt(1 - beta_i) x_i + sqrt(beta_i) z."""
@@ -342,25 +366,90 @@ class VPSDE(_LinearBetaSDE):
     def discrete_marginals(self) -> tuple[torch.Tensor, torch.Tensor]:
         """alpha_i = sqrt(prod_{j<=i}(1 - beta_j)) and sigma_i = sqrt(1 - alpha_i^2) of the DDPM chain."""
         self._check_chain()
-        return torch.sqrt(self.alphas_cumprod), torch.sqrt(1.0 - self.alphas_cumprod)
+        alphas_cumprod = torch.cumprod(1.0 - self.discrete_betas, dim=0)
+        return torch.sqrt(alphas_cumprod), torch.sqrt(1.0 - alphas_cumprod)
 
 
-class subVPSDE(_LinearBetaSDE):
+class _LinearBeta:
+    """beta(t) = beta_min + t (beta_max - beta_min), shared by VP and sub-VP."""
+
+    def _set_betas(self, beta_min: float, beta_max: float) -> None:
+        _check_bounds("beta_min", beta_min, "beta_max", beta_max)
+        self.beta_0 = float(beta_min)
+        self.beta_1 = float(beta_max)
+
+    def beta(self, t: torch.Tensor) -> torch.Tensor:
+        """beta(t) = beta_min + t (beta_max - beta_min)."""
+        return self.beta_0 + t * (self.beta_1 - self.beta_0)
+
+    def _log_alpha(self, t: torch.Tensor) -> torch.Tensor:
+        """log alpha(t) = -1/2 int_0^t beta(s) ds = -t^2 (beta_max - beta_min) / 4 - t beta_min / 2."""
+        return -0.25 * t**2 * (self.beta_1 - self.beta_0) - 0.5 * t * self.beta_0
+
+    def _t_from_log_alpha(self, log_alpha: torch.Tensor) -> torch.Tensor:
+        """Solve (beta_max - beta_min) t^2 / 2 + beta_min t = c with c = -2 log alpha >= 0.
+
+        Written as t = 2c / (beta_min + sqrt(beta_min^2 + 2 (beta_max - beta_min) c)), the root
+        that is stable when beta_max is close to beta_min.
+        """
+        c = -2.0 * log_alpha
+        delta = self.beta_1 - self.beta_0
+        return 2.0 * c / (self.beta_0 + torch.sqrt(self.beta_0**2 + 2.0 * delta * c))
+
+
+class VPSDE(_LinearBeta, _VariancePreserving):
+    """Variance-preserving SDE, the continuous limit of DDPM (Song et al. 2021, eq. 11).
+
+        dx = -1/2 beta(t) x dt + sqrt(beta(t)) dw,   beta(t) = beta_min + t (beta_max - beta_min),
+        alpha(t) = exp(-1/2 int_0^t beta),  sigma(t)^2 = 1 - alpha(t)^2.
+
+    Args:
+        beta_min: beta(0) > 0.
+        beta_max: beta(1) > beta_min.
+        N: steps of the DDPM chain with betas linspace(beta_min / N, beta_max / N, N).
+    """
+
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000):
+        super().__init__(N)
+        self._set_betas(beta_min, beta_max)
+        self.discrete_betas = torch.linspace(self.beta_0 / N, self.beta_1 / N, N, dtype=torch.float64)
+
+    def _check_chain(self) -> None:
+        """The DDPM chain needs every beta_i = beta / N < 1 (samplers do not: they take any steps)."""
+        if self.beta_1 / self.N >= 1:
+            raise ValueError(
+                f"the DDPM chain needs beta_max / N < 1, got beta_max={self.beta_1}, N={self.N}; "
+                "raise N (samplers take their own step counts and are not limited by N)"
+            )
+
+    def t_from_log_snr(self, log_snr):
+        """alpha^2 = sigmoid(lambda), so log alpha = -softplus(-lambda) / 2."""
+        return self._t_from_log_alpha(-0.5 * torch.nn.functional.softplus(-log_snr))
+
+
+class subVPSDE(_LinearBeta, SDE):
     """Sub-variance-preserving SDE (Song et al. 2021, eq. 12); its variance never exceeds VP's.
 
         dx = -1/2 beta(t) x dt + sqrt(beta(t) (1 - exp(-2 int_0^t beta))) dw,
-        alpha(t) = exp(-1/2 int_0^t beta),  sigma(t) = 1 - alpha(t)^2.
+        alpha(t) = exp(-1/2 int_0^t beta),  sigma(t) = 1 - alpha(t)^2,  prior N(0, I).
 
     Its discrete chain is the Euler–Maruyama one (the default `discretize`).
     """
 
+    def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, N: int = 1000):
+        super().__init__(N)
+        self._set_betas(beta_min, beta_max)
+
     def _drift_and_diffusion(self, x, t):
         beta_t = self.beta(t)
-        discount = -torch.expm1(4.0 * self._log_mean_coeff(t))
+        discount = -torch.expm1(4.0 * self._log_alpha(t))
         return -0.5 * broadcast_to_data(beta_t, x) * x, torch.sqrt(beta_t * discount)
 
+    def _alpha(self, t):
+        return torch.exp(self._log_alpha(t))
+
     def _sigma(self, t):
-        return -torch.expm1(2.0 * self._log_mean_coeff(t))
+        return -torch.expm1(2.0 * self._log_alpha(t))
 
     def t_from_log_snr(self, log_snr):
         """Solve u / (1 - u)^2 = exp(lambda) for u = alpha^2 in (0, 1).
@@ -371,6 +460,95 @@ class subVPSDE(_LinearBetaSDE):
         r = torch.exp(-log_snr)
         minus_log_u = torch.log1p(0.5 * (r + torch.sqrt(r * r + 4.0 * r)))
         return self._t_from_log_alpha(-0.5 * minus_log_u)
+
+    def prior_sampling(self, shape, *, generator=None, device=None, dtype=torch.float32):
+        """x(T) ~ N(0, I)."""
+        return _gaussian_prior_sample(shape, generator, device, dtype, 1.0)
+
+    def prior_logp(self, z):
+        """log N(z; 0, I)."""
+        return _standard_normal_logp(z, 1.0)
+
+
+class CosineVPSDE(_VariancePreserving):
+    """The variance-preserving SDE of the cosine schedule (Nichol & Dhariwal 2021, "Improved DDPM", eq. 17).
+
+        alpha(t)^2 = f(t) / f(0),   f(t) = cos^2(theta(t)),   theta(t) = pi/2 (t + s) / (1 + s),
+        beta(t) = -d log alpha^2 / dt = pi / (1 + s) tan(theta(t)),
+
+    so alpha^2 falls nearly linearly through the middle of [0, T], and only the last few percent of
+    the time is spent in near-pure noise (alpha^2 < 0.01 after t = 0.93, against t = 0.68 for the
+    linear schedule of `VPSDE`; the paper's fig. 5). beta(t) -> infinity at t = 1; the discrete chain clips each beta_i at `max_beta` (0.999 in
+    the paper), and the SDE clips its rate at the equivalent bound beta(t) <= -N log(1 - max_beta)
+    (a chain step of length T / N decays by 1 - beta_i = exp(-int beta) >= 1 - max_beta), which only
+    changes the last fraction of the last chain step and leaves alpha(T) > 0 (log-SNR about -17 at
+    T for N = 1000) rather than exactly zero.
+
+    Discrete chain (DDPM with the paper's betas): beta_i = min(1 - f((i + 1)/N) / f(i / N), max_beta).
+
+    Args:
+        s: the offset s >= 0 that keeps beta(0) away from zero (0.008 in the paper).
+        max_beta: the chain's clipping bound, in (0, 1).
+        N: steps of the discrete chain.
+    """
+
+    def __init__(self, s: float = 0.008, max_beta: float = 0.999, N: int = 1000):
+        super().__init__(N)
+        if not (s >= 0 and math.isfinite(s)):
+            raise ValueError(f"s (the cosine schedule's offset) must be a finite number >= 0, got {s!r}")
+        if not 0 < max_beta < 1:
+            raise ValueError(f"max_beta must lie in (0, 1), got {max_beta!r}")
+        self.s, self.max_beta = float(s), float(max_beta)
+        self._rate = math.pi / (2.0 * (1.0 + self.s))  # d theta / dt; theta(t) = theta_0 + rate t
+        self._theta_0 = self._rate * self.s
+        self.beta_clip = -N * math.log1p(-self.max_beta)
+        theta_clip = math.atan(self.beta_clip / (2.0 * self._rate))  # beta = 2 rate tan(theta)
+        self.t_clip = min((theta_clip - self._theta_0) / self._rate, self.T)
+        t_clip = torch.tensor(self.t_clip, dtype=torch.float64)
+        self._log_alpha_clip = self._log_alpha_cosine(t_clip).item()
+        self._log_snr_clip = _vp_log_snr(torch.tensor(self._log_alpha_clip)).item()
+        f = torch.exp(2.0 * self._log_alpha_cosine(torch.arange(N + 1, dtype=torch.float64) / N))
+        self.discrete_betas = torch.clamp(1.0 - f[1:] / f[:-1], max=self.max_beta)
+
+    def _log_alpha_cosine(self, t: torch.Tensor) -> torch.Tensor:
+        """log(cos theta(t) / cos theta_0), unclipped, free of cancellation at both ends.
+
+        Near t = 0: log1p((cos theta - cos theta_0) / cos theta_0), with the difference written as
+        -2 sin((theta + theta_0)/2) sin(rate t / 2); near t = 1: cos theta = sin(rate (1 - t)).
+        """
+        half_gap = 0.5 * self._rate * t
+        early = torch.log1p(-2.0 * torch.sin(self._theta_0 + half_gap) * torch.sin(half_gap) / math.cos(self._theta_0))
+        late = torch.log(torch.sin(self._rate * (1.0 - t))) - math.log(math.cos(self._theta_0))
+        return torch.where(t <= 0.5, early, late)
+
+    def _log_alpha(self, t):
+        clipped = self._log_alpha_clip - 0.5 * self.beta_clip * (t - self.t_clip)
+        return torch.where(t <= self.t_clip, self._log_alpha_cosine(t), clipped)
+
+    def beta(self, t):
+        """pi / (1 + s) tan(theta(t)) up to t_clip, then the constant beta_clip."""
+        cosine = 2.0 * self._rate / torch.tan(self._rate * (1.0 - t))  # tan(theta) = 1 / tan(pi/2 - theta)
+        return torch.where(t <= self.t_clip, cosine, torch.full_like(t, self.beta_clip))
+
+    def t_from_log_snr(self, log_snr):
+        """Invert cos theta = alpha cos theta_0 with alpha^2 = sigmoid(lambda), sigma^2 = sigmoid(-lambda).
+
+        With S = sin theta = sqrt(sin^2 theta_0 + sigma^2 cos^2 theta_0), the angle difference is
+        theta - theta_0 = atan2(cos theta_0 sigma^2, (S + alpha sin theta_0)(alpha cos^2 theta_0 + S sin theta_0)),
+        exact and free of cancellation; t = (theta - theta_0) / rate. Past t_clip, log alpha is linear in t.
+        """
+        var, alpha = torch.sigmoid(-log_snr), torch.sqrt(torch.sigmoid(log_snr))
+        sin0, cos0 = math.sin(self._theta_0), math.cos(self._theta_0)
+        sin_theta = torch.sqrt(sin0**2 + var * cos0**2)
+        gap = torch.atan2(cos0 * var, (sin_theta + alpha * sin0) * (alpha * cos0**2 + sin_theta * sin0))
+        log_alpha = -0.5 * torch.nn.functional.softplus(-log_snr)
+        clipped = self.t_clip + 2.0 * (self._log_alpha_clip - log_alpha) / self.beta_clip
+        return torch.where(log_snr >= self._log_snr_clip, gap / self._rate, clipped)
+
+
+def _vp_log_snr(log_alpha: torch.Tensor) -> torch.Tensor:
+    """log(alpha^2 / (1 - alpha^2)) from log alpha."""
+    return 2.0 * log_alpha - torch.log(-torch.expm1(2.0 * log_alpha))
 
 
 class VESDE(SDE):
@@ -435,11 +613,60 @@ class VESDE(SDE):
         return torch.ones_like(self.discrete_sigmas), self.discrete_sigmas
 
 
-SDES = {"vpsde": VPSDE, "subvpsde": subVPSDE, "vesde": VESDE}
+class EDMSDE(SDE):
+    """The variance-exploding SDE of Karras et al. (2022, "Elucidating the design space...", EDM):
+
+        sigma(t) = t,  alpha(t) = 1,  dx = sqrt(2 t) dw,  t in [0, T = sigma_max],
+
+    so time is the noise level, and the probability-flow ODE is dx/dsigma = (x - D(x, sigma)) / sigma
+    with D(x, sigma) = x + sigma^2 grad log p the denoiser (Tweedie). Unlike `VESDE`, the kernel is
+    that of the SDE started from noiseless data (sigma(0) = 0). Prior N(0, sigma_max^2 I). A
+    sampler's final time `eps` is EDM's sigma_min (0.002 in the paper); its discrete chain is the
+    default Euler–Maruyama one.
+
+    Args:
+        sigma_max: the largest noise level and end time T (80 in the paper).
+        N: steps of the Euler–Maruyama chain (a default for samplers).
+    """
+
+    def __init__(self, sigma_max: float = 80.0, N: int = 1000):
+        super().__init__(N)
+        if not (sigma_max > 0 and math.isfinite(sigma_max)):
+            raise ValueError(f"sigma_max must be a finite number > 0, got {sigma_max!r}")
+        self.sigma_max = float(sigma_max)
+
+    @property
+    def T(self) -> float:
+        """End time T = sigma_max."""
+        return self.sigma_max
+
+    def _drift_and_diffusion(self, x, t):
+        return torch.zeros_like(x), torch.sqrt(2.0 * t)
+
+    def _alpha(self, t):
+        return torch.ones_like(t)
+
+    def _sigma(self, t):
+        return t.clone()
+
+    def t_from_log_snr(self, log_snr):
+        """lambda = -2 log t, so t = exp(-lambda / 2)."""
+        return torch.exp(-0.5 * log_snr)
+
+    def prior_sampling(self, shape, *, generator=None, device=None, dtype=torch.float32):
+        """x(T) ~ N(0, sigma_max^2 I)."""
+        return _gaussian_prior_sample(shape, generator, device, dtype, self.sigma_max)
+
+    def prior_logp(self, z):
+        """log N(z; 0, sigma_max^2 I)."""
+        return _standard_normal_logp(z, self.sigma_max)
+
+
+SDES = {"vpsde": VPSDE, "subvpsde": subVPSDE, "vesde": VESDE, "cosinevpsde": CosineVPSDE, "edmsde": EDMSDE}
 
 
 def get_sde(name: str, **kwargs) -> SDE:
-    """Build an SDE by name (`vpsde`, `subvpsde`, `vesde`, case-insensitive).
+    """Build an SDE by name (`vpsde`, `subvpsde`, `vesde`, `cosinevpsde`, `edmsde`; case, "-" and "_" ignored).
 
     Raises:
         ValueError: for an unknown name, listing the valid ones.

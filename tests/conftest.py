@@ -15,7 +15,7 @@ from tests.problems import DEFAULT_SDES, SDE_CASES
 
 @pytest.fixture(params=sorted(SDE_CASES))
 def sde(request):
-    """Every SDE case: the three defaults of Song et al. and two with other parameters."""
+    """Every SDE case: the defaults of Song et al., cosine VP, EDM, and some with other parameters."""
     return SDE_CASES[request.param]()
 
 

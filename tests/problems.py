@@ -7,7 +7,8 @@ Gaussian data N(m, s^2 I) stays Gaussian under every linear SDE of `scoresde.sde
 so the score, the posterior mean E[x(0) | x(t)] (Tweedie), the optimal noise prediction and the
 probability-flow ODE flow map are all exact at every t. Nothing here calls the functions under test
 except `alpha`/`sigma` of an SDE (where a test wants "whatever schedule the SDE has"); the
-independent closed forms of Song et al. (2021, eqs. 9, 11, 12) are in `reference_schedule`.
+independent closed forms of Song et al. (2021, eqs. 9, 11, 12), Nichol & Dhariwal (2021, eq. 17)
+and Karras et al. (2022) are in `reference_schedule`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from scoresde.sde_lib import SDE, VESDE, VPSDE, broadcast_to_data, subVPSDE
+from scoresde.sde_lib import SDE, VESDE, VPSDE, CosineVPSDE, EDMSDE, broadcast_to_data, subVPSDE
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -164,7 +165,36 @@ def reference_schedule(sde: SDE, t: torch.Tensor) -> dict[str, torch.Tensor]:
         else:
             sigma, g2 = -torch.expm1(-big_b), beta * -torch.expm1(-2.0 * big_b)
         return {"alpha": alpha, "sigma": sigma, "drift_coeff": -0.5 * beta, "g2": g2}
+    if isinstance(sde, CosineVPSDE):
+        return _cosine_reference(sde, t)
+    if isinstance(sde, EDMSDE):
+        return {"alpha": torch.ones_like(t), "sigma": t.clone(), "drift_coeff": torch.zeros_like(t), "g2": 2.0 * t}
     raise TypeError(f"no reference schedule for {type(sde).__name__}")
+
+
+def _cosine_angle(sde: CosineVPSDE, t):
+    """theta(t) = pi/2 (t + s) / (1 + s) (Nichol & Dhariwal 2021, eq. 17)."""
+    return 0.5 * math.pi * (t + sde.s) / (1.0 + sde.s)
+
+
+def _cosine_reference(sde: CosineVPSDE, t: torch.Tensor) -> dict[str, torch.Tensor]:
+    """alpha^2 = cos^2 theta(t) / cos^2 theta(0), beta = -d log alpha^2/dt = pi/(1+s) tan theta,
+    up to the time where beta reaches -N log(1 - max_beta); beyond it beta stays there.
+
+    sigma^2 = 1 - alpha^2 = (cos^2 theta_0 - cos^2 theta) / cos^2 theta_0 = sin(theta + theta_0) sin(theta - theta_0) / cos^2 theta_0.
+    """
+    theta_0 = _cosine_angle(sde, 0.0)
+    beta_clip = -sde.N * math.log(1.0 - sde.max_beta)
+    t_clip = math.atan(beta_clip * (1.0 + sde.s) / math.pi) * 2.0 * (1.0 + sde.s) / math.pi - sde.s
+    theta = _cosine_angle(sde, t.clamp(max=t_clip))
+    alpha = torch.cos(theta) / math.cos(theta_0)
+    sigma2 = torch.sin(theta + theta_0) * torch.sin(theta - theta_0) / math.cos(theta_0) ** 2
+    beta = math.pi / (1.0 + sde.s) * torch.tan(theta)
+    clipped = t > t_clip
+    alpha = torch.where(clipped, alpha * torch.exp(-0.5 * beta_clip * (t - t_clip)), alpha)
+    sigma2 = torch.where(clipped, 1.0 - alpha**2, sigma2)
+    beta = torch.where(clipped, torch.full_like(t, beta_clip), beta)
+    return {"alpha": alpha, "sigma": sigma2.sqrt(), "drift_coeff": -0.5 * beta, "g2": beta}
 
 
 # -- the SDEs the tests run over ------------------------------------------------------------------
@@ -175,6 +205,9 @@ SDE_CASES: dict[str, Callable[[], SDE]] = {
     "ve": VESDE,
     "vp_custom": lambda: VPSDE(beta_min=0.5, beta_max=8.0, N=250),
     "ve_custom": lambda: VESDE(sigma_min=0.05, sigma_max=5.0, N=300),
+    "cosine": CosineVPSDE,
+    "cosine_custom": lambda: CosineVPSDE(s=0.02, max_beta=0.99, N=200),
+    "edm": EDMSDE,
 }
 DEFAULT_SDES = ("vp", "subvp", "ve")
 
@@ -182,13 +215,18 @@ DEFAULT_SDES = ("vp", "subvp", "ve")
 def reference_chain(sde: SDE) -> tuple[torch.Tensor, torch.Tensor]:
     """(alpha_i, sigma_i), i = 0..N-1, of the discrete chain, written from the papers (float64).
 
-    DDPM (Ho et al. 2020): betas = linspace(beta_min / N, beta_max / N, N),
+    DDPM (Ho et al. 2020): betas = linspace(beta_min / N, beta_max / N, N) (VP) or the cosine ones,
     alpha_i = sqrt(prod_{j <= i} (1 - beta_j)), sigma_i = sqrt(1 - alpha_i^2).
     SMLD (Song & Ermon 2019): alpha_i = 1, sigma_i geometric from sigma_min to sigma_max.
     """
     if isinstance(sde, VPSDE):
         betas = torch.linspace(sde.beta_0 / sde.N, sde.beta_1 / sde.N, sde.N, dtype=torch.float64)
         alpha_bar = torch.cumprod(1.0 - betas, dim=0)
+        return alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt()
+    if isinstance(sde, CosineVPSDE):
+        # beta_i = min(1 - f((i + 1) / N) / f(i / N), max_beta), f(t) = cos^2 theta(t)  (Nichol & Dhariwal 2021)
+        f = torch.cos(_cosine_angle(sde, torch.arange(sde.N + 1, dtype=torch.float64) / sde.N)) ** 2
+        alpha_bar = torch.cumprod(1.0 - torch.clamp(1.0 - f[1:] / f[:-1], max=sde.max_beta), dim=0)
         return alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt()
     if isinstance(sde, VESDE):
         ratio = torch.arange(sde.N, dtype=torch.float64) / max(sde.N - 1, 1)

@@ -203,7 +203,7 @@ def test_grids_run_from_T_to_eps_strictly_decreasing(sde, grid_kind, steps):
 
 def test_uniform_grid_is_equally_spaced(sde):
     grid = get_time_grid("uniform", sde, 10, 1e-3)
-    torch.testing.assert_close(grid[:-1] - grid[1:], torch.full((10,), (1.0 - 1e-3) / 10, dtype=torch.float64))
+    torch.testing.assert_close(grid[:-1] - grid[1:], torch.full((10,), (sde.T - 1e-3) / 10, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("steps", [1, 10, 100])

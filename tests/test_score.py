@@ -86,8 +86,8 @@ def test_time_labels_reach_the_network_as_documented(sde, label, make_generator)
         "t": TIMES,
         "sigma": sigma,
         "log_sigma": torch.log(sigma),
-        "999t": 999.0 * TIMES,
-        "index": TIMES * (sde.N - 1),
+        "999t": 999.0 * TIMES / sde.T,
+        "index": TIMES * (sde.N - 1) / sde.T,
     }[label]
     assert seen[0].shape == (5,)
     torch.testing.assert_close(seen[0], expected, rtol=1e-10, atol=1e-12)

@@ -7,12 +7,12 @@ import pytest
 import scipy.stats
 import torch
 
-from scoresde.sde_lib import SDE, VESDE, VPSDE, broadcast_to_data, get_sde, subVPSDE
-from tests.problems import SDE_CASES, GaussianData, reference_schedule
+from scoresde.sde_lib import SDES, SDE, VESDE, VPSDE, CosineVPSDE, EDMSDE, broadcast_to_data, get_sde, subVPSDE
+from tests.problems import SDE_CASES, GaussianData, reference_chain, reference_schedule
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
-# Times covering the whole range, including both ends and points very close to 0.
+# Times covering [0, 1], including both ends and points very close to 0; tests scale them by T.
 ALL_TIMES = torch.cat(
     [
         torch.zeros(1, dtype=torch.float64),
@@ -26,6 +26,11 @@ def _times(n: int, low: float = 0.02, high: float = 1.0) -> torch.Tensor:
     return torch.linspace(low, high, n, dtype=torch.float64)
 
 
+def _over(sde: SDE, fractions) -> torch.Tensor:
+    """Times at the given fractions of [0, T] (float64)."""
+    return torch.as_tensor(fractions, dtype=torch.float64) * sde.T
+
+
 def _known_score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """A known, non-linear, time-dependent stand-in for a score network."""
     return -x * broadcast_to_data(1.0 + t, x) + 0.3 * torch.sin(x)
@@ -35,7 +40,7 @@ def _known_score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 def test_alpha_sigma_drift_and_diffusion_match_the_paper(sde):
-    t = ALL_TIMES
+    t = _over(sde, ALL_TIMES)
     ref = reference_schedule(sde, t)
     torch.testing.assert_close(sde.alpha(t), ref["alpha"], rtol=1e-12, atol=0)
     torch.testing.assert_close(sde.sigma(t), ref["sigma"], rtol=1e-10, atol=1e-300)
@@ -48,7 +53,7 @@ def test_alpha_sigma_drift_and_diffusion_match_the_paper(sde):
 @pytest.mark.parametrize("shape", [(5, 2), (5, 3, 4, 4)])
 def test_alpha_and_sigma_agree_with_marginal_prob(sde, shape, dtype, make_generator):
     x = torch.randn(shape, generator=make_generator(1), dtype=dtype)
-    t = torch.tensor([0.0, 1e-4, 0.3, 0.77, 1.0], dtype=dtype)
+    t = _over(sde, [0.0, 1e-4, 0.3, 0.77, 1.0]).to(dtype)
     mean, std = sde.marginal_prob(x, t)
     assert mean.shape == x.shape and std.shape == (5,)
     assert mean.dtype == dtype and std.dtype == dtype
@@ -80,7 +85,7 @@ def test_ve_sigma_is_geometric():
 
 
 def test_log_snr_definition_and_monotonicity(sde):
-    t = ALL_TIMES[1:]
+    t = _over(sde, ALL_TIMES[1:])
     log_snr = sde.log_snr(t)
     ref = reference_schedule(sde, t)
     torch.testing.assert_close(log_snr, torch.log(ref["alpha"] ** 2 / ref["sigma"] ** 2), rtol=1e-10, atol=1e-10)
@@ -88,16 +93,16 @@ def test_log_snr_definition_and_monotonicity(sde):
 
 
 def test_log_snr_and_t_from_log_snr_are_inverse(sde):
-    t = ALL_TIMES
+    t = _over(sde, ALL_TIMES)
     torch.testing.assert_close(sde.t_from_log_snr(sde.log_snr(t)), t, rtol=1e-9, atol=1e-12)
-    ends = sde.log_snr(torch.tensor([1e-6, sde.T], dtype=torch.float64))
+    ends = sde.log_snr(_over(sde, [1e-6, 1.0]))
     log_snr = torch.linspace(ends[1], ends[0], 101, dtype=torch.float64)
     torch.testing.assert_close(sde.log_snr(sde.t_from_log_snr(log_snr)), log_snr, rtol=1e-9, atol=1e-9)
 
 
 def test_drift_is_the_time_derivative_of_log_alpha(sde):
     """f(x, t) = c(t) x with c = d/dt log alpha(t), checked by central differences."""
-    t, h = _times(25, high=0.98), 1e-6
+    t, h = _times(25, high=0.98) * sde.T, 1e-6 * sde.T
     drift, _ = sde.sde(torch.ones(t.numel(), 1, dtype=torch.float64), t)
     dlog_alpha = (torch.log(sde.alpha(t + h)) - torch.log(sde.alpha(t - h))) / (2 * h)
     torch.testing.assert_close(drift[:, 0], dlog_alpha, rtol=1e-6, atol=1e-8)
@@ -105,7 +110,7 @@ def test_drift_is_the_time_derivative_of_log_alpha(sde):
 
 def test_diffusion_satisfies_the_variance_ode(sde):
     """d/dt sigma^2 = 2 c(t) sigma^2 + g^2, the variance ODE of dx = c x dt + g dw."""
-    t, h = _times(25, high=0.98), 1e-6
+    t, h = _times(25, high=0.98) * sde.T, 1e-6 * sde.T
     drift, diffusion = sde.sde(torch.ones(t.numel(), 1, dtype=torch.float64), t)
     dvar = (sde.sigma(t + h) ** 2 - sde.sigma(t - h) ** 2) / (2 * h)
     rhs = 2 * drift[:, 0] * sde.sigma(t) ** 2 + diffusion**2
@@ -116,7 +121,9 @@ def test_diffusion_satisfies_the_variance_ode(sde):
 
 
 def test_marginal_prob_matches_euler_maruyama_simulation(sde, make_generator):
-    """20k paths of the forward SDE from a fixed x0 (1000 steps, coefficients at mid-step times).
+    """20k paths of the forward SDE from a fixed x0 (900 steps of T / 1000, coefficients at mid-step
+    times), up to 0.9 T: beyond it the cosine schedule's beta grows to thousands and explicit steps
+    of this size are unstable.
 
     VE follows score_sde's convention: marginal_prob's std sigma(t) is that of the SMLD kernel,
     whose data already carry N(0, sigma_min^2), so the paths start at x0 + sigma_min z.
@@ -128,14 +135,14 @@ def test_marginal_prob_matches_euler_maruyama_simulation(sde, make_generator):
     if isinstance(sde, VESDE):
         x = x + sde.sigma_min * torch.randn(x.shape, generator=generator).double()
     dt = sde.T / steps
-    checkpoints = {50: 0.05, 250: 0.25, 500: 0.5, 1000: 1.0}
-    for k in range(steps):
+    checkpoints = {50: 0.05, 250: 0.25, 500: 0.5, 900: 0.9}
+    for k in range(900):
         t_mid = torch.full((n,), (k + 0.5) * dt, dtype=torch.float64)
         drift, diffusion = sde.sde(x, t_mid)
         noise = torch.randn(x.shape, generator=generator).double()
         x = x + drift * dt + broadcast_to_data(diffusion, x) * math.sqrt(dt) * noise
         if k + 1 in checkpoints:
-            t = torch.full((n,), checkpoints[k + 1], dtype=torch.float64)
+            t = torch.full((n,), checkpoints[k + 1] * sde.T, dtype=torch.float64)
             mean, std = sde.marginal_prob(x0, t)
             exact_mean, exact_var = mean[0, 0].item(), std[0].item() ** 2
             se_mean = math.sqrt(exact_var / n)
@@ -148,7 +155,7 @@ def test_marginal_prob_matches_euler_maruyama_simulation(sde, make_generator):
 
 
 def _prior_std(sde: SDE) -> float:
-    return sde.sigma_max if isinstance(sde, VESDE) else 1.0
+    return sde.sigma_max if isinstance(sde, (VESDE, EDMSDE)) else 1.0
 
 
 def test_prior_logp_is_the_gaussian_log_density(sde, data_shape, make_generator):
@@ -171,7 +178,7 @@ def test_prior_sampling_has_the_prior_std(sde, make_generator):
     assert abs(x.std().item() / std - 1.0) < 5 / math.sqrt(2 * count)
     # VE's prior is N(0, sigma(T)^2); VP's N(0, 1) is sigma(T) up to alpha(T)^2 = exp(-int beta).
     sigma_end = sde.sigma(torch.tensor([sde.T], dtype=torch.float64)).item()
-    assert abs(sigma_end / std - 1.0) < (1e-12 if isinstance(sde, VESDE) else 0.01)
+    assert abs(sigma_end / std - 1.0) < (1e-12 if isinstance(sde, (VESDE, EDMSDE)) else 0.01)
 
 
 def test_prior_sampling_respects_generator_dtype_and_shape(sde, make_generator):
@@ -190,12 +197,19 @@ def _chain_times(sde: SDE, indices: torch.Tensor) -> torch.Tensor:
     return torch.where(indices == sde.N - 1, torch.full_like(t, sde.T), t)
 
 
-VP_CASES = [VPSDE(), VPSDE(beta_min=0.5, beta_max=8.0, N=250)]
+VP_CASES = {"vp": VPSDE(), "vp_custom": VPSDE(beta_min=0.5, beta_max=8.0, N=250),
+            "cosine": CosineVPSDE(), "cosine_custom": CosineVPSDE(s=0.02, max_beta=0.99, N=200)}
 
 
-@pytest.mark.parametrize("sde", VP_CASES, ids=["vp", "vp_custom"])
+def _reference_betas(sde: SDE) -> torch.Tensor:
+    """beta_i = 1 - alpha_bar_i / alpha_bar_{i-1} of the reference chain's alpha_bar_i = alpha_i^2."""
+    alpha_bar = reference_chain(sde)[0] ** 2
+    return 1.0 - alpha_bar / torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+
+
+@pytest.mark.parametrize("sde", VP_CASES.values(), ids=VP_CASES.keys())
 def test_vp_discretize_is_the_ddpm_step(sde, data_shape, dtype, make_generator):
-    betas = torch.linspace(sde.beta_0 / sde.N, sde.beta_1 / sde.N, sde.N, dtype=torch.float64)
+    betas = _reference_betas(sde)
     indices = torch.tensor([0, 1, sde.N // 3, sde.N - 2, sde.N - 1])
     t = _chain_times(sde, indices).to(dtype)
     x = torch.randn((5, *data_shape), generator=make_generator(7), dtype=dtype)
@@ -221,17 +235,17 @@ def test_ve_discretize_is_the_smld_step(sde, data_shape, dtype, make_generator):
     torch.testing.assert_close(G, torch.sqrt(sigmas[indices] ** 2 - previous[indices] ** 2).to(dtype))
 
 
-def test_subvp_discretize_is_euler_maruyama_with_step_one_over_n(data_shape, make_generator):
-    sde = subVPSDE(N=400)
-    t = torch.tensor([0.0, 0.2, 0.5, 1.0], dtype=torch.float64)
+@pytest.mark.parametrize("sde", [subVPSDE(N=400), EDMSDE(N=400)], ids=["subvp", "edm"])
+def test_discretize_is_euler_maruyama_with_step_T_over_n_without_a_chain(sde, data_shape, make_generator):
+    t = _over(sde, [0.0, 0.2, 0.5, 1.0])
     x = torch.randn((4, *data_shape), generator=make_generator(9), dtype=torch.float64)
     f, G = sde.discretize(x, t)
     drift, diffusion = sde.sde(x, t)
-    torch.testing.assert_close(f, drift / 400)
-    torch.testing.assert_close(G, diffusion / 20.0)
+    torch.testing.assert_close(f, drift * sde.T / 400)
+    torch.testing.assert_close(G, diffusion * math.sqrt(sde.T / 400))
 
 
-@pytest.mark.parametrize("sde", VP_CASES, ids=["vp", "vp_custom"])
+@pytest.mark.parametrize("sde", VP_CASES.values(), ids=VP_CASES.keys())
 def test_vp_discrete_marginals_are_the_products_of_the_chain(sde):
     """Iterate the chain's mean and variance from x_{-1} = x(0) (mean 1, variance 0) through discretize."""
     alphas, sigmas = sde.discrete_marginals()
@@ -248,6 +262,7 @@ def test_vp_discrete_marginals_are_the_products_of_the_chain(sde):
         variances.append(var)
     torch.testing.assert_close(alphas, torch.stack(means), rtol=1e-10, atol=1e-14)
     torch.testing.assert_close(sigmas**2, torch.stack(variances), rtol=1e-10, atol=1e-14)
+    torch.testing.assert_close(alphas, reference_chain(sde)[0], rtol=1e-10, atol=1e-14)
     # The chain is the discretisation of the SDE: its scales are close to alpha(t).
     t = torch.linspace(0, 1, sde.N, dtype=torch.float64)
     assert torch.max(torch.abs(alphas - sde.alpha(t))) < 5.0 / sde.N
@@ -262,9 +277,10 @@ def test_ve_discrete_marginals_are_the_sum_of_the_chain_variances():
     torch.testing.assert_close(torch.cumsum(G**2, dim=0), sigmas**2)
 
 
-def test_subvp_has_no_discrete_chain_marginals():
-    with pytest.raises(ValueError, match="subVPSDE"):
-        subVPSDE().discrete_marginals()
+@pytest.mark.parametrize("sde", [subVPSDE(), EDMSDE()], ids=["subvp", "edm"])
+def test_sdes_without_a_chain_have_no_discrete_marginals(sde):
+    with pytest.raises(ValueError, match=type(sde).__name__):
+        sde.discrete_marginals()
 
 
 def test_vp_chain_needs_betas_below_one():
@@ -282,7 +298,7 @@ def test_vp_chain_needs_betas_below_one():
 def test_reverse_drift_and_diffusion(sde, data_shape, probability_flow, make_generator):
     weight = 0.5 if probability_flow else 1.0
     x = torch.randn((6, *data_shape), generator=make_generator(12), dtype=torch.float64)
-    t = torch.tensor([0.0, 0.01, 0.2, 0.5, 0.9, 1.0], dtype=torch.float64)
+    t = _over(sde, [0.0, 0.01, 0.2, 0.5, 0.9, 1.0])
     reverse = sde.reverse(_known_score, probability_flow=probability_flow)
     assert reverse.T == sde.T and reverse.N == sde.N
     drift, diffusion = reverse.sde(x, t)
@@ -293,7 +309,7 @@ def test_reverse_drift_and_diffusion(sde, data_shape, probability_flow, make_gen
     expected_diffusion = torch.zeros(6, dtype=torch.float64) if probability_flow else ref["g2"].sqrt()
     torch.testing.assert_close(diffusion, expected_diffusion, rtol=1e-10, atol=0)
     # discretize: f_i - w G_i^2 score, G_i (0 for the ODE)
-    t_chain = torch.tensor([0.0, 0.2, 0.5, 1.0], dtype=torch.float64)
+    t_chain = _over(sde, [0.0, 0.2, 0.5, 1.0])
     rev_f, rev_G = reverse.discretize(x[:4], t_chain)
     f_i, G_i = sde.discretize(x[:4], t_chain)
     torch.testing.assert_close(rev_f, f_i - broadcast_to_data(G_i**2, f_i) * _known_score(x[:4], t_chain) * weight)
@@ -303,12 +319,13 @@ def test_reverse_drift_and_diffusion(sde, data_shape, probability_flow, make_gen
 def test_probability_flow_of_the_exact_score_generates_the_exact_flow(sde, make_generator):
     """d/dt of x_t = mu_t + sqrt(v_t / v_s)(x_s - mu_s) equals the probability-flow drift."""
     problem = GaussianData(torch.tensor([1.0, -2.0]), 0.7)
-    x_s = problem.sample_marginal(8, sde, 0.3, make_generator(13))
+    s = 0.3 * sde.T
+    x_s = problem.sample_marginal(8, sde, s, make_generator(13))
     ode = sde.reverse(problem.score(sde), probability_flow=True)
-    h = 1e-6
-    for t in (0.05, 0.3, 0.6, 0.95):
-        x_t = problem.ode_flow(sde, x_s, 0.3, t)
-        velocity = (problem.ode_flow(sde, x_s, 0.3, t + h) - problem.ode_flow(sde, x_s, 0.3, t - h)) / (2 * h)
+    h = 1e-6 * sde.T
+    for t in _over(sde, [0.05, 0.3, 0.6, 0.95]).tolist():
+        x_t = problem.ode_flow(sde, x_s, s, t)
+        velocity = (problem.ode_flow(sde, x_s, s, t + h) - problem.ode_flow(sde, x_s, s, t - h)) / (2 * h)
         drift, diffusion = ode.sde(x_t, torch.full((8,), t, dtype=torch.float64))
         scale = velocity.abs().max().item() + 1.0
         torch.testing.assert_close(drift, velocity, rtol=1e-6, atol=1e-6 * scale)
@@ -349,7 +366,7 @@ def test_every_method_works_per_example_for_any_shape(sde, make_generator):
     """(B, 3, 4, 4) gives the same per-example results as its (B, 48) flattening and as one example
     at a time; (B, 2) works the same way."""
     generator = make_generator(15)
-    t = torch.tensor([0.0, 0.1, 0.45, 0.8, 1.0], dtype=torch.float64)
+    t = _over(sde, [0.0, 0.1, 0.45, 0.8, 1.0])
     images = torch.randn(5, 3, 4, 4, generator=generator, dtype=torch.float64)
     noise = torch.randn(5, 3, 4, 4, generator=generator, dtype=torch.float64)
     full = _all_outputs(sde, images, t, noise)
@@ -414,6 +431,13 @@ BAD_PARAMETERS = [
     (subVPSDE, {"N": -3}, r"\bN\b"),
     (VESDE, {"N": 2.5}, r"\bN\b"),
     (VESDE, {"N": True}, r"\bN\b"),
+    (CosineVPSDE, {"s": -0.1}, r"\bs\b"),
+    (CosineVPSDE, {"s": float("nan")}, r"\bs\b"),
+    (CosineVPSDE, {"max_beta": 0.0}, "max_beta"),
+    (CosineVPSDE, {"max_beta": 1.0}, "max_beta"),
+    (CosineVPSDE, {"N": 0}, r"\bN\b"),
+    (EDMSDE, {"sigma_max": 0.0}, "sigma_max"),
+    (EDMSDE, {"sigma_max": float("inf")}, "sigma_max"),
 ]
 
 
@@ -463,9 +487,62 @@ def test_get_sde_builds_by_name_and_rejects_unknown_names():
     assert type(get_sde("subVPSDE")) is subVPSDE
     ve = get_sde("vesde", sigma_min=0.1, sigma_max=3.0, N=20)
     assert type(ve) is VESDE and (ve.sigma_min, ve.sigma_max, ve.N) == (0.1, 3.0, 20)
-    with pytest.raises(ValueError, match="vpsde.*subvpsde.*vesde"):
-        get_sde("edm")
+    assert type(get_sde("cosine_vp_sde", s=0.01)) is CosineVPSDE
+    edm = get_sde("EDM-SDE", sigma_max=20.0)
+    assert type(edm) is EDMSDE and edm.T == 20.0
+    with pytest.raises(ValueError, match="vpsde.*subvpsde.*vesde.*cosinevpsde.*edmsde"):
+        get_sde("ddim")
 
 
 def test_cases_cover_every_registered_sde():
-    assert {type(build()) for build in SDE_CASES.values()} == {VPSDE, subVPSDE, VESDE}
+    assert {type(build()) for build in SDE_CASES.values()} == set(SDES.values())
+
+
+def test_edm_time_is_the_noise_level_up_to_sigma_max():
+    sde = EDMSDE(sigma_max=80.0)
+    t = torch.tensor([0.002, 1.0, 80.0], dtype=torch.float64)
+    torch.testing.assert_close(sde.sigma(t), t, rtol=0, atol=0)
+    with pytest.raises(ValueError, match=r"\bt\b"):
+        sde.sigma(torch.tensor([80.001]))
+
+
+def test_cosine_beta_is_continuous_at_the_clip_and_bounded_by_the_chain():
+    """The rate reaches -N log(1 - max_beta) at t_clip and stays there; alpha stays continuous."""
+    sde = CosineVPSDE()
+    t = torch.tensor([sde.t_clip - 1e-9, sde.t_clip + 1e-9], dtype=torch.float64)
+    bound = -sde.N * math.log(1.0 - sde.max_beta)
+    torch.testing.assert_close(sde.beta(t), torch.full((2,), bound, dtype=torch.float64), rtol=1e-4, atol=0)
+    torch.testing.assert_close(sde.alpha(t[0]), sde.alpha(t[1]), rtol=1e-5, atol=0)
+    assert sde.discrete_betas.max().item() == sde.max_beta  # only the last chain step is clipped
+    assert (sde.discrete_betas == sde.max_beta).sum().item() == 1
+    # The point of the schedule: little time spent in near-pure noise (alpha^2 < 0.01), unlike linear VP.
+    nearly_noise = torch.tensor(math.log(0.01 / 0.99), dtype=torch.float64)
+    assert sde.t_from_log_snr(nearly_noise).item() > 0.9 and VPSDE().t_from_log_snr(nearly_noise).item() < 0.7
+
+
+class _ConstantBetaVP(SDE):
+    """Only alpha and sigma written: everything else comes from the base class."""
+
+    def _alpha(self, t):
+        return torch.exp(-t)
+
+    def _sigma(self, t):
+        return torch.sqrt(-torch.expm1(-2.0 * t))
+
+
+def test_the_base_class_derives_drift_diffusion_inverse_and_prior_from_alpha_and_sigma(make_generator):
+    """alpha = e^{-t} is VP with beta = 2: f = -x, g^2 = 2, log-SNR inverse t = log1p(e^-lambda) / 2."""
+    sde = _ConstantBetaVP(N=100)
+    t = torch.tensor([0.0, 1e-6, 0.3, 1.0], dtype=torch.float64)
+    x = torch.randn(4, 3, generator=make_generator(18), dtype=torch.float64)
+    drift, diffusion = sde.sde(x, t)
+    torch.testing.assert_close(drift, -x, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(diffusion, torch.full((4,), math.sqrt(2.0), dtype=torch.float64), rtol=1e-8, atol=0)
+    lam = sde.log_snr(t[1:])
+    torch.testing.assert_close(sde.t_from_log_snr(lam), torch.log1p(torch.exp(-lam)) / 2, rtol=1e-12, atol=1e-15)
+    std = math.sqrt(-math.expm1(-2.0))
+    z = torch.randn(5, 2, generator=make_generator(19), dtype=torch.float64)
+    torch.testing.assert_close(sde.prior_logp(z), torch.distributions.Normal(0.0, std).log_prob(z).sum(1))
+    torch.testing.assert_close(sde.prior_sampling((5, 2), generator=make_generator(19), dtype=torch.float64), std * z)
+    with torch.inference_mode():  # autograd in t works even here
+        torch.testing.assert_close(sde.sde(x, t)[1], diffusion)
