@@ -14,6 +14,9 @@ and time grid at each NFE budget:
              exact flow from the same x_T (the floor: in 64-D it swings by 2x from one x_T draw
              to another, through the proportions of samples per component).
     nfe      score evaluations actually used (counted).
+    wrong    samples whose own RMS error exceeds 0.3: they ended in another mixture component than
+             the exact flow. In 64-D one such sample adds about 1.2 / sqrt(n) to `rms`, so at 10 NFE
+             the figure is often set by one or two samples near a decision boundary.
 
 and, separately, the sampler's own overhead per step (wall time with a free score function) for
 4096 x 64 samples. Usage:
@@ -33,9 +36,12 @@ import torch
 from scipy.integrate import solve_ivp
 
 from scoresde import metrics, oracle, samplers
-from scoresde.sde_lib import VESDE, VPSDE
+from scoresde.sde_lib import VESDE, VPSDE, CosineVPSDE, EDMSDE
 
-DETERMINISTIC = samplers.DETERMINISTIC
+# (label, sampler, options): every fixed-step ODE solver with its defaults, and UniPC's s-variant.
+SOLVERS = [(name, name, {}) for name in samplers.DETERMINISTIC] + [
+    ("unipc_s3", "unipc", {"predictor_order": 3, "interpolate_in": "s"}),
+]
 GRIDS = ("uniform", "log_snr", "karras")
 DENOISE = ("tweedie", "extrapolate")  # the zero-noise end step (see samplers.sample)
 PROBLEMS = {
@@ -43,6 +49,11 @@ PROBLEMS = {
     "ring_vp": (lambda: oracle.ring(8, 1.0, 0.05), lambda: VPSDE(0.1, 20.0), 1e-4),
     "stiff64_ve": (lambda: oracle.stiff(64, 4, 0.01, 1.0, seed=0), lambda: VESDE(0.01, 50.0), 1e-5),
     "stiff64_vp": (lambda: oracle.stiff(64, 4, 0.01, 1.0, seed=0), lambda: VPSDE(0.1, 20.0), 1e-4),
+    # The schedules of issue #9: cosine VP (improved DDPM) and EDM (sigma(t) = t from 80 to 0.002).
+    "ring_cosine": (lambda: oracle.ring(8, 1.0, 0.05), lambda: CosineVPSDE(), 1e-4),
+    "stiff64_cosine": (lambda: oracle.stiff(64, 4, 0.01, 1.0, seed=0), lambda: CosineVPSDE(), 1e-4),
+    "ring_edm": (lambda: oracle.ring(8, 1.0, 0.05), lambda: EDMSDE(80.0), 2e-3),
+    "stiff64_edm": (lambda: oracle.stiff(64, 4, 0.01, 1.0, seed=0), lambda: EDMSDE(80.0), 2e-3),
 }
 # Best figures of other toolkits on problems of this kind (issue #3), RMS at 10 / 20 / 50 NFE.
 PEERS = {
@@ -97,28 +108,30 @@ def run_problem(key: str, n: int, budgets: list[int]) -> list[dict]:
     floor = metrics.sliced_wasserstein(reference, data)
     records = []
     for nfe in budgets:
-        for name in DETERMINISTIC:
+        for label, name, options in SOLVERS:
             for grid in GRIDS:
                 for denoise in DENOISE:
                     x, info = samplers.sample(name, sde, mixture.score_fn(sde), x_T=x_T, steps=steps_for_budget(name, nfe),
-                                              eps=eps, time_grid=grid, denoise=denoise)
-                    records.append({"problem": key, "budget": nfe, "sampler": name, "grid": grid, "denoise": denoise,
+                                              eps=eps, time_grid=grid, denoise=denoise, **options)
+                    per_sample = (x - reference).pow(2).flatten(1).mean(1).sqrt()
+                    records.append({"problem": key, "budget": nfe, "sampler": label, "grid": grid, "denoise": denoise,
                                     "nfe": info["nfe"], "rms": (x - reference).pow(2).mean().sqrt().item(),
+                                    "wrong": int((per_sample > 0.3).sum()),
                                     "sw": metrics.sliced_wasserstein(x, data), "sw_floor": floor})
     return records
 
 
 def print_table(records: list[dict]) -> None:
-    print("| budget | best sampler / grid / end step | nfe | rms | peers' best | ratio | sw (exact flow) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| budget | best sampler / grid / end step | nfe | rms | wrong | peers' best | ratio | sw (exact flow) |")
+    print("|---|---|---|---|---|---|---|---|")
     for budget in sorted({r["budget"] for r in records}):
         best = min((r for r in records if r["budget"] == budget), key=lambda r: r["rms"])
-        peer = PEERS[best["problem"]].get(budget)
+        peer = PEERS.get(best["problem"], {}).get(budget)
         ratio = f"{peer / best['rms']:.2f}x" if peer else "-"
-        print(f"| {budget} | {best['sampler']} / {best['grid']} / {best['denoise']} | {best['nfe']} | {best['rms']:.2e} | "
+        print(f"| {budget} | {best['sampler']} / {best['grid']} / {best['denoise']} | {best['nfe']} | {best['rms']:.2e} | {best['wrong']} | "
               f"{peer if peer else '-'} | {ratio} | {best['sw']:.4f} ({best['sw_floor']:.4f}) |")
     print("\nall (rms):")
-    for name in DETERMINISTIC:
+    for name, _, _ in SOLVERS:
         for grid in GRIDS:
             for denoise in DENOISE:
                 row = [r for r in records if r["sampler"] == name and r["grid"] == grid and r["denoise"] == denoise]
@@ -142,7 +155,8 @@ def overhead_per_step(name: str, steps: int = 50, repeats: int = 9) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=1024)
-    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
+    parser.add_argument("--problems", nargs="+", default=list(PEERS), choices=list(PROBLEMS),
+                        help="default: the problems with peer figures (VP and VE)")
     parser.add_argument("--budgets", nargs="+", type=int, default=[5, 10, 20, 50, 100])
     parser.add_argument("--no-overhead", action="store_true")
     parser.add_argument("--overhead-only", action="store_true")

@@ -20,11 +20,13 @@ def get_config() -> ml_collections.ConfigDict:
     data.test_fraction = 0.1  # held out for the quality figure
 
     config.sde = sde = ml_collections.ConfigDict()
-    sde.name = "vpsde"  # "vpsde", "subvpsde", "vesde"
+    sde.name = "vpsde"  # "vpsde", "subvpsde", "vesde", "cosinevpsde", "edmsde"
     sde.beta_min = 0.1  # VP / sub-VP
     sde.beta_max = 20.0
     sde.sigma_min = 0.01  # VE
-    sde.sigma_max = 50.0
+    sde.sigma_max = 50.0  # VE; EDM (where it is also the end time T)
+    sde.s = 0.008  # cosine VP: the schedule's offset
+    sde.max_beta = 0.999  # cosine VP: the clipping of the chain's betas
     sde.num_scales = 1000  # N: steps of the discrete chain, the default sampler step count
 
     config.model = model = ml_collections.ConfigDict()
@@ -35,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
     model.time_embedding = "fourier"  # "fourier" or "sinusoidal"
     model.fourier_scale = 16.0
     model.dropout = 0.0
-    model.parameterization = "eps"  # what the network predicts: "score", "eps" or "x0"
+    model.parameterization = "eps"  # what the network predicts: "score", "eps", "x0" or "edm" (preconditioned)
     model.time_label = "t"  # what the network is told: "t", "sigma", "log_sigma", "999t", "index"
     model.scale_input = True  # feed x / sqrt(alpha^2 sigma_data^2 + sigma^2)
     model.sigma_data = 0.5
@@ -45,7 +47,10 @@ def get_config() -> ml_collections.ConfigDict:
     training.batch_size = 256
     training.n_steps = 5000
     training.eps = 1e-5  # smallest diffusion time seen in training
-    training.weighting = "sigma2"  # "sigma2" or "likelihood"
+    training.weighting = "sigma2"  # "sigma2", "likelihood" or "edm" (uses model.sigma_data)
+    training.time_distribution = "uniform"  # "uniform" in [eps, T], or "log_normal" in sigma / alpha (EDM)
+    training.p_mean = -1.2  # log_normal: mean and std of log(sigma / alpha)
+    training.p_std = 1.2
     training.reduce = "mean"  # over data dimensions: "mean" or "sum"
     training.log_freq = 100
     training.checkpoint_freq = 1000
@@ -80,6 +85,8 @@ def get_config() -> ml_collections.ConfigDict:
     sampling.backend = "torchdiffeq"  # probability_flow: torchdiffeq, scipy
     sampling.max_order = 4  # lms, ipndm
     sampling.lower_order_final = True  # dpmpp_2m, dpmpp_3m
+    sampling.predictor_order = 2  # unipc (the corrector adds one)
+    sampling.interpolate_in = "lambda"  # unipc: "lambda" or "s" (see scoresde.samplers.ode.unipc)
     sampling.denoise = True  # a final Tweedie denoising step
     sampling.n_samples = 1000
     sampling.batch_size = 1000

@@ -10,6 +10,18 @@ Weightings lambda(t):
                   non-likelihood weighting, equal to DDPM's noise-prediction loss for eps-models)
     "likelihood"  g(t)^2, which makes the loss an upper bound on the negative log-likelihood
                   (Song et al. 2021b, "Maximum likelihood training of score-based diffusion models")
+    "edm"         sigma^2 (s^2 + sigma_data^2) / sigma_data^2 with s = sigma / alpha: EDM's
+                  lambda(s) || D - x(0) ||^2 with lambda = (s^2 + sigma_data^2) / (s sigma_data)^2
+                  (Karras et al. 2022, eq. 8 and table 1), rewritten for the score through
+                  D - x(0) = sigma^2 (score - target) / alpha. It gives every noise level unit
+                  weight on the output of EDM's preconditioned network (`NetworkScore`'s "edm").
+
+Training-time distributions:
+    "uniform"     t ~ U[eps, T] (Song et al.)
+    "log_normal"  log(sigma / alpha) ~ N(p_mean, p_std^2) (EDM: -1.2, 1.2), mapped to t through
+                  the log-SNR lambda = -2 log(sigma / alpha) and clamped to [eps, T]. For `EDMSDE`
+                  this is EDM's log-normal sigma; for any other SDE, the same distribution of the
+                  noise-to-signal ratio.
 
 Discrete time: DDPM (Ho et al. 2020, eq. 14, "L_simple") and SMLD (Song & Ermon 2019, eq. 5) pick
 a level i of the SDE's discrete chain uniformly and use the chain's own marginals.
@@ -23,7 +35,8 @@ import torch
 
 from scoresde.sde_lib import SDE, broadcast_to_data
 
-WEIGHTINGS = ("sigma2", "likelihood")
+WEIGHTINGS = ("sigma2", "likelihood", "edm")
+TIME_DISTRIBUTIONS = ("uniform", "log_normal")
 REDUCTIONS = ("mean", "sum")
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -38,17 +51,26 @@ def _reduce(sq: torch.Tensor, reduce: str) -> torch.Tensor:
 
 
 def sample_time(
-    batch: int, sde: SDE, eps: float, *, generator: torch.Generator | None, device, dtype
+    batch: int, sde: SDE, eps: float, *, generator: torch.Generator | None, device, dtype,
+    distribution: str = "uniform", p_mean: float = -1.2, p_std: float = 1.2,
 ) -> torch.Tensor:
-    """t ~ U[eps, T], shape (batch,).
+    """Training times of shape (batch,) from `distribution` (module docstring), within [eps, T].
 
     Raises:
-        ValueError: if eps is not in (0, T).
+        ValueError: if eps is not in (0, T), p_std <= 0, or the distribution is unknown.
     """
     if not 0 < eps < sde.T:
         raise ValueError(f"eps (the smallest training time) must lie in (0, T={sde.T}), got {eps!r}")
-    u = torch.rand(batch, generator=generator, device=device, dtype=dtype)
-    return eps + u * (sde.T - eps)
+    if distribution == "uniform":
+        u = torch.rand(batch, generator=generator, device=device, dtype=dtype)
+        return eps + u * (sde.T - eps)
+    if distribution == "log_normal":
+        if not p_std > 0:
+            raise ValueError(f"p_std (the log-normal's standard deviation) must be > 0, got {p_std!r}")
+        log_ratio = p_mean + p_std * torch.randn(batch, generator=generator, device=device, dtype=torch.float64)
+        t = sde.t_from_log_snr(-2.0 * log_ratio).clamp(eps, sde.T)
+        return t.to(dtype)
+    raise ValueError(f"unknown time distribution {distribution!r}; valid: {', '.join(TIME_DISTRIBUTIONS)}")
 
 
 def dsm_loss(
@@ -62,6 +84,10 @@ def dsm_loss(
     generator: torch.Generator | None = None,
     t: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
+    time_distribution: str = "uniform",
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
+    sigma_data: float = 0.5,
 ) -> torch.Tensor:
     """Denoising score matching in continuous time (Song et al. 2021, eq. 7).
 
@@ -69,20 +95,25 @@ def dsm_loss(
         score_fn: s_theta(x, t), differentiable in the parameters being trained.
         sde: the forward SDE.
         x0: clean data, shape (batch, *dims).
-        eps: smallest time sampled; t ~ U[eps, T].
+        eps: smallest time sampled.
         weighting: one of `WEIGHTINGS`, or a callable lambda(t) -> (batch,).
         reduce: "mean" or "sum" over the data dimensions.
         generator: random source for t and z.
         t, noise: fix t (batch,) and z (like x0) instead of drawing them (tests, variance reduction).
+        time_distribution: one of `TIME_DISTRIBUTIONS`; p_mean, p_std parameterise "log_normal".
+        sigma_data: the data's standard deviation, for the "edm" weighting.
 
     Returns:
         Per-example losses, shape (batch,).
 
     Raises:
-        ValueError: for an unknown weighting or reduction, or eps outside (0, T).
+        ValueError: for an unknown weighting, reduction or time distribution, or eps outside (0, T).
     """
+    if not (callable(weighting) or weighting in WEIGHTINGS):
+        raise ValueError(f"unknown weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)} or a callable")
     if t is None:
-        t = sample_time(x0.shape[0], sde, eps, generator=generator, device=x0.device, dtype=x0.dtype)
+        t = sample_time(x0.shape[0], sde, eps, generator=generator, device=x0.device, dtype=x0.dtype,
+                        distribution=time_distribution, p_mean=p_mean, p_std=p_std)
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     x_t = sde.perturb(x0, t, noise)
@@ -90,6 +121,11 @@ def dsm_loss(
     score = score_fn(x_t, t)
     if weighting == "sigma2":
         return _reduce((score * broadcast_to_data(sigma, x0) + noise) ** 2, reduce)
+    if weighting == "edm":
+        if not sigma_data > 0:
+            raise ValueError(f"sigma_data must be > 0, got {sigma_data!r}")
+        ratio2 = (sigma / sde.alpha(t)) ** 2
+        return _reduce((score * broadcast_to_data(sigma, x0) + noise) ** 2, reduce) * (ratio2 + sigma_data**2) / sigma_data**2
     if weighting == "likelihood":
         g2 = sde.sde(x0, t)[1] ** 2
         return _reduce((score + noise / broadcast_to_data(sigma, x0)) ** 2, reduce) * g2

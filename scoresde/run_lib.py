@@ -101,6 +101,8 @@ def validate(config) -> None:
         (t.log_freq >= 1, f"config.training.log_freq must be >= 1, got {t.log_freq}"),
         (t.checkpoint_freq >= 1, f"config.training.checkpoint_freq must be >= 1, got {t.checkpoint_freq}"),
         (t.weighting in losses.WEIGHTINGS, f"config.training.weighting must be one of {losses.WEIGHTINGS}, got {t.weighting!r}"),
+        (t.time_distribution in losses.TIME_DISTRIBUTIONS,
+         f"config.training.time_distribution must be one of {losses.TIME_DISTRIBUTIONS}, got {t.time_distribution!r}"),
         (o.lr > 0, f"config.optim.lr must be > 0, got {o.lr}"),
         (o.warmup >= 0 and o.grad_clip >= 0, "config.optim.warmup and config.optim.grad_clip must be >= 0"),
         (0 <= config.model.ema_decay < 1, f"config.model.ema_decay must lie in [0, 1), got {config.model.ema_decay}"),
@@ -152,7 +154,8 @@ class Experiment:
         self.model.train()
         loss = losses.dsm_loss(
             self.score_fn, self.sde, x0, eps=c.training.eps, weighting=c.training.weighting,
-            reduce=c.training.reduce, generator=generator,
+            reduce=c.training.reduce, generator=generator, time_distribution=c.training.time_distribution,
+            p_mean=c.training.p_mean, p_std=c.training.p_std, sigma_data=c.model.sigma_data,
         ).mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")

@@ -8,6 +8,11 @@ parameterisations give the score as (Song et al. 2021, sec. 3.3; Kingma et al. 2
     score:  s = out                (or out / sigma with `scale_by_sigma`, NCSN++'s output scaling)
     eps:    s = -out / sigma       (the network predicts the noise z, as DDPM)
     x0:     s = (alpha out - x) / sigma^2   (the network predicts the clean data x(0))
+    edm:    s = (alpha D - x) / sigma^2 with EDM's preconditioned denoiser (Karras et al. 2022,
+            eq. 7 and table 1) in the scaled variables x~ = x / alpha, s~ = sigma / alpha:
+                D = c_skip x~ + c_out out,  c_skip = sd^2 / (s~^2 + sd^2),  c_out = s~ sd / sqrt(s~^2 + sd^2),
+            and the network always sees c_in x~ = x~ / sqrt(s~^2 + sd^2) (sd = `sigma_data`). With
+            the "edm" loss weighting every noise level then has unit weight on `out`.
 
 The network is called as `net(x_in, label)` where the label follows one of `TIME_LABELS`:
 
@@ -29,7 +34,7 @@ import torch
 
 from scoresde.sde_lib import SDE, broadcast_to_data
 
-PARAMETERIZATIONS = ("score", "eps", "x0")
+PARAMETERIZATIONS = ("score", "eps", "x0", "edm")
 TIME_LABELS = ("t", "sigma", "log_sigma", "999t", "index")
 
 Network = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -108,7 +113,7 @@ class NetworkScore:
         alpha = broadcast_to_data(self.sde._alpha(t), x)
         sigma = broadcast_to_data(self.sde._sigma(t), x)
         x_in = x
-        if self.scale_input:
+        if self.scale_input or self.parameterization == "edm":  # x / sqrt(alpha^2 sd^2 + sigma^2) = c_in x~
             x_in = x * torch.rsqrt(alpha**2 * self.sigma_data**2 + sigma**2)
         out = self.net(x_in, time_label(self.sde, t, self.time_label))
         if out.shape != x.shape:
@@ -117,6 +122,10 @@ class NetworkScore:
             return -out / sigma
         if self.parameterization == "x0":
             return (alpha * out - x) / sigma**2
+        if self.parameterization == "edm":
+            ratio2, data2 = (sigma / alpha) ** 2, self.sigma_data**2
+            denoised = data2 / (ratio2 + data2) * (x / alpha) + (sigma / alpha) * self.sigma_data * torch.rsqrt(ratio2 + data2) * out
+            return (alpha * denoised - x) / sigma**2
         return out / sigma if self.scale_by_sigma else out
 
 

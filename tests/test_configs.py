@@ -13,7 +13,7 @@ CONFIGS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "configs
 
 def test_there_are_configs_for_each_sde():
     names = {importlib.import_module(f"configs.{name}").get_config().sde.name for name in CONFIGS}
-    assert {"vpsde", "subvpsde", "vesde"} <= names
+    assert {"vpsde", "subvpsde", "vesde", "cosinevpsde", "edmsde"} <= names
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -22,7 +22,7 @@ def test_config_builds_an_experiment(name):
     config.device = "cpu"
     exp = run_lib.Experiment(config)
     x = exp.x_train[:4]
-    t = torch.full((4,), 0.5)
+    t = torch.full((4,), 0.5 * exp.sde.T)
     with torch.no_grad():
         assert exp.score_fn(x, t).shape == x.shape
     assert exp.learning_rate(0) <= config.optim.lr

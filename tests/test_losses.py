@@ -13,15 +13,16 @@ import scipy.stats
 import torch
 
 from scoresde.losses import WEIGHTINGS, ddpm_loss, dsm_loss, smld_loss
-from scoresde.sde_lib import VESDE, VPSDE, broadcast_to_data, subVPSDE
+from scoresde.sde_lib import VESDE, VPSDE, CosineVPSDE, EDMSDE, broadcast_to_data, subVPSDE
 from tests.problems import GaussianData, reference_chain, reference_schedule
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 PROBLEM = GaussianData(torch.tensor([0.5, -1.0]), 0.8)
 N_SAMPLES = 16000
-CHAIN_SDES = [VPSDE(), VPSDE(beta_min=0.5, beta_max=8.0, N=250), VESDE(), VESDE(sigma_min=0.05, sigma_max=5.0, N=300)]
-CHAIN_IDS = ["vp", "vp_custom", "ve", "ve_custom"]
+CHAIN_SDES = [VPSDE(), VPSDE(beta_min=0.5, beta_max=8.0, N=250), VESDE(), VESDE(sigma_min=0.05, sigma_max=5.0, N=300),
+              CosineVPSDE(N=300)]
+CHAIN_IDS = ["vp", "vp_custom", "ve", "ve_custom", "cosine"]
 
 
 def _known_score(x, t):
@@ -29,7 +30,11 @@ def _known_score(x, t):
 
 
 def _weight(sde, weighting, t):
+    """lambda(t) of each weighting, from the reference schedule (sigma_data = 0.5 for "edm")."""
     ref = reference_schedule(sde, t)
+    if weighting == "edm":  # Karras et al. 2022: lambda(s) = (s^2 + sd^2) / (s sd)^2 on || D - x0 ||^2, s = sigma / alpha
+        s = ref["sigma"] / ref["alpha"]
+        return (s**2 + 0.25) / (s**2 * 0.25) * ref["sigma"] ** 4 / ref["alpha"] ** 2
     return ref["sigma"] ** 2 if weighting == "sigma2" else ref["g2"]
 
 
@@ -70,6 +75,8 @@ def test_dsm_with_fixed_t_and_noise_equals_the_formula(sde, data_shape, weightin
     per_element = (score + noise / sigma) ** 2
     if weighting == "sigma2":
         expected = (sigma * score + noise).pow(2).reshape(5, -1).mean(dim=1)
+    elif weighting == "edm":
+        expected = _weight(sde, "edm", t) * per_element.reshape(5, -1).mean(dim=1)
     elif weighting == "likelihood":
         expected = ref["g2"] * per_element.reshape(5, -1).mean(dim=1)
     else:
@@ -87,6 +94,28 @@ def test_dsm_draws_t_uniformly_from_eps_to_T(default_sde, make_generator):
     t = times[0].double()
     assert t.shape == (4000,) and t.min() >= 0.05 and t.max() <= default_sde.T
     assert scipy.stats.kstest(t.numpy(), scipy.stats.uniform(0.05, default_sde.T - 0.05).cdf).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("sde", [EDMSDE(), VPSDE(), CosineVPSDE()], ids=["edm", "vp", "cosine"])
+def test_log_normal_times_have_log_normal_noise_to_signal_ratios(sde, make_generator):
+    """EDM's training distribution: log(sigma / alpha) ~ N(p_mean, p_std^2), for any SDE."""
+    times = []
+    dsm_loss(_recording(_known_score, times), sde, torch.zeros(4000, 2), eps=1e-3, generator=make_generator(1),
+             time_distribution="log_normal", p_mean=-1.0, p_std=1.1)
+    t = times[0].double()
+    assert t.min() >= 1e-3 and t.max() <= sde.T
+    ref = reference_schedule(sde, t)
+    log_ratio = torch.log(ref["sigma"] / ref["alpha"]).numpy()
+    assert scipy.stats.kstest(log_ratio, scipy.stats.norm(-1.0, 1.1).cdf).pvalue > 1e-3
+    assert scipy.stats.kstest(log_ratio, scipy.stats.norm(-1.2, 1.1).cdf).pvalue < 1e-3  # the test can tell
+
+
+@pytest.mark.parametrize("options, match", [({"time_distribution": "lognormal"}, "uniform.*log_normal"),
+                                            ({"time_distribution": "log_normal", "p_std": 0.0}, "p_std"),
+                                            ({"weighting": "edm", "sigma_data": 0.0}, "sigma_data")])
+def test_bad_time_distribution_options_raise(options, match):
+    with pytest.raises(ValueError, match=match):
+        dsm_loss(_known_score, EDMSDE(), torch.zeros(3, 2), **options)
 
 
 def test_dsm_is_reproducible_with_a_generator(default_sde, dtype, make_generator):

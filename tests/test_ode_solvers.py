@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from scoresde import oracle, samplers
-from scoresde.sde_lib import VESDE, VPSDE, subVPSDE
+from scoresde.sde_lib import VESDE, VPSDE, CosineVPSDE, EDMSDE, subVPSDE
 
-SDES = {"vp": VPSDE(), "subvp": subVPSDE(), "ve": VESDE(sigma_max=20.0)}
+SDES = {"vp": VPSDE(), "subvp": subVPSDE(), "ve": VESDE(sigma_max=20.0), "cosine": CosineVPSDE(), "edm": EDMSDE(sigma_max=20.0)}
 EPS = 1e-3
 # A stiff-ish Gaussian: per-dimension stds from 0.05 to 1.
 TARGET = oracle.gaussian(torch.tensor([0.5, -0.5, 0.0]), torch.tensor([0.05, 0.3, 1.0]))
@@ -109,7 +109,7 @@ def test_adaptive_rejects_bad_options(options, message):
         samplers.sample("probability_flow", sde, TARGET.score_fn(sde), (2, 3), **options)
 
 
-@pytest.mark.parametrize("name, options", [("dpm_solver", {}), ("lms", {"max_order": 5}), ("ipndm", {"max_order": 0}), ("unipc", {"order": 4})])
+@pytest.mark.parametrize("name, options", [("dpm_solver", {}), ("lms", {"max_order": 5}), ("ipndm", {"max_order": 0}), ("unipc", {"predictor_order": 4}), ("unipc", {"interpolate_in": "t"})])
 def test_bad_names_and_orders_raise(name, options):
     sde = SDES["vp"]
     with pytest.raises(ValueError):
@@ -186,3 +186,31 @@ def test_unknown_denoise_mode_is_refused():
     sde = SDES["vp"]
     with pytest.raises(ValueError, match="denoise must be one of"):
         samplers.sample("ddim", sde, TARGET.score_fn(sde), (2, 3), steps=3, denoise="richardson")
+
+
+@pytest.mark.parametrize("sde_name", SDES)
+def test_unipc_interpolating_in_s_has_order_predictor_plus_one(x_T_by_sde, sde_name):
+    sde, steps = SDES[sde_name], (64, 128, 256)
+    errors = [flow_error("unipc", sde, n, x_T_by_sde[sde_name], predictor_order=3, interpolate_in="s")[0] for n in steps]
+    slope = -np.polyfit(np.log(steps), np.log(errors), 1)[0]
+    assert 3.6 < slope < 4.6, f"unipc (s) on {sde_name}: errors {errors}, slope {slope:.2f}"
+
+
+def test_s_adams_weights_integrate_polynomials_in_s_exactly():
+    """s_{i+1} int_{s_{i+1}}^{s_i} P(s) / s^2 ds for a cubic P, from its values at three past nodes and the step's start."""
+    from types import SimpleNamespace
+
+    from scipy.integrate import quad
+
+    from scoresde.samplers.ode import s_adams_weights
+
+    grid = SimpleNamespace(s=[3.0, 1.7, 0.9, 0.5, 0.2])  # decreasing s = sigma / alpha; step from s[3] to s[4]
+    poly = lambda s: 0.3 - 1.2 * s + 0.7 * s**2 + 0.25 * s**3  # noqa: E731
+    weights = s_adams_weights(grid, 3, [3, 2, 1, 0])
+    exact = grid.s[4] * quad(lambda s: poly(s) / s**2, grid.s[4], grid.s[3], epsabs=1e-14, epsrel=1e-13)[0]
+    assert math.isclose(sum(w * poly(grid.s[j]) for w, j in zip(weights, [3, 2, 1, 0])), exact, rel_tol=1e-10)
+    # The step to zero noise (r = 0) extrapolates D to s = 0.
+    to_zero = SimpleNamespace(s=[0.9, 0.5, 0.0])
+    weights = s_adams_weights(to_zero, 1, [1, 0])
+    assert math.isclose(sum(w * poly(to_zero.s[j]) for w, j in zip(weights, [1, 0])) + 0.0,
+                        poly(0.5) + (poly(0.5) - poly(0.9)) / (0.5 - 0.9) * (0.0 - 0.5), rel_tol=1e-12)

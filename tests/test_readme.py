@@ -27,3 +27,14 @@ def test_sampler_example_runs(capsys):
     assert namespace["info"]["nfe"] == 20
     assert namespace["x"].shape == (1000, 2)
     assert "dpmpp_3m" in capsys.readouterr().out
+
+
+def test_user_defined_sde_example_runs(capsys):
+    namespace: dict = {}
+    exec(compile(python_blocks()[2], "README.md", "exec"), namespace)
+    assert namespace["info"]["nfe"] == 20
+    x = namespace["x"]
+    assert x.shape == (1000, 2) and torch.isfinite(x).all()
+    radius = x.norm(dim=1)
+    assert abs(radius.mean().item() - 1.0) < 0.02  # on the ring of radius 1
+    assert "3.46" in capsys.readouterr().out  # sqrt(12)

@@ -38,7 +38,13 @@ def test_each_parameterisation_gives_the_documented_formula(sde, data_shape, par
         "score_scaled": out / sigma,
         "eps": -out / sigma,
         "x0": (alpha * out - x) / sigma**2,
+        "edm": None,
     }[parameterization]
+    if parameterization == "edm":  # Karras et al. 2022, table 1, in x~ = x / alpha, s = sigma / alpha, sd = 0.5
+        s, x_tilde = sigma / alpha, x / alpha
+        out = _fake_net(x_tilde / torch.sqrt(s**2 + 0.25), TIMES)
+        denoised = 0.25 / (s**2 + 0.25) * x_tilde + s * 0.5 / torch.sqrt(s**2 + 0.25) * out
+        expected = (alpha * denoised - x) / sigma**2
     result = score_fn(x, TIMES)
     assert result.shape == x.shape and result.dtype == x.dtype
     torch.testing.assert_close(result, expected, rtol=1e-10, atol=1e-10)
@@ -51,6 +57,7 @@ def test_exact_networks_give_the_exact_score_of_gaussian_data(sde, data_shape, p
         "score": problem.score(sde),
         "eps": problem.noise_prediction(sde),
         "x0": problem.posterior_mean(sde),
+        "edm": _exact_edm_output(problem, sde),
     }[parameterization]
     score_fn = NetworkScore(exact_output, sde, parameterization=parameterization, time_label="t")
     for t in (1e-3, 0.2, 0.6, 1.0):
@@ -58,6 +65,20 @@ def test_exact_networks_give_the_exact_score_of_gaussian_data(sde, data_shape, p
         t_batch = torch.full((6,), t, dtype=torch.float64)
         # x0: (alpha x0_hat - x) / sigma^2 cancels to ~1e-16 / sigma^2 (sigma^2 ~ 1e-8 for sub-VP at 1e-3).
         torch.testing.assert_close(score_fn(x, t_batch), problem.score(sde)(x, t_batch), rtol=1e-6, atol=1e-6)
+
+
+def _exact_edm_output(problem, sde):
+    """The F that makes EDM's D = c_skip x~ + c_out F the exact posterior mean (sd = 0.5)."""
+
+    def net(x_in, t):
+        ref = reference_schedule(sde, t)
+        alpha, sigma = broadcast_to_data(ref["alpha"], x_in), broadcast_to_data(ref["sigma"], x_in)
+        s = sigma / alpha
+        x_tilde = x_in * torch.sqrt(s**2 + 0.25)
+        c_skip, c_out = 0.25 / (s**2 + 0.25), s * 0.5 / torch.sqrt(s**2 + 0.25)
+        return (problem.posterior_mean(sde)(alpha * x_tilde, t) - c_skip * x_tilde) / c_out
+
+    return net
 
 
 def test_exact_score_of_gaussian_data_against_autograd(sde, make_generator):

@@ -65,6 +65,7 @@ DEFAULT_TIME_GRIDS = {
     "ipndm": "karras",
     "lms": "karras",
     "unipc": "log_snr",
+    "annealed_langevin": "log_snr",  # geometric noise levels as NCSN (uniform t is the same for VE)
 }
 
 DEFAULT_EPS = 1e-3

@@ -277,40 +277,70 @@ def exponential_adams_weights(g: GridScales, i: int, nodes: list[int]) -> list[f
     return np.linalg.solve(u[None, :] ** np.arange(k)[:, None], scaled).tolist()
 
 
-def _exponential_adams_step(g: GridScales, i: int, x: torch.Tensor, predictions: dict, nodes: list[int]) -> torch.Tensor:
+def s_adams_weights(g: GridScales, i: int, nodes: list[int]) -> list[float]:
+    """Weights w_j with s_{i+1} int_{s_{i+1}}^{s_i} P(s) / s^2 ds = sum_j w_j D_j, P interpolating D in s.
+
+    The exact solution of the module docstring, written in s = sigma / alpha = e^(-lambda), is
+    y_{i+1} = (s_{i+1} / s_i) y_i + s_{i+1} int_{s_{i+1}}^{s_i} D(s) / s^2 ds, i.e. again
+    x_{i+1} = (sigma_{i+1} / sigma_i) x_i + alpha_{i+1} sum_j w_j D_j. Here D is interpolated as a
+    polynomial in s rather than in lambda: D is smooth in s down to s = 0 (for a Gaussian it is
+    a rational function of s^2), while in lambda it saturates exponentially at both ends, so a
+    polynomial in s carries fewer interpolation errors over long steps. Exactness on u^m,
+    u = s / s_i, gives the moments M_0 = 1 - r, M_1 = -r log r, M_m = r (1 - r^(m-1)) / (m - 1),
+    r = s_{i+1} / s_i (at r = 0, the step to zero noise, M = e_0: D extrapolated to s = 0).
+    """
+    r = g.s[i + 1] / g.s[i]
+    k = len(nodes)
+    moments = [1.0 - r, -r * math.log(r) if r > 0 else 0.0] + [r * (1.0 - r ** (m - 1)) / (m - 1) for m in range(2, k)]
+    u = np.array([g.s[j] / g.s[i] for j in nodes])
+    return np.linalg.solve(u[None, :] ** np.arange(k)[:, None], np.array(moments[:k])).tolist()
+
+
+def _exponential_adams_step(g: GridScales, i: int, x: torch.Tensor, predictions: dict, nodes: list[int],
+                            interpolate_in: str = "lambda") -> torch.Tensor:
     out = x * (g.sigma[i + 1] / g.sigma[i])
-    for j, w in zip(nodes, exponential_adams_weights(g, i, nodes)):
+    weights = exponential_adams_weights if interpolate_in == "lambda" else s_adams_weights
+    for j, w in zip(nodes, weights(g, i, nodes)):
         out.add_(predictions[j], alpha=g.alpha[i + 1] * w)
     return out
 
 
-def unipc(sde, score_fn, x, time_grid, *, order: int = 2, generator=None, callback=None):
+def unipc(sde, score_fn, x, time_grid, *, predictor_order: int = 2, interpolate_in: str = "lambda", generator=None,
+          callback=None):
     """UniPC-style predictor–corrector, one score evaluation per step (Zhao et al. 2023).
 
-    Predictor: exponential Adams–Bashforth of `order` on past data predictions (= DPM-Solver++
+    Predictor: exponential Adams–Bashforth of `predictor_order` on past data predictions (= DPM-Solver++
     multistep). Corrector: the exponential Adams–Moulton step that also interpolates D at the
     predicted point x_{i+1}; that evaluation is reused by the next predictor, so the corrector
     is free and raises the order by one. The last step has no corrector (its evaluation would
     be extra); lower orders at the start and, below 15 steps, at the end.
 
+    `interpolate_in` is the variable in which D is interpolated: "lambda" (UniPC, DPM-Solver++) or
+    "s" (`s_adams_weights`: the same predictor–corrector with D a polynomial in s = sigma / alpha).
+    On the exact-score mixtures of benchmarks/sampler_accuracy.py, "s" with predictor_order 3 is
+    the most accurate setting at 20-50 evaluations (2-4x below "lambda" on the 64-D problems),
+    where the "lambda" form degrades above predictor order 2.
+
     Raises:
-        ValueError: if order is not 1, 2 or 3.
+        ValueError: if predictor_order is not 1, 2 or 3, or interpolate_in is not "lambda" or "s".
     """
-    if order not in (1, 2, 3):
-        raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
+    if predictor_order not in (1, 2, 3):
+        raise ValueError(f"predictor_order must be 1, 2 or 3, got {predictor_order!r}")
+    if interpolate_in not in ("lambda", "s"):
+        raise ValueError(f"interpolate_in must be 'lambda' or 's', got {interpolate_in!r}")
     g = GridScales(sde, time_grid)
     predictions: dict[int, torch.Tensor] = {0: g.denoise(score_fn, x, 0)}
     for i in range(g.n):
-        p = min(order, i + 1, g.n - i) if g.n < 15 else min(order, i + 1)
+        p = min(predictor_order, i + 1, g.n - i) if g.n < 15 else min(predictor_order, i + 1)
         if g.sigma[i + 1] == 0:
             p = 1
         nodes = [i - j for j in range(p)]
-        x_pred = _exponential_adams_step(g, i, x, predictions, nodes)
+        x_pred = _exponential_adams_step(g, i, x, predictions, nodes, interpolate_in)
         if i + 1 < g.n:
             predictions[i + 1] = g.denoise(score_fn, x_pred, i + 1)
-            x = _exponential_adams_step(g, i, x, predictions, [i + 1] + nodes)
+            x = _exponential_adams_step(g, i, x, predictions, [i + 1] + nodes, interpolate_in)
         else:
             x = x_pred
-        predictions.pop(i - order, None)
+        predictions.pop(i - predictor_order, None)
         _step_done(callback, i, g.n)
     return x
