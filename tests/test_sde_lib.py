@@ -518,31 +518,3 @@ def test_cosine_beta_is_continuous_at_the_clip_and_bounded_by_the_chain():
     # The point of the schedule: little time spent in near-pure noise (alpha^2 < 0.01), unlike linear VP.
     nearly_noise = torch.tensor(math.log(0.01 / 0.99), dtype=torch.float64)
     assert sde.t_from_log_snr(nearly_noise).item() > 0.9 and VPSDE().t_from_log_snr(nearly_noise).item() < 0.7
-
-
-class _ConstantBetaVP(SDE):
-    """Only alpha and sigma written: everything else comes from the base class."""
-
-    def _alpha(self, t):
-        return torch.exp(-t)
-
-    def _sigma(self, t):
-        return torch.sqrt(-torch.expm1(-2.0 * t))
-
-
-def test_the_base_class_derives_drift_diffusion_inverse_and_prior_from_alpha_and_sigma(make_generator):
-    """alpha = e^{-t} is VP with beta = 2: f = -x, g^2 = 2, log-SNR inverse t = log1p(e^-lambda) / 2."""
-    sde = _ConstantBetaVP(N=100)
-    t = torch.tensor([0.0, 1e-6, 0.3, 1.0], dtype=torch.float64)
-    x = torch.randn(4, 3, generator=make_generator(18), dtype=torch.float64)
-    drift, diffusion = sde.sde(x, t)
-    torch.testing.assert_close(drift, -x, rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(diffusion, torch.full((4,), math.sqrt(2.0), dtype=torch.float64), rtol=1e-8, atol=0)
-    lam = sde.log_snr(t[1:])
-    torch.testing.assert_close(sde.t_from_log_snr(lam), torch.log1p(torch.exp(-lam)) / 2, rtol=1e-12, atol=1e-15)
-    std = math.sqrt(-math.expm1(-2.0))
-    z = torch.randn(5, 2, generator=make_generator(19), dtype=torch.float64)
-    torch.testing.assert_close(sde.prior_logp(z), torch.distributions.Normal(0.0, std).log_prob(z).sum(1))
-    torch.testing.assert_close(sde.prior_sampling((5, 2), generator=make_generator(19), dtype=torch.float64), std * z)
-    with torch.inference_mode():  # autograd in t works even here
-        torch.testing.assert_close(sde.sde(x, t)[1], diffusion)

@@ -54,6 +54,9 @@ def test_derived_coefficients_are_the_closed_forms(make_generator):
     prior_std = math.sqrt(-math.expm1(-12.0))
     z = torch.randn(4, 3, generator=make_generator(1), dtype=torch.float64)
     torch.testing.assert_close(sde.prior_logp(z), torch.distributions.Normal(0.0, prior_std).log_prob(z).sum(1))
+    torch.testing.assert_close(sde.prior_sampling((4, 3), generator=make_generator(1), dtype=torch.float64), prior_std * z)
+    with torch.inference_mode():  # the autograd derivation in t works even here
+        torch.testing.assert_close(sde.sde(x, t)[1], diffusion)
 
 
 def test_marginals_match_a_simulation_of_the_forward_sde(make_generator):
