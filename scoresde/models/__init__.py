@@ -10,8 +10,13 @@ from torch import nn
 from scoresde.models.ema import ExponentialMovingAverage
 from scoresde.models.layers import GaussianFourierProjection, sinusoidal_embedding
 from scoresde.models.mlp import ScoreMLP
+from scoresde.models.score_sde_pytorch import (
+    from_score_sde_pytorch_config,
+    load_score_sde_pytorch_checkpoint,
+)
+from scoresde.models.unet import ScoreUNet
 
-MODELS = {"mlp": ScoreMLP}
+MODELS = {"mlp": ScoreMLP, "unet": ScoreUNet}
 
 
 def get_model(name: str, data_shape: tuple[int, ...], **options) -> nn.Module:
@@ -33,6 +38,9 @@ __all__ = [
     "GaussianFourierProjection",
     "MODELS",
     "ScoreMLP",
+    "ScoreUNet",
+    "from_score_sde_pytorch_config",
     "get_model",
+    "load_score_sde_pytorch_checkpoint",
     "sinusoidal_embedding",
 ]

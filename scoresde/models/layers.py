@@ -30,7 +30,7 @@ class GaussianFourierProjection(nn.Module):
 
     def forward(self, v: torch.Tensor) -> torch.Tensor:
         """v: shape (batch,) -> features of shape (batch, 2 * embedding_size)."""
-        proj = v[:, None].to(self.W.dtype) * self.W[None, :] * (2 * math.pi)
+        proj = v[:, None].to(self.W.dtype) * self.W[None, :] * 2 * math.pi
         return torch.cat([torch.sin(proj), torch.cos(proj)], dim=-1)
 
 
@@ -49,6 +49,42 @@ def sinusoidal_embedding(v: torch.Tensor, dim: int, max_period: float = 10000.0)
     if dim % 2 or dim < 4:
         raise ValueError(f"dim must be even and >= 4, got {dim}")
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=v.device, dtype=torch.float32) / (half - 1))
+    freqs = torch.exp(torch.arange(half, device=v.device, dtype=torch.float32) * -(math.log(max_period) / (half - 1)))
     args = v.float()[:, None] * freqs[None, :]
     return torch.cat([torch.sin(args), torch.cos(args)], dim=-1)
+
+
+def variance_scaling_(weight: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+    """In-place uniform init with variance scale / fan_avg (fan_avg = (fan_in + fan_out) / 2).
+
+    DDPM's and NCSN++'s `default_init` (Ho et al. 2020; Song et al. 2021), the "fan_avg, uniform"
+    variance scaling of Glorot & Bengio (2010). A scale of 0 stands for 1e-10: layers that close a
+    residual branch start almost at zero, so every block starts close to the identity.
+    """
+    scale = 1e-10 if scale == 0 else scale
+    receptive = weight[0][0].numel() if weight.ndim > 2 else 1
+    fan_in, fan_out = weight.shape[1] * receptive, weight.shape[0] * receptive
+    bound = math.sqrt(3.0 * scale / ((fan_in + fan_out) / 2))
+    with torch.no_grad():
+        return weight.uniform_(-bound, bound)
+
+
+def conv2d(in_ch: int, out_ch: int, kernel_size: int = 3, *, init_scale: float = 1.0, **kwargs) -> nn.Conv2d:
+    """A conv layer with 'same' padding (odd kernel), variance-scaling weights and a zero bias."""
+    conv = nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, **kwargs)
+    variance_scaling_(conv.weight, init_scale)
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+def linear(in_features: int, out_features: int, *, init_scale: float = 1.0) -> nn.Linear:
+    """A dense layer with variance-scaling weights and a zero bias."""
+    layer = nn.Linear(in_features, out_features)
+    variance_scaling_(layer.weight, init_scale)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """NCSN++'s normalisation: GroupNorm with min(channels // 4, 32) groups and eps 1e-6."""
+    return nn.GroupNorm(max(1, min(channels // 4, 32)), channels, eps=1e-6)
