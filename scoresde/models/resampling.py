@@ -31,7 +31,7 @@ RESAMPLE_DIRECTIONS = ("up", "down")
 
 def fir_kernel_2d(kernel: Sequence[float], gain: float = 1.0) -> torch.Tensor:
     """The separable 2-D FIR kernel gain * k k^T / (sum k)^2 of a 1-D kernel (a 2-D one is just normalised)."""
-    k = torch.as_tensor(kernel, dtype=torch.float32)
+    k = torch.as_tensor(kernel, dtype=torch.float64)
     if k.ndim == 1:
         k = torch.outer(k, k)
     if k.ndim != 2 or k.shape[0] != k.shape[1] or k.numel() == 0:
