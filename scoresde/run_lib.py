@@ -25,7 +25,7 @@ from absl import logging
 from tqdm.auto import tqdm
 
 from scoresde import checkpoint, data, losses, metrics, plotting, samplers
-from scoresde.models import ExponentialMovingAverage, get_model
+from scoresde.models import MODELS, ExponentialMovingAverage, get_model
 from scoresde.score import NetworkScore
 from scoresde.sde_lib import SDES, SDE, get_sde
 
@@ -57,10 +57,17 @@ def build_sde(config) -> SDE:
 
 
 def build_model(config, data_shape: tuple[int, ...]) -> torch.nn.Module:
-    """The score network; the keys of config.model not used by the adapter go to the network."""
-    adapter_keys = {"name", "parameterization", "time_label", "scale_input", "sigma_data", "ema_decay"}
-    options = {k: v for k, v in config.model.items() if k not in adapter_keys}
-    return get_model(config.model.name, data_shape, **options)
+    """The network named by config.model.name with the keyword arguments it takes from config.model.
+
+    config.model holds the options of every network (the MLP's width, the U-Net's nf, ...); each
+    network receives the ones in its signature.
+    """
+    name = config.model.name
+    if name not in MODELS:
+        raise ValueError(f"config.model.name: unknown model {name!r}; valid: {', '.join(MODELS)}")
+    accepted = inspect.signature(MODELS[name]).parameters
+    options = {k: v for k, v in config.model.items() if k in accepted and k != "data_shape"}
+    return get_model(name, data_shape, **options)
 
 
 def build_score_fn(config, model: torch.nn.Module, sde: SDE) -> NetworkScore:

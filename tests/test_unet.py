@@ -201,6 +201,7 @@ def test_keys_are_named_by_role_and_resolution():
     (dict(data_shape=(3, 8, 6)), "square images"),
     (dict(data_shape=(8, 8)), "square images"),
     (dict(data_shape=(3, 8, 8), nf=36, ch_mult=(1, 4)), "GroupNorm cannot split 144"),
+    (dict(data_shape=(3, 8, 8), nf=48, ch_mult=(1, 2)), "GroupNorm cannot split 144 channels into 32"),
     (dict(data_shape=(3, 8, 8), resblock_type="vit"), "unknown resblock_type 'vit'; valid: biggan, ddpm"),
     (dict(data_shape=(3, 8, 8), progressive="both"), "unknown progressive"),
     (dict(data_shape=(3, 8, 8), embedding_type="learned"), "unknown embedding_type"),
@@ -271,6 +272,23 @@ def test_score_fn_for_official_networks():
     assert score_fn_for(net, VESDE(), "vesde").time_label == "sigma"
     with pytest.raises(ValueError, match="training_sde"):
         score_fn_for(net, sde, "edm")
+
+
+@needs_fixtures
+def test_official_networks_drive_our_samplers():
+    """The README recipe: a loaded VE network sampled with a fast ODE solver, batch-independent."""
+    from scoresde import samplers
+
+    spec = fixture_configs()["ncsnpp_ve"]
+    net = load_score_sde_pytorch_checkpoint(FIXTURES / "ncsnpp_ve_checkpoint.pth", spec["model_config"], spec["data"])
+    sde = VESDE(sigma_min=0.01, sigma_max=50)
+    score_fn = score_fn_for(net, sde, "vesde")
+    x_T = sde.prior_sampling((3, 3, 16, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        x, info = samplers.sample("dpmpp_2m", sde, score_fn, x_T=x_T, steps=4, eps=1e-5)
+        single, _ = samplers.sample("dpmpp_2m", sde, score_fn, x_T=x_T[:1], steps=4, eps=1e-5)
+    assert x.shape == x_T.shape and torch.isfinite(x).all() and info["nfe"] == 5
+    torch.testing.assert_close(single, x[:1], rtol=1e-4, atol=1e-4)
 
 
 @pytest.fixture

@@ -86,5 +86,14 @@ def linear(in_features: int, out_features: int, *, init_scale: float = 1.0) -> n
 
 
 def group_norm(channels: int) -> nn.GroupNorm:
-    """NCSN++'s normalisation: GroupNorm with min(channels // 4, 32) groups and eps 1e-6."""
-    return nn.GroupNorm(max(1, min(channels // 4, 32)), channels, eps=1e-6)
+    """NCSN++'s normalisation: GroupNorm with min(channels // 4, 32) groups and eps 1e-6.
+
+    Raises:
+        ValueError: if that many groups do not divide the channels (e.g. 144 channels, 32 groups).
+    """
+    groups = max(1, min(channels // 4, 32))
+    if channels % groups:
+        raise ValueError(f"GroupNorm cannot split {channels} channels into {groups} groups (min(channels // 4, 32)); "
+                         "choose nf so that every level's channel count, and every sum of two levels' counts "
+                         "(the skip connections), is divisible by its group count")
+    return nn.GroupNorm(groups, channels, eps=1e-6)

@@ -350,11 +350,6 @@ class ScoreUNet(nn.Module):
         if data_shape[1] % factor:
             raise ValueError(f"image size {data_shape[1]} is not divisible by the total down-sampling factor "
                              f"{factor} (= 2^(len(ch_mult) - 1) for ch_mult={tuple(ch_mult)})")
-        for ch in sorted({nf * m for m in ch_mult} | {nf}):
-            groups = max(1, min(ch // 4, 32))
-            if ch % groups:
-                raise ValueError(f"GroupNorm cannot split {ch} channels (nf={nf} x multiplier) into {groups} groups; "
-                                 "choose nf so that every level's channel count is divisible by min(channels // 4, 32)")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         if num_classes < 0:

@@ -1,0 +1,7 @@
+"""CIFAR-10, DDPM++ deep with the sub-VP SDE; Song et al. 2021, table 3."""
+
+from configs.cifar10.presets import ddpmpp, cifar10
+
+
+def get_config():
+    return ddpmpp(cifar10("subvpsde"), deep=True)
