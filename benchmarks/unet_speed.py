@@ -16,11 +16,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from scoresde import run_lib
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `configs`
+from scoresde import run_lib  # noqa: E402
 
 REFERENCE = {"ncsnpp_ve": (5.7, 1.24), "ddpmpp_vp": (3.7, 1.0)}  # score_sde_pytorch: (train step, forward) seconds
 

@@ -207,6 +207,7 @@ def test_keys_are_named_by_role_and_resolution():
     (dict(data_shape=(3, 8, 8), embedding_type="learned"), "unknown embedding_type"),
     (dict(data_shape=(3, 8, 8), dropout=1.0), "dropout"),
     (dict(data_shape=(3, 8, 8), num_classes=-1), "num_classes"),
+    (dict(data_shape=(3, 8, 8), nf=7, embedding_type="positional"), "even nf"),
 ])
 def test_bad_configurations_are_refused(kwargs, match):
     options = {**TINY, **kwargs}
@@ -307,6 +308,11 @@ def test_mismatched_checkpoints_name_the_keys(official_checkpoint):
     with pytest.raises(ValueError) as err:
         load_score_sde_pytorch_checkpoint(tmp_path / "broken.pth", spec["model_config"], spec["data"], ema=False)
     assert "down.16x16.blocks.0.conv_1.weight" in str(err.value) and "all_modules.99.extra" in str(err.value)
+    extra_skip = copy.deepcopy(checkpoint)  # block 4 keeps its channels: it has no skip layer
+    extra_skip["model"]["module.all_modules.4.Conv_2.weight"] = torch.zeros(16, 16, 1, 1)
+    torch.save(extra_skip, tmp_path / "extra_skip.pth")
+    with pytest.raises(ValueError, match=r"down.16x16.blocks.0.skip.weight \(as converted\)"):
+        load_score_sde_pytorch_checkpoint(tmp_path / "extra_skip.pth", spec["model_config"], spec["data"], ema=False)
     wider = {**spec["model_config"], "nf": 32}
     with pytest.raises(ValueError, match="shape mismatches: .*checkpoint .* vs network"):
         load_score_sde_pytorch_checkpoint(FIXTURES / "ncsnpp_ve_checkpoint.pth", wider, spec["data"], ema=False)
@@ -357,3 +363,5 @@ def test_unsupported_official_configurations_are_refused():
         unet_options({k: v for k, v in model.items() if k != "nf"}, data)
     with pytest.raises(ValueError, match="positional"):
         unet_options({**model, "scale_by_sigma": True}, data)
+    with pytest.raises(ValueError, match="conditional=False is not supported"):
+        unet_options({**model, "conditional": False}, data)

@@ -68,6 +68,9 @@ def unet_options(model_config: Mapping, data_config: Mapping) -> dict:
     for key, value in SUPPORTED.items():
         if key in model and model[key] != value:
             raise ValueError(f"config.model.{key}={model[key]!r} is not supported; scoresde's U-Net implements {key}={value!r}")
+    if not model["conditional"]:
+        raise ValueError("config.model.conditional=False is not supported: score_sde_pytorch's unconditional "
+                         "networks keep unused time layers that ours leave out (none of its configs use it)")
     if model["embedding_type"] == "positional" and model["scale_by_sigma"]:
         raise ValueError("scale_by_sigma with positional embeddings (a lookup of discrete sigmas by index) is not supported")
     options = {key: model[key] for key in _SAME_NAME}
@@ -179,7 +182,7 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor], net: ScoreUNet,
         converted.update({f"{names[id(module)]}.{k}": v for k, v in renamed.items()})
     ours = net.state_dict()
     missing = [k for k in ours if k not in converted]
-    unexpected = sorted(official, key=lambda k: (len(k), k))
+    unexpected = sorted(official, key=lambda k: (len(k), k)) + [f"{k} (as converted)" for k in converted if k not in ours]
     shapes = [f"{k}: checkpoint {tuple(v.shape)} vs network {tuple(ours[k].shape)}"
               for k, v in converted.items() if k in ours and v.shape != ours[k].shape]
     if missing:

@@ -354,8 +354,8 @@ class ScoreUNet(nn.Module):
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        if embedding_type == "positional" and nf < 4:
-            raise ValueError(f"positional embeddings need nf >= 4, got {nf}")
+        if embedding_type == "positional" and (nf < 4 or nf % 2):
+            raise ValueError(f"positional embeddings need an even nf >= 4, got {nf}")
 
     def embed(self, label: torch.Tensor, class_labels: torch.Tensor | None) -> torch.Tensor | None:
         temb = self.time_embed(label) if self.time_embed is not None else None
