@@ -33,8 +33,6 @@ import time
 
 import numpy as np
 import torch
-from scipy.integrate import solve_ivp
-
 from scoresde import metrics, oracle, samplers
 from scoresde.sde_lib import VESDE, VPSDE, CosineVPSDE, EDMSDE
 
@@ -64,31 +62,6 @@ PEERS = {
 }
 
 
-def score_at_noise(mixture: oracle.GaussianMixture, y: torch.Tensor, s: float) -> torch.Tensor:
-    """grad log (p_0 * N(0, s^2 I))(y) for the mixture: the score in the variables y, s."""
-    variance = mixture.stds**2 + s**2
-    diff = y.unsqueeze(1) - mixture.means
-    log_joint = mixture.log_weights - 0.5 * (diff**2 / variance + torch.log(variance)).flatten(2).sum(2)
-    r = torch.softmax(log_joint, dim=1).reshape(*log_joint.shape, *([1] * len(mixture.event_shape)))
-    return -(r * diff / variance).sum(1)
-
-
-def reference_solution(mixture, sde, x_T: torch.Tensor) -> torch.Tensor:
-    """The exact probability-flow ODE solution at zero noise (float64, DOP853, rtol 1e-10)."""
-    T = torch.tensor(sde.T, dtype=torch.float64)
-    alpha = sde.alpha(T).item()
-    s_max = sde.sigma(T).item() / alpha
-    shape = x_T.shape
-
-    def rhs(s, y_flat):
-        y = torch.from_numpy(y_flat).reshape(shape)
-        return (-s * score_at_noise(mixture, y, s)).numpy().ravel()
-
-    solution = solve_ivp(rhs, (s_max, 0.0), (x_T / alpha).numpy().ravel(), method="DOP853", rtol=1e-10, atol=1e-12)
-    assert solution.success, solution.message
-    return torch.from_numpy(solution.y[:, -1]).reshape(shape)
-
-
 def steps_for_budget(name: str, nfe: int) -> int:
     """Steps that use `nfe` evaluations including the final denoising evaluation."""
     per_step = 2 if name == "heun" else 1
@@ -100,7 +73,7 @@ def run_problem(key: str, n: int, budgets: list[int]) -> list[dict]:
     mixture, sde = make_mixture(), make_sde()
     x_T = sde.prior_sampling((n, *mixture.event_shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     start = time.perf_counter()
-    reference = reference_solution(mixture, sde, x_T)
+    reference = mixture.solve_flow(x_T, sde)
     print(f"\n## {key}: {n} samples, reference solved in {time.perf_counter() - start:.1f} s")
     data = mixture.sample(n, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     # The floor is the distance of the exact flow from the same x_T: a sampler cannot do better,

@@ -406,3 +406,24 @@ def test_cuda_inputs_match_cpu(forward_sde):
     x = mixture.sample_marginal(forward_sde, 0.5, N_MC, generator=generator, device="cuda")
     assert x.is_cuda
     _assert_moments(x.cpu(), *_reference_moments(MIX2, *_scales(forward_sde, 0.5)))
+
+
+@pytest.mark.parametrize("sde", [VPSDE(), subVPSDE(), VESDE(0.01, 20.0)], ids=["vp", "subvp", "ve"])
+def test_solve_flow_matches_the_closed_form_for_one_gaussian(sde):
+    """For K = 1 the flow to zero noise is x_0 = mu + s_0 / sqrt(s_0^2 + s_T^2) (y_T - mu) in the
+    scaled variables (y = x / alpha, s = sigma / alpha); the numerical solve must agree."""
+    g = gaussian(torch.tensor([0.5, -1.0, 2.0]), torch.tensor([0.3, 0.7, 0.05]))
+    x_T = torch.randn(6, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 3
+    T = torch.tensor(sde.T, dtype=torch.float64)
+    y_T, s_T = x_T / sde.alpha(T), sde.sigma(T) / sde.alpha(T)
+    expected = g.means[0] + g.stds[0] / torch.sqrt(g.stds[0] ** 2 + s_T**2) * (y_T - g.means[0])
+    torch.testing.assert_close(g.solve_flow(x_T, sde), expected, rtol=1e-8, atol=1e-8)
+
+
+def test_solve_flow_of_a_mixture_lands_on_its_components():
+    """The flow of a ring of narrow Gaussians ends within a few stds of a component mean."""
+    mixture = ring(8, 1.0, 0.05)
+    x_T = VPSDE().prior_sampling((200, 2), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    x_0 = mixture.solve_flow(x_T, VPSDE())
+    nearest = torch.cdist(x_0, mixture.means).min(dim=1).values
+    assert nearest.max() < 5 * 0.05
