@@ -117,6 +117,17 @@ def get_config() -> ml_collections.ConfigDict:
     sampling.checkpoint = ""  # sample mode: a checkpoint directory (default: the latest)
     sampling.seed = 0
 
+    config.benchmark = benchmark = ml_collections.ConfigDict()  # --mode benchmark (scoresde.benchmark)
+    benchmark.target = "oracle"  # exact-score Gaussian-mixture problems
+    benchmark.problems = ("ring",)  # "ring" (2-D), "stiff64" (64-D)
+    benchmark.sdes = ("vesde", "vpsde")  # each problem under each SDE (parameters from config.sde)
+    benchmark.samplers = ("ddim", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "unipc")
+    benchmark.budgets = (10, 20, 50)  # NFE budgets, final denoising evaluation included
+    benchmark.seeds = 3  # runs per cell (initial noise and sampler noise), for confidence intervals
+    benchmark.n_samples = 1000
+    benchmark.plot_budget = 20  # the budget of the samples scatter
+    benchmark.progress = True
+
     config.eval = evaluation = ml_collections.ConfigDict()
     evaluation.n_projections = 512  # sliced Wasserstein directions
     return config

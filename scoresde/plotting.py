@@ -196,3 +196,68 @@ def save_loss_curve(path: str | os.PathLike, steps: np.ndarray | torch.Tensor,
     axes.legend(loc="upper right")
     figure.tight_layout()
     return _save_figure(figure, path)
+
+
+def save_metric_vs_nfe(path: str | os.PathLike, rows: list[dict], metric: str, *, title: str | None = None,
+                       floor: float | None = None) -> pathlib.Path:
+    """One line per sampler of `metric` (with its 95% interval as a band) against the NFE used.
+
+    Args:
+        path: output file.
+        rows: summary rows with keys "sampler", "nfe", `metric` and `metric + "_ci95"`.
+        metric: the key to plot; the y axis is logarithmic when every value is positive.
+        title: optional title.
+        floor: a horizontal dashed line (e.g. the metric's noise floor).
+
+    Raises:
+        ValueError: if no row has the metric.
+    """
+    rows = [r for r in rows if metric in r and np.isfinite(r[metric])]
+    if not rows:
+        raise ValueError(f"no rows with a finite {metric!r}")
+    figure = Figure(figsize=(6.5, 4.2))
+    axes = figure.add_subplot(1, 1, 1)
+    for sampler in dict.fromkeys(r["sampler"] for r in rows):
+        line = sorted((r for r in rows if r["sampler"] == sampler), key=lambda r: r["nfe"])
+        nfe = np.array([r["nfe"] for r in line], dtype=float)
+        value = np.array([r[metric] for r in line])
+        half = np.nan_to_num(np.array([r.get(f"{metric}_ci95", np.nan) for r in line]))
+        (drawn,) = axes.plot(nfe, value, marker="o", markersize=3, linewidth=1.2, label=sampler)
+        if np.any(half > 0):
+            axes.fill_between(nfe, value - half, value + half, color=drawn.get_color(), alpha=0.15, linewidth=0)
+    if floor is not None:
+        axes.axhline(floor, color="gray", linestyle="--", linewidth=1, label="noise floor")
+    axes.set_xscale("log")
+    if all(r[metric] > 0 for r in rows) and (floor is None or floor > 0):
+        axes.set_yscale("log")
+    axes.set_xlabel("score evaluations (NFE)")
+    axes.set_ylabel(metric)
+    if title:
+        axes.set_title(title)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=7, ncol=2)
+    return _save_figure(figure, path)
+
+
+def save_sample_panels(path: str | os.PathLike, panels: dict[str, np.ndarray | torch.Tensor], *,
+                       columns: int = 4) -> pathlib.Path:
+    """A scatter of the first two coordinates of each named set of samples, one panel per name,
+    all panels on the same axes limits (for comparing samplers at one budget)."""
+    if not panels:
+        raise ValueError("no sample sets to plot")
+    points = {name: to_numpy(x).reshape(len(x), -1)[:, :2] for name, x in panels.items()}
+    everything = np.concatenate(list(points.values()))
+    low, high = _auto_limits(everything)
+    columns = min(columns, len(points))
+    rows = math.ceil(len(points) / columns)
+    figure = Figure(figsize=(3.0 * columns, 3.0 * rows))
+    for i, (name, xy) in enumerate(points.items()):
+        axes = figure.add_subplot(rows, columns, i + 1)
+        axes.scatter(xy[:, 0], xy[:, 1], s=1.5, alpha=0.5, linewidths=0)
+        axes.set_xlim(low, high)
+        axes.set_ylim(low, high)
+        axes.set_aspect("equal")
+        axes.set_title(name, fontsize=8)
+        axes.tick_params(labelsize=6)
+    figure.tight_layout()
+    return _save_figure(figure, path)

@@ -323,3 +323,65 @@ def sample(config, workdir: str | Path) -> dict:
     (out / "quality.json").write_text(json.dumps(figures, indent=2))
     logging.info("wrote %s; quality: %s", out, json.dumps(figures))
     return figures
+
+
+def _sampler_options_for(config, name: str) -> dict:
+    accepted = samplers.sampler_options(name) - {"time_grid"}
+    return {k: v for k, v in config.sampling.items() if k in accepted and v != ""}
+
+
+def benchmark(config, workdir: str | Path) -> dict:
+    """Compare samplers on the targets of config.benchmark; resumable (see scoresde.benchmark).
+
+    Writes into workdir/benchmark/: records.jsonl (one line per finished run, the resume state),
+    report.md, summary.csv, records.json, the metric-against-NFE plots and a scatter of every
+    sampler's samples at config.benchmark.plot_budget.
+    """
+    from scoresde import benchmark as bench
+
+    b = config.benchmark
+    unknown = [s for s in b.samplers if s not in samplers.available()]
+    if unknown:
+        raise ValueError(f"config.benchmark.samplers: unknown {unknown}; available: {samplers.available()}")
+    if b.target != "oracle":
+        raise ValueError(f"config.benchmark.target must be 'oracle' (trained checkpoints are not benchmarked yet), got {b.target!r}")
+    bad = [p for p in b.problems if p not in bench.ORACLE_PROBLEMS]
+    if bad:
+        raise ValueError(f"config.benchmark.problems: unknown {bad}; valid: {', '.join(bench.ORACLE_PROBLEMS)}")
+    if b.seeds < 1 or b.n_samples < 2 or not b.budgets or min(b.budgets) < 1:
+        raise ValueError("config.benchmark needs seeds >= 1, n_samples >= 2 and positive budgets")
+    torch.manual_seed(config.seed)
+    out = Path(workdir) / "benchmark"
+    out.mkdir(parents=True, exist_ok=True)
+    grid = [bench.Sampler(name, name, _sampler_options_for(config, name), config.sampling.time_grid or None)
+            for name in b.samplers]
+    targets = []
+    for problem in b.problems:
+        for sde_name in b.sdes:
+            sde_kwargs = {k: v for k, v in config.sde.items() if k in inspect.signature(SDES[sde_name]).parameters}
+            targets.append(bench.oracle_target(problem, sde_name, b.n_samples, **sde_kwargs))
+    seeds = list(range(b.seeds))
+    total = len(targets) * len(grid) * len(b.budgets) * len(seeds)
+    bar = tqdm(total=total, desc="benchmark", disable=None if b.progress else True)
+    records = []
+    for target in targets:
+        before = len(records)
+        records += bench.run(target, grid, list(b.budgets), seeds=seeds, records_path=out / bench.RECORDS_FILE,
+                             callback=lambda record: bar.update(1))
+        logging.info("%s: %d runs", target.name, len(records) - before)
+    bar.close()
+    samples = {}
+    plot_target = targets[0]
+    for sampler in grid:
+        per_step, constant = bench.evaluations_per_step(sampler, plot_target)
+        steps = bench.steps_for_budget(per_step, constant, b.plot_budget)
+        if steps is not None:
+            with torch.no_grad():
+                x, info = sampler.run(plot_target.sde, plot_target.score_fn, x_T=plot_target.initial_noise(0), steps=steps,
+                                      eps=plot_target.eps, seed=0)
+            samples[f"{sampler.label} ({info['nfe']} NFE)"] = x
+    samples["exact data"] = plot_target.data
+    files = bench.write_report(records, out, bench.OracleTarget.metric_names, samples=samples,
+                               title=f"Sampler benchmark: {', '.join(t.name for t in targets)}")
+    logging.info("wrote %s", ", ".join(str(p) for p in files.values()))
+    return {"n_records": len(records), "files": {k: str(v) for k, v in files.items()}}

@@ -1,0 +1,324 @@
+"""Sampler comparison: a grid of samplers x options x NFE budgets on a target, resumable.
+
+A *target* supplies an SDE, a score function, initial noise and metrics; `run` evaluates every
+cell of the grid (one sampler with its options and time grid at one NFE budget) for several seeds
+and appends one JSON record per (cell, seed) to a file as soon as it is done, so an interrupted
+benchmark resumes without recomputing finished cells. `summarize` averages the seeds with
+Student-t confidence intervals; `write_report` writes the table, CSV / JSON and plots.
+
+Targets:
+
+- `OracleTarget`: an exact-score Gaussian mixture (`scoresde.oracle`) under an SDE, where the metrics
+  are exact: `flow_rms`, the RMS error against the exact probability-flow solution from the same
+  x_T (deterministic samplers follow that flow; stochastic ones do not, so for them it only says how
+  far they end from it); `sw`, the sliced Wasserstein distance to exact data samples, next to
+  `sw_floor`, the same distance between two independent exact samples of the same size; and
+  `nll_gap`, the mean negative log-density of the samples under the true density minus that of
+  exact data samples (0 for a perfect sampler, positive when samples sit in low-density regions).
+
+A sampler is a name of `scoresde.samplers.available()`, or a function of your own with the
+signature of `samplers.sample` restricted to `(sde, score_fn, *, x_T, steps, eps, **options) ->
+(x, info)` with `info["nfe"]`, given with a label: `Sampler("mine", my_function, {...})`.
+
+Budgets are in score evaluations (NFE). Each sampler's evaluations per step are measured once (dry
+runs on one example, read from `info["nfe"]`), and the step count is the largest that fits the budget
+including the final denoising evaluation. Wall time is measured per run; `overhead_ms_per_step`
+is the wall time minus the time the score function alone takes for that many evaluations (measured
+on the same batch), per step.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+
+from scoresde import metrics, oracle, samplers
+from scoresde.sde_lib import SDE, get_sde
+
+RECORDS_FILE = "records.jsonl"
+
+
+@dataclasses.dataclass(frozen=True)
+class Sampler:
+    """A sampler in the grid: a name of `samplers.available()` or a function, with fixed options."""
+
+    label: str
+    sampler: str | Callable = ""
+    options: dict = dataclasses.field(default_factory=dict)
+    time_grid: str | None = None
+
+    def __post_init__(self):
+        if not self.sampler:
+            object.__setattr__(self, "sampler", self.label)
+        if isinstance(self.sampler, str) and self.sampler not in samplers.available():
+            raise ValueError(f"unknown sampler {self.sampler!r}; available: {', '.join(samplers.available())}")
+
+    def key(self) -> str:
+        return json.dumps({"label": self.label, "options": self.options, "time_grid": self.time_grid}, sort_keys=True)
+
+    def run(self, sde: SDE, score_fn: Callable, *, x_T: torch.Tensor, steps: int, eps: float, seed: int):
+        generator = torch.Generator(x_T.device).manual_seed(seed)
+        options = dict(self.options)
+        if self.time_grid:
+            options["time_grid"] = self.time_grid
+        if isinstance(self.sampler, str):
+            return samplers.sample(self.sampler, sde, score_fn, x_T=x_T, steps=steps, eps=eps, generator=generator, **options)
+        return self.sampler(sde, score_fn, x_T=x_T, steps=steps, eps=eps, generator=generator, **options)
+
+
+class OracleTarget:
+    """An exact-score Gaussian-mixture problem (see the module docstring for its metrics).
+
+    Args:
+        name: a label for reports.
+        mixture: the data distribution.
+        sde: the SDE the samplers integrate.
+        eps: the sampler's end time.
+        n_samples: samples per run.
+    """
+
+    metric_names = ("flow_rms", "sw", "nll_gap")
+    floors = {"sw": "sw_floor"}
+
+    def __init__(self, name: str, mixture: oracle.GaussianMixture, sde: SDE, eps: float, n_samples: int):
+        if n_samples < 2:
+            raise ValueError(f"n_samples must be >= 2, got {n_samples}")
+        self.name, self.mixture, self.sde, self.eps, self.n_samples = name, mixture, sde, eps, n_samples
+        self.score_fn = mixture.score_fn(sde)
+        self.shape = (n_samples, *mixture.event_shape)
+        self._references: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        data_a = mixture.sample(n_samples, generator=torch.Generator().manual_seed(10_001))
+        data_b = mixture.sample(n_samples, generator=torch.Generator().manual_seed(10_002))
+        self.data = data_a
+        self.sw_floor = metrics.sliced_wasserstein(data_b, data_a)
+        self.data_nll = -mixture.log_prob(data_a.double()).mean().item()
+
+    def initial_noise(self, seed: int) -> torch.Tensor:
+        return self.sde.prior_sampling(self.shape, generator=torch.Generator().manual_seed(seed))
+
+    def exact_flow(self, seed: int) -> torch.Tensor:
+        if seed not in self._references:
+            self._references[seed] = self.mixture.solve_flow(self.initial_noise(seed).double(), self.sde)
+        return self._references[seed]
+
+    def evaluate(self, x: torch.Tensor, seed: int) -> dict:
+        reference = self.exact_flow(seed)
+        x64 = x.detach().cpu().double()
+        return {
+            "flow_rms": (x64 - reference).pow(2).mean().sqrt().item(),
+            "sw": metrics.sliced_wasserstein(x64, self.data),
+            "sw_floor": self.sw_floor,
+            "nll_gap": -self.mixture.log_prob(x64).mean().item() - self.data_nll,
+        }
+
+
+ORACLE_PROBLEMS = {
+    "ring": lambda: oracle.ring(8, 1.0, 0.05),
+    "stiff64": lambda: oracle.stiff(64, 4, 0.01, 1.0, seed=0),
+}
+DEFAULT_EPS = {"vesde": 1e-5, "vpsde": 1e-4, "subvpsde": 1e-4, "cosinevpsde": 1e-4, "edmsde": 2e-3}
+
+
+def oracle_target(problem: str, sde_name: str, n_samples: int, **sde_options) -> OracleTarget:
+    """A standard oracle problem ("ring": 8 narrow Gaussians on a circle in 2-D; "stiff64": a 64-D
+    mixture with per-dimension stds from 0.01 to 1) under the SDE `sde_name`."""
+    if problem not in ORACLE_PROBLEMS:
+        raise ValueError(f"unknown oracle problem {problem!r}; valid: {', '.join(ORACLE_PROBLEMS)}")
+    sde = get_sde(sde_name, **sde_options)
+    key = sde_name.lower().replace("-", "").replace("_", "")
+    return OracleTarget(f"{problem}_{key}", ORACLE_PROBLEMS[problem](), sde, DEFAULT_EPS.get(key, 1e-4), n_samples)
+
+
+def evaluations_per_step(sampler: Sampler, target) -> tuple[int, int]:
+    """(a, b) with NFE(steps) = a steps + b, from the `info["nfe"]` of dry runs with 2 and 3 steps on one example."""
+    counts = []
+    x_T = target.initial_noise(0)[:1]
+    for steps in (2, 3):
+        with torch.no_grad():
+            _, info = sampler.run(target.sde, target.score_fn, x_T=x_T, steps=steps, eps=target.eps, seed=0)
+        counts.append(int(info["nfe"]))
+    per_step = counts[1] - counts[0]
+    return per_step, counts[0] - 2 * per_step
+
+
+def steps_for_budget(per_step: int, constant: int, budget: int) -> int | None:
+    """The most steps whose NFE fits the budget, or None when not even one step does."""
+    if per_step <= 0:
+        raise ValueError("the sampler's NFE does not grow with the step count")
+    steps = (budget - constant) // per_step
+    return steps if steps >= 1 else None
+
+
+def score_seconds_per_call(target) -> float:
+    x = target.initial_noise(0)
+    t = torch.full((x.shape[0],), 0.5 * target.sde.T)
+    times = []
+    with torch.no_grad():
+        for _ in range(5):
+            start = time.perf_counter()
+            target.score_fn(x, t)
+            times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """The records of a (possibly interrupted) benchmark; a torn last line is ignored."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by an interruption: its cell is simply run again
+    return records
+
+
+def run(target, grid: Sequence[Sampler], budgets: Sequence[int], *, seeds: Sequence[int] = (0, 1, 2),
+        records_path: str | Path | None = None, callback: Callable[[dict], None] | None = None) -> list[dict]:
+    """Evaluate every (sampler, budget, seed) of the grid on the target; resumable through `records_path`.
+
+    Args:
+        target: e.g. an `OracleTarget`.
+        grid: the samplers with their options and time grids.
+        budgets: NFE budgets.
+        seeds: one run per seed (initial noise and sampler noise both seeded by it).
+        records_path: a JSONL file; records already there are reused, new ones appended.
+        callback: called with each new record (progress bars).
+
+    Returns:
+        All records of this grid (reused and new); cells a sampler cannot fit in a budget are skipped.
+    """
+    labels = [s.label for s in grid]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"sampler labels must be unique, got {labels}")
+    if not budgets or min(budgets) < 1:
+        raise ValueError(f"budgets must be positive NFE counts, got {list(budgets)}")
+    done = {}
+    if records_path:
+        done = {(r["target"], r["sampler_key"], r["budget"], r["seed"]): r for r in read_records(records_path)}
+        path = Path(records_path)
+        if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+            with open(path, "a") as f:  # end a line torn by an interruption, so new records start clean
+                f.write("\n")
+    score_seconds = None
+    results = []
+    for sampler in grid:
+        per_step, constant = evaluations_per_step(sampler, target)
+        for budget in budgets:
+            steps = steps_for_budget(per_step, constant, budget)
+            if steps is None:
+                continue
+            for seed in seeds:
+                key = (target.name, sampler.key(), budget, seed)
+                if key in done:
+                    results.append(done[key])
+                    continue
+                if score_seconds is None:
+                    score_seconds = score_seconds_per_call(target)
+                x_T = target.initial_noise(seed)
+                start = time.perf_counter()
+                with torch.no_grad():
+                    x, info = sampler.run(target.sde, target.score_fn, x_T=x_T, steps=steps, eps=target.eps, seed=seed)
+                wall = time.perf_counter() - start
+                record = {
+                    "target": target.name, "sampler": sampler.label, "sampler_key": sampler.key(),
+                    "options": sampler.options, "time_grid": sampler.time_grid or "default", "budget": budget,
+                    "steps": steps, "nfe": int(info["nfe"]), "seed": seed, "n_samples": int(x.shape[0]),
+                    "wall_seconds": wall,
+                    "overhead_ms_per_step": 1e3 * max(wall - info["nfe"] * score_seconds, 0.0) / steps,
+                    **target.evaluate(x, seed),
+                }
+                if records_path:
+                    with open(records_path, "a") as f:
+                        f.write(json.dumps(record) + "\n")
+                if callback:
+                    callback(record)
+                results.append(record)
+    return results
+
+
+def summarize(records: Iterable[dict], metric_names: Sequence[str]) -> list[dict]:
+    """One row per (target, sampler, budget): each metric's mean and 95% half-width over seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["target"], r["sampler"], r["budget"]), []).append(r)
+    rows = []
+    for (target, sampler, budget), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+        row = {"target": target, "sampler": sampler, "budget": budget, "nfe": group[0]["nfe"], "steps": group[0]["steps"],
+               "time_grid": group[0]["time_grid"], "n_seeds": len(group), "n_samples": group[0]["n_samples"]}
+        for name in (*metric_names, "wall_seconds", "overhead_ms_per_step"):
+            mean, half = metrics.mean_confidence_interval([r[name] for r in group])
+            row[name], row[f"{name}_ci95"] = mean, half
+        for key in ("sw_floor",):
+            if key in group[0]:
+                row[key] = group[0][key]
+        rows.append(row)
+    return rows
+
+
+def _format(mean: float, half: float) -> str:
+    return f"{mean:.3g}" if not math.isfinite(half) else f"{mean:.3g} ± {half:.2g}"
+
+
+def markdown_table(rows: list[dict], metric_names: Sequence[str]) -> str:
+    """A table per target: rows by budget then sampler, the best value of each metric in bold."""
+    lines = []
+    for target in dict.fromkeys(r["target"] for r in rows):
+        part = [r for r in rows if r["target"] == target]
+        n = part[0]["n_samples"]
+        lines += [f"### {target} ({n} samples per run, {part[0]['n_seeds']} seeds, mean ± 95% CI)", ""]
+        header = ["budget", "sampler", "NFE", *metric_names, "wall s", "overhead ms/step"]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for budget in sorted({r["budget"] for r in part}):
+            block = [r for r in part if r["budget"] == budget]
+            best = {m: min(r[m] for r in block) for m in metric_names}
+            for r in block:
+                cells = [str(budget), r["sampler"], str(r["nfe"])]
+                for m in metric_names:
+                    text = _format(r[m], r[f"{m}_ci95"])
+                    cells.append(f"**{text}**" if r[m] == best[m] else text)
+                cells += [f"{r['wall_seconds']:.3g}", f"{r['overhead_ms_per_step']:.3g}"]
+                lines.append("| " + " | ".join(cells) + " |")
+        if "sw_floor" in part[0]:
+            lines += ["", f"sw floor (two independent exact samples of {n}): {part[0]['sw_floor']:.4f}"]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(records: list[dict], outdir: str | Path, metric_names: Sequence[str], *,
+                 samples: dict[str, torch.Tensor] | None = None, title: str = "Sampler benchmark") -> dict[str, Path]:
+    """report.md, summary.csv, records.json and the plots (metric and wall time against NFE, one
+    line per sampler; a scatter of samples per sampler when `samples` is given)."""
+    from scoresde import plotting
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    rows = summarize(records, metric_names)
+    files = {"report": outdir / "report.md", "csv": outdir / "summary.csv", "json": outdir / "records.json"}
+    files["report"].write_text(f"# {title}\n\n" + markdown_table(rows, metric_names))
+    with open(files["csv"], "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    files["json"].write_text(json.dumps({"summary": rows, "records": records}, indent=1))
+    for target in dict.fromkeys(r["target"] for r in rows):
+        part = [r for r in rows if r["target"] == target]
+        for m in (*metric_names, "wall_seconds"):
+            path = outdir / f"{target}_{m}_vs_nfe.png"
+            plotting.save_metric_vs_nfe(path, part, m, title=f"{target}: {m}", floor=part[0].get("sw_floor") if m == "sw" else None)
+            files[f"{target}_{m}"] = path
+    if samples:
+        path = outdir / "samples.png"
+        plotting.save_sample_panels(path, samples)
+        files["samples"] = path
+    return files

@@ -1,0 +1,126 @@
+"""Tests of the sampler benchmark: budgets, exact metrics, resume, custom samplers, and main.py."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from scoresde import benchmark as bench
+from scoresde import oracle
+from scoresde.sde_lib import VPSDE
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ring_vp():
+    return bench.OracleTarget("ring_vp", oracle.ring(8, 1.0, 0.05), VPSDE(), 1e-4, n_samples=300)
+
+
+@pytest.mark.parametrize("name, budget", [("ddim", 10), ("heun", 10), ("heun", 11), ("dpmpp_3m", 6), ("euler_maruyama", 20),
+                                          ("predictor_corrector", 21)])
+def test_budgets_are_met_exactly_or_from_below(ring_vp, name, budget):
+    sampler = bench.Sampler(name)
+    per_step, constant = bench.evaluations_per_step(sampler, ring_vp)
+    steps = bench.steps_for_budget(per_step, constant, budget)
+    (record,) = bench.run(ring_vp, [sampler], [budget], seeds=[0])
+    assert record["steps"] == steps and record["nfe"] <= budget
+    assert record["nfe"] > budget - per_step  # the largest step count that fits
+    if per_step == 1:
+        assert record["nfe"] == budget
+
+
+def test_exact_flow_scores_zero_and_a_biased_sampler_does_not(ring_vp):
+    """A "sampler" returning the exact flow has flow_rms 0 and an NLL gap and SW at the noise level;
+    one that shrinks samples towards the origin by 25% is clearly worse on every metric."""
+
+    def exact(sde, score_fn, *, x_T, steps, eps, generator, shrink=1.0):
+        reference = ring_vp.mixture.solve_flow(x_T.double(), sde)
+        return (shrink * reference).float(), {"nfe": steps + 1}
+
+    grid = [bench.Sampler("exact", exact), bench.Sampler("shrunk", exact, {"shrink": 0.75})]
+    records = bench.run(ring_vp, grid, [10], seeds=[0, 1])
+    rows = {r["sampler"]: r for r in bench.summarize(records, bench.OracleTarget.metric_names)}
+    assert rows["exact"]["flow_rms"] < 1e-6
+    assert abs(rows["exact"]["nll_gap"]) < 0.3 and rows["exact"]["sw"] < 3 * rows["exact"]["sw_floor"]
+    assert rows["shrunk"]["flow_rms"] > 0.05 and rows["shrunk"]["nll_gap"] > 1.0
+    assert rows["shrunk"]["sw"] > 2 * rows["exact"]["sw"]
+
+
+def test_resume_skips_finished_cells(ring_vp, tmp_path):
+    calls = []
+
+    def counted(sde, score_fn, *, x_T, steps, eps, generator):
+        if x_T.shape[0] > 1:  # not the one-example dry run that counts evaluations per step
+            calls.append(steps)
+        from scoresde import samplers
+        return samplers.sample("ddim", sde, score_fn, x_T=x_T, steps=steps, eps=eps)
+
+    grid = [bench.Sampler("mine", counted), bench.Sampler("dpmpp_2m")]
+    path = tmp_path / bench.RECORDS_FILE
+
+    class Interrupted(Exception):
+        pass
+
+    def stop_after_three(record, seen=[]):
+        seen.append(record)
+        if len(seen) == 3:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        bench.run(ring_vp, grid, [6, 10], seeds=[0, 1], records_path=path, callback=stop_after_three)
+    assert len(bench.read_records(path)) == 3 and len(calls) == 3
+    with open(path, "a") as f:
+        f.write('{"target": "ring_vp", "sampler_k')  # a line torn by a kill
+    calls.clear()
+    records = bench.run(ring_vp, grid, [6, 10], seeds=[0, 1], records_path=path)
+    assert len(records) == 8 and len(calls) == 1  # "mine" had 3 of its 4 runs done
+    again = bench.run(ring_vp, grid, [6, 10], seeds=[0, 1], records_path=path)
+    assert len(calls) == 1 and again == records
+
+
+def test_grid_errors(ring_vp):
+    with pytest.raises(ValueError, match="unknown sampler 'rk4'"):
+        bench.Sampler("rk4")
+    with pytest.raises(ValueError, match="unique"):
+        bench.run(ring_vp, [bench.Sampler("ddim"), bench.Sampler("ddim")], [10])
+    with pytest.raises(ValueError, match="budgets"):
+        bench.run(ring_vp, [bench.Sampler("ddim")], [0])
+    with pytest.raises(ValueError, match="unknown oracle problem"):
+        bench.oracle_target("spiral", "vpsde", 10)
+
+
+def test_report_files_and_table(ring_vp, tmp_path):
+    records = bench.run(ring_vp, [bench.Sampler("ddim"), bench.Sampler("unipc")], [6, 10], seeds=[0, 1])
+    files = bench.write_report(records, tmp_path, bench.OracleTarget.metric_names, samples={"ddim": ring_vp.data})
+    for path in files.values():
+        assert path.exists() and path.stat().st_size > 0
+    table = files["report"].read_text()
+    assert "| 10 | unipc | 10 |" in table and "±" in table and "sw floor" in table
+    summary = json.loads(files["json"].read_text())["summary"]
+    assert {row["n_seeds"] for row in summary} == {2}
+
+
+@pytest.mark.slow
+def test_main_benchmark_mode_end_to_end_and_resume(tmp_path):
+    args = [sys.executable, str(ROOT / "main.py"), "--config", str(ROOT / "configs/benchmark/oracle_fast.py"),
+            "--workdir", str(tmp_path), "--mode", "benchmark", "--config.benchmark.n_samples=100",
+            "--config.benchmark.budgets=(6,10)", "--config.benchmark.seeds=2", "--config.benchmark.problems=('ring',)",
+            "--config.benchmark.samplers=('ddim','heun','dpmpp_2m')", "--config.benchmark.plot_budget=6"]
+    first = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    out = tmp_path / "benchmark"
+    expected = ["records.jsonl", "report.md", "summary.csv", "records.json", "samples.png",
+                "ring_vesde_flow_rms_vs_nfe.png", "ring_vpsde_sw_vs_nfe.png", "ring_vpsde_wall_seconds_vs_nfe.png"]
+    for name in expected:
+        assert (out / name).stat().st_size > 0, name
+    lines = (out / "records.jsonl").read_text().splitlines()
+    assert len(lines) == 2 * 3 * 2 * 2  # SDEs x samplers x budgets x seeds
+    second = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert second.returncode == 0
+    assert (out / "records.jsonl").read_text().splitlines() == lines  # nothing recomputed
+    bad = subprocess.run(args + ["--config.benchmark.samplers=('ddim','rk4')"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert bad.returncode != 0 and "rk4" in bad.stderr and "Traceback" not in bad.stderr
