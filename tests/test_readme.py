@@ -38,3 +38,13 @@ def test_user_defined_sde_example_runs(capsys):
     radius = x.norm(dim=1)
     assert abs(radius.mean().item() - 1.0) < 0.02  # on the ring of radius 1
     assert "3.46" in capsys.readouterr().out  # sqrt(12)
+
+
+def test_benchmark_example_runs(capsys):
+    namespace: dict = {}
+    exec(compile(python_blocks()[3], "README.md", "exec"), namespace)
+    rows = {(r["sampler"], r["nfe"]): r for r in namespace["benchmark"].summarize(namespace["records"], ["flow_rms"])}
+    assert set(rows) == {("my_euler", 10), ("my_euler", 20), ("dpmpp_2m", 10), ("dpmpp_2m", 20)}
+    assert rows["dpmpp_2m", 20]["flow_rms"] < rows["my_euler", 20]["flow_rms"]  # second order beats Euler
+    assert rows["my_euler", 20]["flow_rms"] < rows["my_euler", 10]["flow_rms"]
+    assert "my_euler" in capsys.readouterr().out
