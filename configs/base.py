@@ -118,7 +118,7 @@ def get_config() -> ml_collections.ConfigDict:
     sampling.seed = 0
 
     config.benchmark = benchmark = ml_collections.ConfigDict()  # --mode benchmark (scoresde.benchmark)
-    benchmark.target = "oracle"  # exact-score Gaussian-mixture problems
+    benchmark.target = "oracle"  # "oracle" (exact-score Gaussian mixtures) or "checkpoint" (the model in --workdir)
     benchmark.problems = ("ring",)  # "ring" (2-D), "stiff64" (64-D)
     benchmark.sdes = ("vesde", "vpsde")  # each problem under each SDE (parameters from config.sde)
     benchmark.samplers = ("ddim", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "unipc")
@@ -126,6 +126,7 @@ def get_config() -> ml_collections.ConfigDict:
     benchmark.seeds = 3  # runs per cell (initial noise and sampler noise), for confidence intervals
     benchmark.n_samples = 1000
     benchmark.plot_budget = 20  # the budget of the samples scatter
+    benchmark.reference_rtol = 1e-5  # checkpoint: tolerance of the adaptive reference flow (flow_rms)
     benchmark.progress = True
 
     config.eval = evaluation = ml_collections.ConfigDict()

@@ -44,6 +44,7 @@ from scoresde import metrics, oracle, samplers
 from scoresde.sde_lib import SDE, get_sde
 
 RECORDS_FILE = "records.jsonl"
+HIGHER_IS_BETTER = ("precision", "recall")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +118,69 @@ class OracleTarget:
             "sw": metrics.sliced_wasserstein(x64, self.data),
             "sw_floor": self.sw_floor,
             "nll_gap": -self.mixture.log_prob(x64).mean().item() - self.data_nll,
+        }
+
+
+class NetworkTarget:
+    """A trained score network, scored in the feature space of a classifier trained on its data.
+
+    Metrics (local: comparable across samplers on the same data and classifier, not with literature
+    FIDs): `fd`, the Fréchet distance between the Gaussian fits of sample and held-out features;
+    `kid`, the unbiased polynomial-kernel MMD^2 (KID) between them; `precision` / `recall`
+    (Kynkäänniemi et al. 2019, k = 3); and `flow_rms`, the RMS distance to the model's own
+    probability-flow solution from the same x_T by the adaptive solver at `reference_rtol` (the
+    solver error, with the network as it is). `fd_floor` and `kid_floor` are the same distances from
+    as many real training examples.
+
+    Args:
+        name: a label for reports.
+        sde, score_fn: the model's SDE and score function.
+        example_shape: the shape of one example.
+        eps: the samplers' end time.
+        n_samples: samples per run.
+        feature_fn: maps a batch of samples (in the model's space) to features (n, d).
+        real_features: features of held-out real data; train_features: of training data (floors).
+        postprocess: applied to samples before features (e.g. clipping to the data range).
+        reference_rtol: tolerance of the reference flow solve.
+    """
+
+    metric_names = ("fd", "kid", "precision", "recall", "flow_rms")
+
+    def __init__(self, name: str, sde: SDE, score_fn: Callable, example_shape: tuple[int, ...], eps: float,
+                 n_samples: int, feature_fn: Callable, real_features: np.ndarray, train_features: np.ndarray, *,
+                 postprocess: Callable | None = None, reference_rtol: float = 1e-5, device: torch.device | str = "cpu"):
+        if n_samples < 4:
+            raise ValueError(f"n_samples must be >= 4, got {n_samples}")
+        self.name, self.sde, self.score_fn, self.eps, self.n_samples = name, sde, score_fn, eps, n_samples
+        self.shape = (n_samples, *example_shape)
+        self.feature_fn, self.real_features = feature_fn, real_features
+        self.postprocess = postprocess or (lambda x: x)
+        self.reference_rtol, self.device = reference_rtol, torch.device(device)
+        self._references: dict[int, torch.Tensor] = {}
+        rng = np.random.default_rng(0)
+        floor_features = train_features[rng.choice(len(train_features), min(n_samples, len(train_features)), replace=False)]
+        self.fd_floor = metrics.frechet_distance_from_samples(floor_features, real_features)
+        self.kid_floor = metrics.kernel_inception_distance(floor_features, real_features)[0]
+
+    def initial_noise(self, seed: int) -> torch.Tensor:
+        return self.sde.prior_sampling(self.shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
+
+    def exact_flow(self, seed: int) -> torch.Tensor:
+        if seed not in self._references:
+            with torch.no_grad():
+                x, _ = samplers.sample("probability_flow", self.sde, self.score_fn, x_T=self.initial_noise(seed), eps=self.eps,
+                                       rtol=self.reference_rtol, atol=self.reference_rtol)
+            self._references[seed] = x.detach().cpu().double()
+        return self._references[seed]
+
+    def evaluate(self, x: torch.Tensor, seed: int) -> dict:
+        fake = self.feature_fn(self.postprocess(x))
+        precision, recall = metrics.precision_recall(self.real_features, fake, k=3)
+        return {
+            "fd": metrics.frechet_distance_from_samples(fake, self.real_features), "fd_floor": self.fd_floor,
+            "kid": metrics.kernel_inception_distance(fake, self.real_features)[0], "kid_floor": self.kid_floor,
+            "precision": precision, "recall": recall,
+            "flow_rms": (x.detach().cpu().double() - self.exact_flow(seed)).pow(2).mean().sqrt().item(),
         }
 
 
@@ -259,8 +323,8 @@ def summarize(records: Iterable[dict], metric_names: Sequence[str]) -> list[dict
         for name in (*metric_names, "wall_seconds", "overhead_ms_per_step"):
             mean, half = metrics.mean_confidence_interval([r[name] for r in group])
             row[name], row[f"{name}_ci95"] = mean, half
-        for key in ("sw_floor",):
-            if key in group[0]:
+        for key in group[0]:
+            if key.endswith("_floor"):
                 row[key] = group[0][key]
         rows.append(row)
     return rows
@@ -281,7 +345,7 @@ def markdown_table(rows: list[dict], metric_names: Sequence[str]) -> str:
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for budget in sorted({r["budget"] for r in part}):
             block = [r for r in part if r["budget"] == budget]
-            best = {m: min(r[m] for r in block) for m in metric_names}
+            best = {m: (max if m in HIGHER_IS_BETTER else min)(r[m] for r in block) for m in metric_names}
             for r in block:
                 cells = [str(budget), r["sampler"], str(r["nfe"])]
                 for m in metric_names:
@@ -289,8 +353,10 @@ def markdown_table(rows: list[dict], metric_names: Sequence[str]) -> str:
                     cells.append(f"**{text}**" if r[m] == best[m] else text)
                 cells += [f"{r['wall_seconds']:.3g}", f"{r['overhead_ms_per_step']:.3g}"]
                 lines.append("| " + " | ".join(cells) + " |")
-        if "sw_floor" in part[0]:
-            lines += ["", f"sw floor (two independent exact samples of {n}): {part[0]['sw_floor']:.4f}"]
+        floors = {k[: -len("_floor")]: v for k, v in part[0].items() if k.endswith("_floor")}
+        if floors:
+            lines += ["", "noise floors (the metric between two independent real samples of this size): "
+                      + ", ".join(f"{k} {v:.4g}" for k, v in floors.items())]
         lines.append("")
     return "\n".join(lines)
 
@@ -315,7 +381,7 @@ def write_report(records: list[dict], outdir: str | Path, metric_names: Sequence
         part = [r for r in rows if r["target"] == target]
         for m in (*metric_names, "wall_seconds"):
             path = outdir / f"{target}_{m}_vs_nfe.png"
-            plotting.save_metric_vs_nfe(path, part, m, title=f"{target}: {m}", floor=part[0].get("sw_floor") if m == "sw" else None)
+            plotting.save_metric_vs_nfe(path, part, m, title=f"{target}: {m}", floor=part[0].get(f"{m}_floor"))
             files[f"{target}_{m}"] = path
     if samples:
         path = outdir / "samples.png"

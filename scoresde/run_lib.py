@@ -330,12 +330,62 @@ def _sampler_options_for(config, name: str) -> dict:
     return {k: v for k, v in config.sampling.items() if k in accepted and v != ""}
 
 
+def _oracle_targets(config) -> list:
+    from scoresde import benchmark as bench
+
+    b = config.benchmark
+    bad = [p for p in b.problems if p not in bench.ORACLE_PROBLEMS]
+    if bad:
+        raise ValueError(f"config.benchmark.problems: unknown {bad}; valid: {', '.join(bench.ORACLE_PROBLEMS)}")
+    targets = []
+    for problem in b.problems:
+        for sde_name in b.sdes:
+            if sde_name not in SDES:
+                raise ValueError(f"config.benchmark.sdes: unknown SDE {sde_name!r}; valid: {', '.join(SDES)}")
+            sde_kwargs = {k: v for k, v in config.sde.items() if k in inspect.signature(SDES[sde_name]).parameters}
+            targets.append(bench.oracle_target(problem, sde_name, b.n_samples, **sde_kwargs))
+    return targets
+
+
+def _checkpoint_target(config, workdir: Path):
+    """The trained model of `workdir` (EMA weights), scored with a classifier trained on its data."""
+    from scoresde import benchmark as bench
+    from scoresde import features
+
+    exp = Experiment(config)
+    if exp.train_data.labels is None:
+        raise ValueError(f"benchmarking a checkpoint needs labelled data for its feature classifier; {config.data.dataset!r} has none")
+    found = Path(config.sampling.checkpoint) if config.sampling.checkpoint else checkpoint.latest(workdir / "checkpoints")
+    if found is None:
+        raise FileNotFoundError(f"no complete checkpoint in {workdir / 'checkpoints'}; train first or set config.sampling.checkpoint")
+    checkpoint.load_weights(found, exp.model, ema=config.sampling.use_ema)
+    exp.model.eval()
+    x_test = to_model_tensor(config, exp.test_data, torch.device("cpu"))
+    classifier, info = features.load_or_train(workdir / "benchmark", exp.x_train.cpu(), torch.as_tensor(exp.train_data.labels),
+                                              x_test, torch.as_tensor(exp.test_data.labels))
+    logging.info("feature classifier: held-out accuracy %.3f, weights sha256 %s", info["test_accuracy"], info["weights_sha256"][:16])
+    low, high = (-1.0, 1.0) if config.data.centered else (0.0, 1.0)
+
+    def feature_fn(x):
+        return features.features(classifier, x.detach().cpu())
+
+    target = bench.NetworkTarget(
+        f"{config.data.dataset}_{config.model.name}_{config.sde.name}", exp.sde, exp.score_fn, exp.train_data.shape,
+        config.sampling.eps, config.benchmark.n_samples, feature_fn, feature_fn(x_test), feature_fn(exp.x_train),
+        postprocess=lambda x: x.clamp(low, high), reference_rtol=config.benchmark.reference_rtol, device=exp.device,
+    )
+    target.classifier_info = {**info, "checkpoint": str(found), "step": checkpoint.step_of(found)}
+    return target
+
+
 def benchmark(config, workdir: str | Path) -> dict:
     """Compare samplers on the targets of config.benchmark; resumable (see scoresde.benchmark).
 
-    Writes into workdir/benchmark/: records.jsonl (one line per finished run, the resume state),
-    report.md, summary.csv, records.json, the metric-against-NFE plots and a scatter of every
-    sampler's samples at config.benchmark.plot_budget.
+    config.benchmark.target is "oracle" (exact-score Gaussian mixtures: config.benchmark.problems x
+    sdes) or "checkpoint" (the trained model in workdir, scored in the feature space of a classifier
+    trained on the same data). Writes into workdir/benchmark/: records.jsonl (one line per finished
+    run, the resume state), report.md, summary.csv, records.json, the metric-against-NFE plots and
+    the samples of every sampler at config.benchmark.plot_budget.
     """
     from scoresde import benchmark as bench
 
@@ -343,23 +393,18 @@ def benchmark(config, workdir: str | Path) -> dict:
     unknown = [s for s in b.samplers if s not in samplers.available()]
     if unknown:
         raise ValueError(f"config.benchmark.samplers: unknown {unknown}; available: {samplers.available()}")
-    if b.target != "oracle":
-        raise ValueError(f"config.benchmark.target must be 'oracle' (trained checkpoints are not benchmarked yet), got {b.target!r}")
-    bad = [p for p in b.problems if p not in bench.ORACLE_PROBLEMS]
-    if bad:
-        raise ValueError(f"config.benchmark.problems: unknown {bad}; valid: {', '.join(bench.ORACLE_PROBLEMS)}")
-    if b.seeds < 1 or b.n_samples < 2 or not b.budgets or min(b.budgets) < 1:
-        raise ValueError("config.benchmark needs seeds >= 1, n_samples >= 2 and positive budgets")
-    torch.manual_seed(config.seed)
-    out = Path(workdir) / "benchmark"
+    if b.target not in ("oracle", "checkpoint"):
+        raise ValueError(f"config.benchmark.target must be 'oracle' or 'checkpoint', got {b.target!r}")
+    if b.seeds < 1 or b.n_samples < 4 or not b.budgets or min(b.budgets) < 1:
+        raise ValueError("config.benchmark needs seeds >= 1, n_samples >= 4 and positive budgets")
+    workdir = Path(workdir)
+    out = workdir / "benchmark"
     out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(config.seed)
     grid = [bench.Sampler(name, name, _sampler_options_for(config, name), config.sampling.time_grid or None)
             for name in b.samplers]
-    targets = []
-    for problem in b.problems:
-        for sde_name in b.sdes:
-            sde_kwargs = {k: v for k, v in config.sde.items() if k in inspect.signature(SDES[sde_name]).parameters}
-            targets.append(bench.oracle_target(problem, sde_name, b.n_samples, **sde_kwargs))
+    targets = _oracle_targets(config) if b.target == "oracle" else [_checkpoint_target(config, workdir)]
+    metric_names = type(targets[0]).metric_names
     seeds = list(range(b.seeds))
     total = len(targets) * len(grid) * len(b.budgets) * len(seeds)
     bar = tqdm(total=total, desc="benchmark", disable=None if b.progress else True)
@@ -380,8 +425,26 @@ def benchmark(config, workdir: str | Path) -> dict:
                 x, info = sampler.run(plot_target.sde, plot_target.score_fn, x_T=plot_target.initial_noise(0), steps=steps,
                                       eps=plot_target.eps, seed=0)
             samples[f"{sampler.label} ({info['nfe']} NFE)"] = x
-    samples["exact data"] = plot_target.data
-    files = bench.write_report(records, out, bench.OracleTarget.metric_names, samples=samples,
-                               title=f"Sampler benchmark: {', '.join(t.name for t in targets)}")
+    title = f"Sampler benchmark: {', '.join(t.name for t in targets)}"
+    if b.target == "oracle":
+        samples["exact data"] = plot_target.data
+        files = bench.write_report(records, out, metric_names, samples=samples, title=title)
+    else:
+        files = bench.write_report(records, out, metric_names, title=title)
+        for label, x in samples.items():
+            path = out / f"samples_{label.split()[0]}_{b.plot_budget}nfe.png"
+            _save_pictures_to(x, config, path)
+            files[f"samples_{label}"] = path
+        info = plot_target.classifier_info
+        with open(files["report"], "a") as f:
+            f.write(f"\nFeature space: the penultimate layer of a classifier trained on the {info['n_train']} training "
+                    f"examples (held-out accuracy {info['test_accuracy']:.3f} on {info['n_test']}; weights sha256 "
+                    f"{info['weights_sha256'][:16]}); checkpoint step {info['step']}. fd and kid are local figures in this "
+                    "feature space, not literature FID / KID.\n")
     logging.info("wrote %s", ", ".join(str(p) for p in files.values()))
     return {"n_records": len(records), "files": {k: str(v) for k, v in files.items()}}
+
+
+def _save_pictures_to(x: torch.Tensor, config, path: Path) -> None:
+    images = to_data_space(config, x, True)
+    plotting.save_image_grid(path, images[:64])

@@ -99,7 +99,7 @@ def test_report_files_and_table(ring_vp, tmp_path):
     for path in files.values():
         assert path.exists() and path.stat().st_size > 0
     table = files["report"].read_text()
-    assert "| 10 | unipc | 10 |" in table and "±" in table and "sw floor" in table
+    assert "| 10 | unipc | 10 |" in table and "±" in table and "noise floors" in table and "sw 0.0" in table
     summary = json.loads(files["json"].read_text())["summary"]
     assert {row["n_seeds"] for row in summary} == {2}
 
@@ -124,3 +124,48 @@ def test_main_benchmark_mode_end_to_end_and_resume(tmp_path):
     assert (out / "records.jsonl").read_text().splitlines() == lines  # nothing recomputed
     bad = subprocess.run(args + ["--config.benchmark.samplers=('ddim','rk4')"], capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert bad.returncode != 0 and "rk4" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_checkpoint_target_end_to_end(tmp_path):
+    """A briefly trained digits MLP benchmarked in classifier-feature space, with the classifier
+    cached (same hash on a rerun) and every report file written."""
+    import importlib
+
+    from scoresde import run_lib
+
+    config = importlib.import_module("configs.digits_mlp_vp").get_config()
+    config.device = "cpu"
+    config.training.n_steps, config.training.checkpoint_freq, config.training.sample_freq = 30, 30, 0
+    config.training.progress = False
+    config.sampling.n_samples = config.sampling.batch_size = 16
+    config.sampling.steps = 10
+    run_lib.train(config, tmp_path)
+    b = config.benchmark
+    b.target, b.samplers, b.budgets, b.seeds, b.n_samples, b.plot_budget = "checkpoint", ("ddim", "dpmpp_2m"), (6,), 1, 64, 6
+    b.reference_rtol, b.progress = 1e-3, False
+    result = run_lib.benchmark(config, tmp_path)
+    out = tmp_path / "benchmark"
+    for name in ["report.md", "summary.csv", "records.json", "classifier.safetensors", "samples_ddim_6nfe.png",
+                 f"digits_mlp_vpsde_fd_vs_nfe.png"]:
+        assert (out / name).stat().st_size > 0, name
+    report = (out / "report.md").read_text()
+    assert "held-out accuracy" in report and "not literature FID" in report and "fd " in report
+    info = json.loads((out / "classifier.json").read_text())
+    assert info["test_accuracy"] > 0.85  # the feature classifier really recognises digits
+    records = json.loads((out / "records.json").read_text())["records"]
+    assert len(records) == 2 and all(0 <= r["precision"] <= 1 and r["fd"] > 0 for r in records)
+    again = run_lib.benchmark(config, tmp_path)  # resumes: same records, classifier reused
+    assert again["n_records"] == result["n_records"]
+    assert json.loads((out / "classifier.json").read_text())["weights_sha256"] == info["weights_sha256"]
+
+
+def test_feature_classifier_is_deterministic():
+    from scoresde import data, features
+
+    x, labels = data.load_digits()
+    x, labels = torch.as_tensor(x[:300]), torch.as_tensor(labels[:300])
+    first = features.train_classifier(x, labels, seed=3, epochs=2)
+    second = features.train_classifier(x, labels, seed=3, epochs=2)
+    other = features.train_classifier(x, labels, seed=4, epochs=2)
+    assert features.weights_hash(first) == features.weights_hash(second) != features.weights_hash(other)
+    assert features.features(first, x).shape == (300, 128)
