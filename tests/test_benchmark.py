@@ -1,6 +1,7 @@
 """Tests of the sampler benchmark: budgets, exact metrics, resume, custom samplers, and main.py."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def ring_vp():
-    return bench.OracleTarget("ring_vp", oracle.ring(8, 1.0, 0.05), VPSDE(), 1e-4, n_samples=300)
+    return bench.OracleTarget("ring_vp", oracle.ring(8, 1.0, 0.05), VPSDE(), 1e-4, n_samples=1000)
 
 
 @pytest.mark.parametrize("name, budget", [("ddim", 10), ("heun", 10), ("heun", 11), ("dpmpp_3m", 6), ("euler_maruyama", 20),
@@ -47,7 +48,7 @@ def test_exact_flow_scores_zero_and_a_biased_sampler_does_not(ring_vp):
     assert rows["exact"]["flow_rms"] < 1e-6
     assert abs(rows["exact"]["nll_gap"]) < 0.3 and rows["exact"]["sw"] < 3 * rows["exact"]["sw_floor"]
     assert rows["shrunk"]["flow_rms"] > 0.05 and rows["shrunk"]["nll_gap"] > 1.0
-    assert rows["shrunk"]["sw"] > 2 * rows["exact"]["sw"]
+    assert rows["shrunk"]["sw"] > 2 * rows["exact"]["sw_floor"] and rows["shrunk"]["sw"] > rows["exact"]["sw"] + 0.05
 
 
 def test_resume_skips_finished_cells(ring_vp, tmp_path):
@@ -99,7 +100,7 @@ def test_report_files_and_table(ring_vp, tmp_path):
     for path in files.values():
         assert path.exists() and path.stat().st_size > 0
     table = files["report"].read_text()
-    assert "| 10 | unipc | 10 |" in table and "±" in table and "noise floors" in table and "sw 0.0" in table
+    assert "| 10 | unipc | 10 |" in table and "±" in table and "noise floors" in table and re.search(r"sw 0\.\d+", table)
     summary = json.loads(files["json"].read_text())["summary"]
     assert {row["n_seeds"] for row in summary} == {2}
 
