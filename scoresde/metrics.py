@@ -370,11 +370,7 @@ def kernel_inception_distance(x: np.ndarray | torch.Tensor, y: np.ndarray | torc
     for two samples of one law, whatever the sample sizes.
 
     Args:
-        x: samples of shape (n, ...), n >= 2; examples are flattened to d features.
-        y: samples of shape (m, ...), m >= 2, with the same per-example shape.
-        degree: polynomial degree, a positive integer.
-        gamma: scale of the inner product, positive; default 1 / d.
-        coef0: constant added to the scaled inner product.
+        x, y, degree, gamma, coef0: the samples and the kernel, as in ``polynomial_mmd2``.
         n_subsets: number of subsets averaged, at least 1.
         subset_size: examples per cloud and subset, at least 2; capped at min(n, m). With
             subset_size >= max(n, m) every subset holds all examples and the mean is the
