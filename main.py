@@ -6,7 +6,12 @@
     python main.py --config configs/benchmark/oracle_fast.py --workdir runs/bench --mode benchmark
 
 Any config value can be overridden with --config.<group>.<key>=<value>. Training resumes from the
-newest complete checkpoint in --workdir.
+newest complete checkpoint in --workdir. Several processes (DistributedDataParallel):
+
+    torchrun --standalone --nproc_per_node=2 main.py --config configs/toy_vp.py --workdir runs/ddp
+
+Exit status: 0 done; 1 an error (the message names it); 128 + N after signal N (SIGTERM: 143,
+SIGINT: 130) once training wrote a checkpoint at the current step.
 """
 
 import sys
@@ -14,7 +19,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from scoresde import run_lib
+from scoresde import run_lib, training
 
 MODES = {"train": run_lib.train, "sample": run_lib.sample, "benchmark": run_lib.benchmark}
 
@@ -31,6 +36,9 @@ def main(argv):
     logging.set_verbosity(logging.INFO)
     try:
         MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
+    except training.TrainingInterrupted as stop:
+        logging.warning("%s", stop)
+        sys.exit(128 + stop.signum)
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
         logging.error("%s", err)
         sys.exit(f"error: {err}")

@@ -78,8 +78,19 @@ def get_config() -> ml_collections.ConfigDict:
     training.log_freq = 100
     training.checkpoint_freq = 1000
     training.keep_checkpoints = 3
+    training.meta_checkpoint_freq = 100  # preemption checkpoint (checkpoints-meta/, one kept) every this many steps (0: never)
+    training.resume_from = ""  # "": the newest complete checkpoint in the workdir (else a fresh start); a path: that one (must exist)
     training.sample_freq = 1000  # write a picture of samples every this many steps (0: never)
-    training.progress = True  # progress bar (only on a terminal)
+    training.grad_accum = 1  # micro-batches per optimizer step and process; batch_size is split over processes x micro-batches
+    training.precision = "fp32"  # "fp32", "bf16" (autocast, CPU and CUDA) or "fp16" (autocast + gradient scaler, CUDA only)
+    training.compile = False  # torch.compile the network for training
+    training.nonfinite = "stop"  # a non-finite loss or gradient: "stop" (name the step and the last good checkpoint) or "skip" the step
+    training.progress = True  # progress bar with loss and steps/s (only on a terminal)
+    training.tensorboard = True  # also write TensorBoard scalars when the tensorboard package is installed
+
+    config.distributed = distributed = ml_collections.ConfigDict()  # used under torchrun (WORLD_SIZE > 1)
+    distributed.backend = "auto"  # "auto" (NCCL on CUDA, gloo on CPU), "nccl" or "gloo"
+    distributed.timeout_minutes = 30  # how long a collective waits for the other processes
 
     config.optim = optim = ml_collections.ConfigDict()
     optim.lr = 1e-3

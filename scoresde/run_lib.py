@@ -1,12 +1,16 @@
-"""Orchestration for main.py: train and sample from a config. The only module that reads configs.
+"""Orchestration for main.py: train, sample and benchmark from a config.
 
-It translates an `ml_collections` config into keyword arguments for the library at the edge, and
-owns the side effects: the work directory, checkpoints, logs, pictures and progress bars.
+With `scoresde.training` (the training loop it drives) and `scoresde.config_schema` (the checks of
+every value), the only modules that read configs: it translates an `ml_collections` config into
+keyword arguments for the library at the edge, and owns the side effects: the work directory,
+checkpoints, logs, pictures and progress bars.
 
 Work directory layout:
 
-    checkpoints/step_<k>/   complete checkpoints (see scoresde.checkpoint)
+    checkpoints/step_<k>/   complete checkpoints, `latest` names the newest (see scoresde.checkpoint)
+    checkpoints-meta/       the single preemption checkpoint, written more often
     metrics.jsonl           one JSON record per log interval: step, loss, lr, steps/s
+    tensorboard/            the same scalars as TensorBoard events (when tensorboard is installed)
     samples/step_<k>.png    sample pictures during training
     samples.npz, samples.png, loss.png, quality.json   written at the end of training / by sample
 """
@@ -24,12 +28,12 @@ import torch
 from absl import logging
 from tqdm.auto import tqdm
 
-from scoresde import checkpoint, data, losses, metrics, plotting, samplers
+from scoresde import checkpoint, config_schema, data, distributed, metrics, plotting, samplers, training
 from scoresde.models import MODELS, ExponentialMovingAverage, get_model
 from scoresde.score import NetworkScore
 from scoresde.sde_lib import SDES, SDE, get_sde
 
-METRICS_FILE = "metrics.jsonl"
+METRICS_FILE = training.METRICS_FILE
 
 
 # -- building the pieces ---------------------------------------------------------------------
@@ -101,29 +105,8 @@ def to_data_space(config, x: torch.Tensor, is_image: bool) -> np.ndarray:
 
 
 def validate(config) -> None:
-    """Check the training and sampling values that the library would only reject late."""
-    t, o, s = config.training, config.optim, config.sampling
-    checks = [
-        (t.batch_size >= 1, f"config.training.batch_size must be >= 1, got {t.batch_size}"),
-        (t.n_steps >= 1, f"config.training.n_steps must be >= 1, got {t.n_steps}"),
-        (t.log_freq >= 1, f"config.training.log_freq must be >= 1, got {t.log_freq}"),
-        (t.checkpoint_freq >= 1, f"config.training.checkpoint_freq must be >= 1, got {t.checkpoint_freq}"),
-        (t.weighting in losses.WEIGHTINGS, f"config.training.weighting must be one of {losses.WEIGHTINGS}, got {t.weighting!r}"),
-        (t.time_distribution in losses.TIME_DISTRIBUTIONS,
-         f"config.training.time_distribution must be one of {losses.TIME_DISTRIBUTIONS}, got {t.time_distribution!r}"),
-        (o.lr > 0, f"config.optim.lr must be > 0, got {o.lr}"),
-        (o.warmup >= 0 and o.grad_clip >= 0, "config.optim.warmup and config.optim.grad_clip must be >= 0"),
-        (0 <= config.model.ema_decay < 1, f"config.model.ema_decay must lie in [0, 1), got {config.model.ema_decay}"),
-        (s.n_samples >= 1 and s.batch_size >= 1, "config.sampling.n_samples and batch_size must be >= 1"),
-        (s.sampler in samplers.available(), f"config.sampling.sampler: unknown sampler {s.sampler!r}; available: {samplers.available()}"),
-        (0 < config.data.test_fraction < 1, f"config.data.test_fraction must lie in (0, 1), got {config.data.test_fraction}"),
-        (not (config.data.random_flip and config.data.dataset in data.NO_FLIP_DATASETS),
-         f"config.data.random_flip: left-right flips do not make sense for dataset {config.data.dataset!r} "
-         "(toy points are no images, mirrored digits are no digits); use it with npz, folder or cifar10"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(message)
+    """Every config value checked before work starts (see scoresde.config_schema); one ValueError lists all problems."""
+    config_schema.check(config)
 
 
 def sampler_options(config) -> dict:
@@ -135,10 +118,10 @@ def sampler_options(config) -> dict:
 class Experiment:
     """Everything built from a config: data, SDE, network, EMA, optimizer, score function."""
 
-    def __init__(self, config):
+    def __init__(self, config, device: torch.device | None = None):
         validate(config)
         self.config = config
-        self.device = resolve_device(config.device)
+        self.device = device if device is not None else resolve_device(config.device)
         self.sde = build_sde(config)
         self.train_data, self.test_data = load_data(config)
         torch.manual_seed(config.seed)  # network initialisation
@@ -148,43 +131,23 @@ class Experiment:
         self.optimizer = torch.optim.Adam(
             self.model.parameters(), lr=o.lr, betas=(o.beta1, 0.999), eps=o.eps, weight_decay=o.weight_decay
         )
-        self.score_fn = build_score_fn(config, self.model, self.sde)
+        self.score_fn = self.score_fn_for(self.model)
         self.x_train = to_model_tensor(config, self.train_data, self.device)
+
+    def score_fn_for(self, module: torch.nn.Module) -> NetworkScore:
+        """The configured score adapter around `module` (the network, or a DDP / compiled wrapper of it)."""
+        return build_score_fn(self.config, module, self.sde)
 
     def learning_rate(self, step: int) -> float:
         """Linear warm-up to config.optim.lr over config.optim.warmup steps."""
         warmup = self.config.optim.warmup
         return self.config.optim.lr * min(1.0, (step + 1) / warmup) if warmup else self.config.optim.lr
 
-    def train_step(self, step: int) -> float:
-        """One optimizer step; a pure function of (state, step, seed), so resuming is exact."""
-        c = self.config
-        idx = data.batch_indices(len(self.x_train), c.training.batch_size, step, c.seed)
-        x0 = self.x_train[torch.as_tensor(idx, device=self.device)]
-        if c.data.random_flip:  # its own generator: the noise draws below are the same either way
-            x0 = data.random_flip(x0, torch.Generator(self.device).manual_seed(data.flip_seed(c.seed, step)))
-        generator = torch.Generator(self.device).manual_seed(c.seed * 1_000_003 + step)
-        self.model.train()
-        loss = losses.dsm_loss(
-            self.score_fn, self.sde, x0, eps=c.training.eps, weighting=c.training.weighting,
-            reduce=c.training.reduce, generator=generator, time_distribution=c.training.time_distribution,
-            p_mean=c.training.p_mean, p_std=c.training.p_std, sigma_data=c.model.sigma_data,
-        ).mean()
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate(step)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if c.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.optim.grad_clip)
-        self.optimizer.step()
-        self.ema.update(self.model)
-        return loss.item()
-
     def sample(self, n: int, *, seed: int, progress: bool = False) -> tuple[torch.Tensor, dict]:
         """n samples (in model space) with the configured sampler, in batches, in eval mode."""
         s = self.config.sampling
+        if n == 0:  # a process's share of a sharded draw can be empty
+            return torch.empty((0, *self.train_data.shape), device=self.device), {"nfe": 0}
         generator = torch.Generator(self.device).manual_seed(seed)
         self.model.eval()
         chunks, info = [], {}
@@ -202,18 +165,6 @@ class Experiment:
 
 
 # -- work directory helpers --------------------------------------------------------------------
-def _read_metrics(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records logged after `step` (they belong to steps lost to an interruption)."""
-    kept = [r for r in _read_metrics(path) if r["step"] <= step]
-    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-
-
 def _save_pictures(exp: Experiment, samples: np.ndarray, path: Path) -> None:
     if exp.train_data.is_image:
         plotting.save_image_grid(path, samples[:64])
@@ -237,17 +188,15 @@ def quality(exp: Experiment, samples: np.ndarray) -> dict:
     }
 
 
-def _finish(exp: Experiment, workdir: Path, step: int) -> dict:
-    """Samples with the EMA weights, their picture and quality figure, and the loss plot."""
+def _finish(exp: Experiment, workdir: Path, step: int, x: np.ndarray, nfe: int) -> dict:
+    """The final samples (model space, EMA weights): their picture, quality figure, and the loss plot."""
     c = exp.config
-    with exp.ema.average_parameters(exp.model):
-        x, info = exp.sample(c.sampling.n_samples, seed=c.sampling.seed, progress=c.training.progress)
-    samples = to_data_space(c, x, exp.train_data.is_image)
-    np.savez(workdir / "samples.npz", samples=samples, step=step, nfe=info["nfe"])
+    samples = to_data_space(c, torch.as_tensor(x), exp.train_data.is_image)
+    np.savez(workdir / "samples.npz", samples=samples, step=step, nfe=nfe)
     _save_pictures(exp, samples, workdir / "samples.png")
-    figures = {"step": step, "sampler": c.sampling.sampler, "nfe": info["nfe"], **quality(exp, samples)}
+    figures = {"step": step, "sampler": c.sampling.sampler, "nfe": nfe, **quality(exp, samples)}
     (workdir / "quality.json").write_text(json.dumps(figures, indent=2))
-    records = _read_metrics(workdir / METRICS_FILE)
+    records = training.read_metrics(workdir / METRICS_FILE)
     if records:
         plotting.save_loss_curve(workdir / "loss.png", [r["step"] for r in records], [r["loss"] for r in records], title="training loss")
     return figures
@@ -257,51 +206,47 @@ def _finish(exp: Experiment, workdir: Path, step: int) -> dict:
 def train(config, workdir: str | Path) -> dict:
     """Train (resuming from the newest complete checkpoint in workdir) and write samples at the end.
 
+    Under torchrun every process runs this; rank 0 writes (see scoresde.training).
+
     Returns:
-        The quality figures of the final samples.
+        The quality figures of the final samples (an empty dict on ranks other than 0).
+
+    Raises:
+        training.TrainingInterrupted: SIGTERM / SIGINT (a checkpoint at the current step is written).
+        training.NonFiniteLossError: the loss diverged and config.training.nonfinite is "stop".
     """
     workdir = Path(workdir)
-    exp = Experiment(config)
-    ckpt_root = workdir / "checkpoints"
-    checkpoint.clean_partial(ckpt_root)
-    start = 0
-    found = checkpoint.latest(ckpt_root)
-    if found is not None:
-        start = checkpoint.restore(found, exp.model, exp.ema, exp.optimizer)
-        logging.info("resumed from %s (step %d)", found, start)
-    workdir.mkdir(parents=True, exist_ok=True)
-    _truncate_metrics(workdir / METRICS_FILE, start)
-    _training_loop(exp, workdir, start)
-    figures = _finish(exp, workdir, config.training.n_steps)
-    logging.info("quality: %s", json.dumps(figures))
-    return figures
+    validate(config)
+    device = resolve_device(config.device)
+    owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    ctx = distributed.init(config.distributed.backend, device_type=device.type,
+                           timeout_minutes=config.distributed.timeout_minutes)
+    try:
+        if not ctx.is_main:
+            logging.set_verbosity(logging.WARNING)
+        exp = Experiment(config, device=distributed.device_for(ctx, device))
+        trainer = training.Trainer(exp, workdir, ctx, exp.score_fn_for)
+        start = trainer.resume(config.training.resume_from)
+        c = config.training
 
-
-def _training_loop(exp: Experiment, workdir: Path, start: int) -> None:
-    c = exp.config.training
-    config_dict = exp.config.to_dict()
-    bar = tqdm(total=c.n_steps, initial=start, desc="training", disable=None if c.progress else True)
-    window, tick = [], time.perf_counter()
-    with open(workdir / METRICS_FILE, "a") as log:
-        for step in range(start, c.n_steps):
-            window.append(exp.train_step(step))
-            bar.update(1)
-            done = step + 1
-            if done % c.log_freq == 0 or done == c.n_steps:
-                record = {"step": done, "loss": float(np.mean(window)), "lr": exp.learning_rate(step),
-                          "steps_per_sec": len(window) / (time.perf_counter() - tick)}
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-                bar.set_postfix(loss=f"{record['loss']:.4f}")
-                logging.info("step %d  loss %.5f  %.1f steps/s", done, record["loss"], record["steps_per_sec"])
-                window, tick = [], time.perf_counter()
-            if done % c.checkpoint_freq == 0 or done == c.n_steps:
-                checkpoint.save(workdir / "checkpoints", done, exp.model, exp.ema, exp.optimizer, config_dict, keep=c.keep_checkpoints)
+        def pictures(done: int) -> None:
             if c.sample_freq and done % c.sample_freq == 0 and done != c.n_steps:
-                with exp.ema.average_parameters(exp.model):
-                    x, _ = exp.sample(min(exp.config.sampling.n_samples, 256), seed=exp.config.sampling.seed)
-                _save_pictures(exp, to_data_space(exp.config, x, exp.train_data.is_image), workdir / "samples" / f"step_{done:08d}.png")
-    bar.close()
+                x, _ = trainer.sample(min(config.sampling.n_samples, 256), seed=config.sampling.seed)
+                if ctx.is_main:
+                    path = workdir / "samples" / f"step_{done:08d}.png"
+                    _save_pictures(exp, to_data_space(config, torch.as_tensor(x), exp.train_data.is_image), path)
+
+        trainer.run(start, on_step=pictures)
+        x, info = trainer.sample(config.sampling.n_samples, seed=config.sampling.seed, progress=c.progress)
+        figures = {}
+        if ctx.is_main:
+            figures = _finish(exp, workdir, c.n_steps, x, info["nfe"])
+            logging.info("quality: %s", json.dumps(figures))
+        distributed.barrier(ctx)
+        return figures
+    finally:
+        if owns_group:
+            distributed.shutdown()
 
 
 def sample(config, workdir: str | Path) -> dict:

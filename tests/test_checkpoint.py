@@ -20,9 +20,10 @@ def make_state(seed=0):
 
 def test_round_trip_restores_model_ema_and_optimizer(tmp_path):
     model, ema, optimizer = make_state(0)
-    path = checkpoint.save(tmp_path, 7, model, ema, optimizer, {"a": 1})
+    extra = {"scaler": {"scale": 1024.0, "growth_tracker": 3}, "data_order": {"scheme": "batch_indices", "seed": 4}}
+    path = checkpoint.save(tmp_path, 7, model, ema, optimizer, {"a": 1}, extra=extra)
     other, other_ema, other_opt = make_state(1)
-    assert checkpoint.restore(path, other, other_ema, other_opt) == 7
+    assert checkpoint.restore(path, other, other_ema, other_opt) == (7, extra)
     for (n, p), q in zip(model.state_dict().items(), other.state_dict().values()):
         assert torch.equal(p, q), n
     for n in ema.shadow:
@@ -81,3 +82,99 @@ def test_pickled_code_in_state_is_refused(tmp_path):
     torch.save({"step": 1, "optimizer": Payload()}, path / "state.pt")
     with pytest.raises(ValueError, match="cannot read training state"):
         checkpoint.restore(path, model, ema, optimizer)
+
+
+def test_pickle_payload_is_not_executed(tmp_path):
+    """A state.pt whose unpickling would run a command is refused before anything runs."""
+    model, ema, optimizer = make_state()
+    path = checkpoint.save(tmp_path / "ckpt", 1, model, ema, optimizer, {})
+    witness = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, (f"open({str(witness)!r}, 'w').write('ran')",))
+
+    torch.save({"step": 1, "optimizer": Payload(), "ema_decay": 0.9, "ema_num_updates": 1}, path / "state.pt")
+    before = {n: p.clone() for n, p in model.state_dict().items()}
+    with pytest.raises(ValueError, match="cannot read training state"):
+        checkpoint.restore(path, model, ema, optimizer)
+    assert not witness.exists()
+    assert all(torch.equal(before[n], p) for n, p in model.state_dict().items())  # nothing was half-restored
+
+
+def test_truncated_files_give_clear_errors(tmp_path):
+    model, ema, optimizer = make_state()
+    path = checkpoint.save(tmp_path, 1, model, ema, optimizer, {})
+    state = (path / "state.pt").read_bytes()
+    (path / "state.pt").write_bytes(state[: len(state) // 2])
+    with pytest.raises(ValueError, match="cannot read training state"):
+        checkpoint.restore(path, model, ema, optimizer)
+    path = checkpoint.save(tmp_path, 2, model, ema, optimizer, {})
+    weights = (path / "ema.safetensors").read_bytes()
+    (path / "ema.safetensors").write_bytes(weights[:-50])
+    with pytest.raises(ValueError, match="corrupt checkpoint file .*ema.safetensors"):
+        checkpoint.load_weights(path, model, ema=True)
+    (path / "state.pt").unlink()
+    with pytest.raises(FileNotFoundError, match="state.pt"):
+        checkpoint.restore(path, model, ema, optimizer)
+
+
+def test_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """A failure between two files of a checkpoint leaves the previous one selected and loadable."""
+    model, ema, optimizer = make_state()
+    good = checkpoint.save(tmp_path, 10, model, ema, optimizer, {})
+    real_save = checkpoint.torch.save
+
+    def crash(*args, **kwargs):
+        raise OSError("disk vanished")  # after both safetensors files, before state.pt
+
+    monkeypatch.setattr(checkpoint.torch, "save", crash)
+    with pytest.raises(OSError):
+        checkpoint.save(tmp_path, 20, model, ema, optimizer, {})
+    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    assert checkpoint.latest(tmp_path) == good
+    assert (tmp_path / "latest").read_text().strip() == good.name
+    partial = [p for p in tmp_path.iterdir() if "00000020" in p.name]
+    assert partial and not any((p / checkpoint.MARKER).exists() for p in partial)
+    other, other_ema, other_opt = make_state(1)
+    assert checkpoint.restore(checkpoint.latest(tmp_path), other, other_ema, other_opt)[0] == 10
+    assert {p.name for p in checkpoint.clean_partial(tmp_path)} == {p.name for p in partial}
+
+
+def test_latest_pointer_follows_complete_checkpoints(tmp_path):
+    model, ema, optimizer = make_state()
+    checkpoint.save(tmp_path, 5, model, ema, optimizer, {})
+    assert (tmp_path / "latest").read_text().strip() == "step_00000005"
+    (tmp_path / "latest").write_text("step_00000001\n")  # stale: the pointer's update was interrupted
+    assert checkpoint.latest(tmp_path).name == "step_00000005"
+    (tmp_path / "latest").write_text("garbage\n")
+    assert checkpoint.latest(tmp_path).name == "step_00000005"
+
+
+def test_newest_across_snapshots_and_meta(tmp_path):
+    model, ema, optimizer = make_state()
+    checkpoint.save(tmp_path / "snapshots", 100, model, ema, optimizer, {})
+    for step in (120, 140):
+        checkpoint.save(tmp_path / "meta", step, model, ema, optimizer, {}, keep=1)
+    assert [p.name for p in checkpoint.list_complete(tmp_path / "meta")] == ["step_00000140"]
+    assert checkpoint.newest(tmp_path / "snapshots", tmp_path / "meta").name == "step_00000140"
+    checkpoint.save(tmp_path / "snapshots", 200, model, ema, optimizer, {})
+    assert checkpoint.newest(tmp_path / "snapshots", tmp_path / "meta") == tmp_path / "snapshots" / "step_00000200"
+    assert checkpoint.newest(tmp_path / "none") is None
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    model, ema, optimizer = make_state()
+    good = checkpoint.save(tmp_path, 1, model, ema, optimizer, {})
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    with pytest.raises(checkpoint.NonFiniteWeightsError, match="step 2: model tensor .* is not finite"):
+        checkpoint.save(tmp_path, 2, model, ema, optimizer, {})
+    assert checkpoint.list_complete(tmp_path) == [good] and checkpoint.latest(tmp_path) == good
+
+
+def test_rotation_never_deletes_the_newest(tmp_path):
+    model, ema, optimizer = make_state()
+    for step in (1, 2, 3):
+        checkpoint.save(tmp_path, step, model, ema, optimizer, {}, keep=0)
+    assert [p.name for p in checkpoint.list_complete(tmp_path)] == ["step_00000003"]

@@ -63,7 +63,8 @@ def test_train_writes_every_output(straight_run):
     steps, _ = losses(straight_run)
     assert steps == list(range(10, 121, 10))
     kept = sorted(p.name for p in (straight_run / "checkpoints").iterdir())
-    assert kept == ["step_00000080", "step_00000100", "step_00000120"]  # keep_checkpoints = 3
+    assert kept == ["latest", "step_00000080", "step_00000100", "step_00000120"]  # keep_checkpoints = 3
+    assert (straight_run / "checkpoints" / "latest").read_text().strip() == "step_00000120"
 
 
 def test_killed_run_resumes_to_the_same_step_and_losses(straight_run, tmp_path):

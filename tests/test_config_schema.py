@@ -1,0 +1,167 @@
+"""scoresde.config_schema.check: every config value is checked before work starts, all problems at once."""
+
+import importlib
+from pathlib import Path
+
+import ml_collections
+import pytest
+
+from configs import base
+from scoresde import config_schema
+from scoresde.config_schema import boolean, integer, one_of, real, sequence_of, text
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+ALL_CONFIGS = sorted(
+    ".".join(p.relative_to(CONFIG_DIR).with_suffix("").parts)
+    for p in CONFIG_DIR.rglob("*.py") if p.stem not in ("__init__", "presets")
+)
+
+
+def problems_of(config) -> str:
+    with pytest.raises(ValueError) as info:
+        config_schema.check(config)
+    return str(info.value)
+
+
+def with_values(**overrides) -> ml_collections.ConfigDict:
+    """base config with "section__key" overrides, assigned past ml_collections' own type checks."""
+    config = base.get_config()
+    for name, value in overrides.items():
+        *sections, key = name.split("__")
+        node = config
+        for section in sections:
+            node = node[section]
+        with node.ignore_type():
+            node[key] = value
+    return config
+
+
+def test_base_config_passes():
+    config_schema.check(base.get_config())
+
+
+def test_every_key_of_base_has_a_rule():
+    assert set(config_schema._flatten(base.get_config())) == set(config_schema.RULES)
+
+
+@pytest.mark.parametrize("name", ALL_CONFIGS)
+def test_every_config_file_passes(name):
+    config_schema.check(importlib.import_module(f"configs.{name}").get_config())
+
+
+BAD = [
+    # ranges (the phrases tests/test_main.py looks for included)
+    (dict(training__batch_size=0), "config.training.batch_size must be >= 1, got 0"),
+    (dict(optim__lr=0.0), "config.optim.lr must be > 0, got 0.0"),
+    (dict(model__ema_decay=1.0), "config.model.ema_decay must lie in [0, 1), got 1.0"),
+    (dict(data__test_fraction=0.0), "config.data.test_fraction must lie in (0, 1)"),
+    (dict(sde__sigma_min=0.0), "config.sde.sigma_min must be > 0"),
+    (dict(sampling__max_order=5), "config.sampling.max_order must lie in [1, 4], got 5"),
+    (dict(optim__grad_clip=float("nan")), "config.optim.grad_clip must be a finite number >= 0"),
+    # types
+    (dict(training__batch_size="64"), "config.training.batch_size must be an integer >= 1, got '64' (str)"),
+    (dict(training__n_steps=1.5), "config.training.n_steps must be an integer >= 1, got 1.5 (float)"),
+    (dict(model__fir=1), "config.model.fir must be True or False, got 1 (int)"),
+    (dict(sampling__checkpoint=None), "config.sampling.checkpoint must be a string, got None"),
+    (dict(model__ch_mult=3), "config.model.ch_mult must be a tuple or list, got 3 (int)"),
+    (dict(benchmark__budgets=(10, 0)), "config.benchmark.budgets[1] must be >= 1, got 0"),
+    # names
+    (dict(sde__name="vpsd"), "config.sde.name: unknown SDE 'vpsd' (did you mean 'vpsde'?); allowed: vpsde, subvpsde"),
+    (dict(data__dataset="mnist_typo"), "unknown dataset 'mnist_typo'"),
+    (dict(sampling__sampler="nope"), "config.sampling.sampler: unknown sampler 'nope'"),
+    (dict(model__name="resnet"), "unknown model 'resnet'; allowed: mlp, unet"),
+    (dict(sampling__time_grid="karas"), "unknown time grid 'karas' (did you mean 'karras'?); allowed: '', uniform"),
+    (dict(training__weighting="sigma"), "config.training.weighting: unknown weighting 'sigma'"),
+    (dict(model__parameterization="v"), "unknown parameterization 'v'; allowed: score, eps, x0, edm"),
+    (dict(model__progressive="skip"), "config.model.progressive: unknown progressive 'skip'"),
+    (dict(sampling__predictor="heun"), "config.sampling.predictor: unknown predictor 'heun'"),
+    (dict(sampling__interpolate_in="t"), "config.sampling.interpolate_in: unknown interpolation variable 't'"),
+    (dict(sampling__denoise="tweedy"), "unknown denoise mode 'tweedy' (did you mean 'tweedie'?)"),
+    (dict(benchmark__samplers=("ddim", "heun2")), "config.benchmark.samplers[1]: unknown sampler 'heun2'"),
+    (dict(benchmark__problems=("donut",)), "config.benchmark.problems[0]: unknown problem 'donut'"),
+    (dict(benchmark__target="model"), "config.benchmark.target: unknown target 'model'; allowed: oracle, checkpoint"),
+    (dict(device="gpu"), "config.device: unknown device 'gpu'"),
+    # the new keys
+    (dict(training__grad_accum=0), "config.training.grad_accum must be >= 1"),
+    (dict(training__precision="fp64"), "config.training.precision: unknown precision 'fp64' (did you mean 'fp16'?); "
+                                       "allowed: fp32, bf16, fp16"),
+    (dict(training__compile="yes"), "config.training.compile must be True or False"),
+    (dict(training__nonfinite="ignore"), "config.training.nonfinite: unknown policy 'ignore'; allowed: stop, skip"),
+    (dict(training__meta_checkpoint_freq=-1), "config.training.meta_checkpoint_freq must be >= 0"),
+    (dict(training__keep_checkpoints=0), "config.training.keep_checkpoints must be >= 1"),
+    (dict(distributed__backend="mpi"), "config.distributed.backend: unknown backend 'mpi'; allowed: auto, nccl, gloo"),
+    (dict(distributed__timeout_minutes=0), "config.distributed.timeout_minutes must be > 0"),
+    # cross-key checks
+    (dict(sde__beta_max=0.01), "config.sde.beta_max must be > beta_min (0.1), got 0.01"),
+    (dict(sde__sigma_max=0.001), "config.sde.sigma_max must be > sigma_min"),
+    (dict(training__grad_accum=3), "config.training.batch_size must be divisible by training.grad_accum (3), got 256"),
+    (dict(training__precision="fp16", device="cpu"), "config.training.precision: 'fp16' needs CUDA"),
+    (dict(data__dataset="npz"), "config.data.path: dataset 'npz' needs a path"),
+    (dict(data__path="x.npz"), "config.data.path: only used by the datasets npz, folder, cifar10"),
+    (dict(data__dataset="folder", data__path="imgs"), "config.data.image_size must be >= 1 for dataset 'folder'"),
+    (dict(data__dataset="digits", data__random_flip=True), "left-right flips do not make sense for dataset 'digits'"),
+    (dict(sampling__method="RK45"), "config.sampling.method: unknown method 'RK45' for backend 'torchdiffeq'"),
+    (dict(model__name="unet", model__embedding_type="positional", model__nf=6 - 1), "config.model.nf must be even and >= 4"),
+]
+
+
+@pytest.mark.parametrize("overrides, expected", BAD, ids=[expected[:50] for _, expected in BAD])
+def test_a_bad_value_is_reported_with_its_key(overrides, expected):
+    message = problems_of(with_values(**overrides))
+    assert expected in message
+    assert message.startswith("1 problem(s)")  # one override, one problem: nothing reported twice
+
+
+@pytest.mark.parametrize("typo, suggestion", [
+    ("training.batch_sise", "did you mean config.training.batch_size?"),
+    ("training.lr", "did you mean config.optim.lr?"),
+    ("sampling.num_steps", "did you mean config.sampling.steps?"),
+    ("trainig", "did you mean config.training?"),
+])
+def test_an_unknown_key_is_reported_with_a_suggestion(typo, suggestion):
+    config = base.get_config()
+    *sections, key = typo.split(".")
+    node = config
+    for section in sections:
+        node = node[section]
+    node[key] = 1
+    assert f"config.{typo}: unknown key; {suggestion}" in problems_of(config)
+
+
+def test_a_section_replaced_by_a_value_and_a_missing_key_are_reported():
+    config = base.get_config()
+    with config.ignore_type():
+        config.eval = 3
+    del config.sampling["snr"]
+    message = problems_of(config)
+    assert "config.eval must be a section" in message
+    assert "config.sampling.snr: missing" in message
+
+
+def test_every_problem_is_reported_in_one_error():
+    config = with_values(training__batch_size=0, sde__name="vpsd", sde__beta_max=0.01)
+    config.training.batch_sise = 64
+    message = problems_of(config)
+    assert message.startswith("4 problem(s) in the config:")
+    for expected in ("batch_size must be >= 1", "unknown SDE 'vpsd'", "beta_max must be > beta_min",
+                     "config.training.batch_sise: unknown key"):
+        assert expected in message
+    assert len(message.splitlines()) == 5
+
+
+def test_a_cross_check_waits_for_its_keys_own_rules():
+    message = problems_of(with_values(training__grad_accum=0))  # no division by zero, one problem
+    assert message.splitlines()[1:] == ["config.training.grad_accum must be >= 1, got 0"]
+
+
+def test_rule_helpers():
+    assert integer(min=1)("k", 1) == [] and integer(min=1)("k", True)  # a bool is no integer
+    assert real(min=0, open_min=True)("k", 2) == []  # an int is a number
+    assert real(0, 1, open_max=True)("k", 1.0) == ["config.k must lie in [0, 1), got 1.0"]
+    assert real()("k", float("inf"))
+    assert boolean()("k", False) == [] and boolean()("k", 0)
+    assert text()("k", "") == [] and text()("k", b"x")
+    assert one_of((True, False, "tweedie"))("k", True) == [] and one_of((True, False))("k", 1)
+    assert sequence_of(integer(min=1), min_len=1)("k", []) == ["config.k must have at least 1 element(s), got []"]
+    assert sequence_of(integer(min=1))("k", [1, 2]) == []
+    assert config_schema.like(0.5)("k", 1) == [] and config_schema.like(0.5)("k", "0.5")

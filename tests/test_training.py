@@ -1,0 +1,315 @@
+"""Training that survives the real world: exact resume, signals, kills, non-finite guard, DDP, precision.
+
+In-process tests drive `run_lib.train` on a tiny toy problem; the ones marked slow start main.py
+(or torchrun) in subprocesses and interrupt them.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+
+from configs.toy_vp import get_config
+from scoresde import checkpoint, losses, run_lib, training
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "training.n_steps": 12, "training.batch_size": 32, "training.log_freq": 1, "training.checkpoint_freq": 6,
+    "training.meta_checkpoint_freq": 0, "training.sample_freq": 0, "training.progress": False,
+    "training.tensorboard": False, "model.width": 16, "model.depth": 1, "model.embed_dim": 16,
+    "data.n_examples": 400, "sampling.steps": 4, "sampling.n_samples": 20, "sampling.batch_size": 20,
+    "eval.n_projections": 8, "device": "cpu", "optim.warmup": 2,
+}
+
+
+def tiny_config(**overrides):
+    config = get_config()
+    for key, value in {**TINY, **overrides}.items():
+        group, name = key.rsplit(".", 1) if "." in key else ("", key)
+        target = config
+        for part in filter(None, group.split(".")):
+            target = target[part]
+        target[name] = value
+    return config
+
+
+def cli_overrides(**overrides):
+    return [f"--config.{k}={v}" for k, v in {**TINY, **overrides}.items()]
+
+
+def logged_losses(workdir):
+    return [(r["step"], r["loss"]) for r in training.read_metrics(Path(workdir) / "metrics.jsonl")]
+
+
+def final_tensors(workdir):
+    path = checkpoint.latest(Path(workdir) / "checkpoints")
+    state = checkpoint.read_state(path)
+    tensors = {f"model.{k}": v for k, v in load_file(str(path / "model.safetensors")).items()}
+    tensors.update({f"ema.{k}": v for k, v in load_file(str(path / "ema.safetensors")).items()})
+    for index, per_param in state["optimizer"]["state"].items():
+        tensors.update({f"optim.{index}.{k}": v for k, v in per_param.items() if torch.is_tensor(v)})
+    return checkpoint.step_of(path), tensors
+
+
+def assert_same_tensors(a, b, atol=0.0):
+    assert a.keys() == b.keys()
+    for key in a:
+        if atol:
+            torch.testing.assert_close(a[key], b[key], atol=atol, rtol=0, msg=key)
+        else:
+            assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("straight")
+    run_lib.train(tiny_config(), workdir)
+    return workdir
+
+
+# -- in-process ------------------------------------------------------------------------------
+def test_grad_accumulation_gives_the_same_training(straight, tmp_path):
+    """The batch split into 4 micro-batches: the same gradients to round-off, so the same run."""
+    run_lib.train(tiny_config(**{"training.grad_accum": 4}), tmp_path)
+    straight_losses, split_losses = logged_losses(straight), logged_losses(tmp_path)
+    assert [s for s, _ in split_losses] == list(range(1, 13))
+    for (_, a), (_, b) in zip(straight_losses, split_losses):
+        assert a == pytest.approx(b, rel=1e-5)
+    assert_same_tensors(final_tensors(straight)[1], final_tensors(tmp_path)[1], atol=1e-5)
+
+
+def test_indivisible_batch_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="batch_size.*must be divisible by .*grad_accum.*3"):
+        run_lib.train(tiny_config(**{"training.grad_accum": 3}), tmp_path)
+
+
+def test_missing_resume_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist; refusing to start afresh"):
+        run_lib.train(tiny_config(**{"training.resume_from": str(tmp_path / "nope")}), tmp_path)
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_resume_from_an_explicit_checkpoint(straight, tmp_path):
+    chosen = straight / "checkpoints" / "step_00000006"
+    run_lib.train(tiny_config(**{"training.resume_from": str(chosen)}), tmp_path)
+    assert logged_losses(tmp_path) == logged_losses(straight)[6:]
+    assert_same_tensors(final_tensors(straight)[1], final_tensors(tmp_path)[1])
+
+
+def test_meta_checkpoint_is_written_between_snapshots_and_resumed_from(tmp_path):
+    config = tiny_config(**{"training.n_steps": 9, "training.meta_checkpoint_freq": 2})
+    run_lib.train(config, tmp_path)
+    assert [p.name for p in checkpoint.list_complete(tmp_path / "checkpoints-meta")] == ["step_00000008"]
+    assert checkpoint.newest(tmp_path / "checkpoints", tmp_path / "checkpoints-meta").name == "step_00000009"
+    # A run preempted after step 8 resumes from the meta checkpoint, not from the step-6 snapshot.
+    for name in ("step_00000009", "latest"):
+        path = tmp_path / "checkpoints" / name
+        path.unlink() if path.is_file() else __import__("shutil").rmtree(path)
+    trainer_log = []
+    original = training.Trainer.resume
+
+    def spy(self, resume_from=""):
+        trainer_log.append(original(self, resume_from))
+        return trainer_log[-1]
+
+    training.Trainer.resume = spy
+    try:
+        run_lib.train(config, tmp_path)
+    finally:
+        training.Trainer.resume = original
+    assert trainer_log == [8]
+
+
+def nan_after(monkeypatch, calls):
+    """Make the loss NaN from the `calls`-th call of dsm_loss on."""
+    real, count = losses.dsm_loss, {"n": 0}
+
+    def patched(*args, **kwargs):
+        count["n"] += 1
+        out = real(*args, **kwargs)
+        return out * float("nan") if count["n"] >= calls else out
+
+    monkeypatch.setattr(training.losses, "dsm_loss", patched)
+
+
+def test_non_finite_loss_stops_and_names_the_last_good_checkpoint(tmp_path, monkeypatch):
+    nan_after(monkeypatch, 9)
+    with pytest.raises(training.NonFiniteLossError, match=r"step 9; .*Last good checkpoint: .*step_00000006"):
+        run_lib.train(tiny_config(), tmp_path)
+    assert [p.name for p in checkpoint.list_complete(tmp_path / "checkpoints")] == ["step_00000006"]
+    step, tensors = final_tensors(tmp_path)
+    assert step == 6 and all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point())
+
+
+def test_non_finite_loss_can_skip_the_step(tmp_path, monkeypatch):
+    real, count = losses.dsm_loss, {"n": 0}
+
+    def one_bad_step(*args, **kwargs):
+        count["n"] += 1
+        out = real(*args, **kwargs)
+        return out * float("nan") if count["n"] == 4 else out
+
+    monkeypatch.setattr(training.losses, "dsm_loss", one_bad_step)
+    run_lib.train(tiny_config(**{"training.nonfinite": "skip"}), tmp_path)
+    records = training.read_metrics(tmp_path / "metrics.jsonl")
+    assert [r.get("skipped_steps", 0) for r in records] == [0, 0, 0, 1] + [0] * 8
+    assert checkpoint.read_state(checkpoint.latest(tmp_path / "checkpoints"))["extra"]["skipped_steps"] == 1
+    step, tensors = final_tensors(tmp_path)
+    assert step == 12 and all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point())
+
+
+def test_bf16_autocast_trains_on_cpu(straight, tmp_path):
+    run_lib.train(tiny_config(**{"training.precision": "bf16"}), tmp_path)
+    bf16, fp32 = logged_losses(tmp_path), logged_losses(straight)
+    assert len(bf16) == 12 and all(torch.isfinite(torch.tensor(l)) for _, l in bf16)
+    # bf16 keeps ~3 significant digits: the first loss agrees to about 1 %, and it is not fp32.
+    assert bf16[0][1] == pytest.approx(fp32[0][1], rel=0.03) and bf16[0][1] != fp32[0][1]
+
+
+def test_fp16_without_cuda_is_refused(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="fp16.*needs CUDA"):
+        run_lib.train(tiny_config(**{"training.precision": "fp16"}), tmp_path)
+
+
+def test_tensorboard_events_when_installed(tmp_path):
+    pytest.importorskip("tensorboard")
+    run_lib.train(tiny_config(**{"training.tensorboard": True, "training.n_steps": 3}), tmp_path)
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+# -- DDP ---------------------------------------------------------------------------------------
+def _ddp_worker(rank, world_size, init_file, workdir, overrides, failures):
+    try:
+        torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+        torch.set_num_threads(1)
+        run_lib.train(tiny_config(**overrides), workdir)
+        torch.distributed.destroy_process_group()
+    except BaseException as err:  # report to the parent instead of hanging it
+        failures.put(f"rank {rank}: {type(err).__name__}: {err}")
+        raise
+
+
+def test_two_process_ddp_matches_one_process(straight, tmp_path):
+    """2 gloo processes with the same global batch: the same parameters, to round-off; rank 0 alone writes."""
+    overrides = {"training.checkpoint_freq": 12, "sampling.n_samples": 21}
+    ctx = mp.get_context("spawn")
+    failures = ctx.Queue()
+    workdir = tmp_path / "ddp"
+    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, tmp_path / "rendezvous", workdir, overrides, failures))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=240)
+    assert failures.empty(), failures.get()
+    assert all(p.exitcode == 0 for p in procs)
+    # The logged loss is the mean over both processes' halves of the batch = the single-process loss.
+    for (s, a), (t, b) in zip(logged_losses(straight), logged_losses(workdir)):
+        assert s == t and a == pytest.approx(b, rel=1e-5)
+    assert len(logged_losses(workdir)) == 12  # one writer: no duplicated records
+    step, ddp_tensors = final_tensors(workdir)
+    assert step == 12
+    assert_same_tensors(final_tensors(straight)[1], ddp_tensors, atol=1e-5)
+    assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == ["latest", "step_00000012"]
+    samples = __import__("numpy").load(workdir / "samples.npz")["samples"]
+    assert samples.shape == (21, 2)  # 11 + 10 drawn on the two ranks, gathered on rank 0
+
+
+# -- subprocesses: signals, kills, torchrun ---------------------------------------------------------
+def run_main(workdir, *extra, timeout=300):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "main.py", "--config=configs/toy_vp.py", f"--workdir={workdir}", "--mode=train", *extra]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def start_main(workdir, *extra):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "main.py", "--config=configs/toy_vp.py", f"--workdir={workdir}", "--mode=train", *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_for_step(proc, workdir, step, deadline=120):
+    end = time.time() + deadline
+    while True:
+        records = training.read_metrics(Path(workdir) / "metrics.jsonl")
+        if records and records[-1]["step"] >= step:
+            return records[-1]["step"]
+        assert proc.poll() is None and time.time() < end, "training ended or stalled"
+        time.sleep(0.02)
+
+
+LONG = {"training.n_steps": 400, "training.checkpoint_freq": 100, "training.meta_checkpoint_freq": 25}
+
+
+@pytest.mark.slow
+def test_resume_in_a_new_process_is_bit_identical(tmp_path):
+    """N steps straight vs k steps, then a new process resuming for N - k: the same per-step losses
+    and bit-identical model, EMA and optimizer tensors."""
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert run_main(straight, *cli_overrides()).returncode == 0
+    first = run_main(resumed, *cli_overrides(**{"training.n_steps": 5}))
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = run_main(resumed, *cli_overrides())
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resumed from" in second.stderr
+    assert logged_losses(resumed) == logged_losses(straight)
+    assert_same_tensors(final_tensors(straight)[1], final_tensors(resumed)[1])
+
+
+@pytest.mark.slow
+def test_sigterm_writes_a_checkpoint_at_the_current_step(tmp_path):
+    proc = start_main(tmp_path, *cli_overrides(**LONG))
+    wait_for_step(proc, tmp_path, 37)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "Traceback" not in stderr and "SIGTERM received" in stderr
+    last_logged = training.read_metrics(tmp_path / "metrics.jsonl")[-1]["step"]
+    found = checkpoint.newest(tmp_path / "checkpoints", tmp_path / "checkpoints-meta")
+    assert checkpoint.step_of(found) == last_logged > 37
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_loses_nothing_but_the_last_steps(tmp_path):
+    """Killed twice at random moments, resumed each time: the finished run equals an uninterrupted one."""
+    rng = random.Random(0)
+    overrides = cli_overrides(**{**LONG, "training.n_steps": 150, "training.checkpoint_freq": 50,
+                                 "training.meta_checkpoint_freq": 10})
+    for _ in range(2):
+        proc = start_main(tmp_path, *overrides)
+        wait_for_step(proc, tmp_path, rng.randint(5, 60) + (logged_losses(tmp_path) or [(0, 0)])[-1][0])
+        time.sleep(rng.uniform(0, 0.3))
+        proc.kill()
+        proc.wait()
+        found = checkpoint.newest(tmp_path / "checkpoints", tmp_path / "checkpoints-meta")
+        killed_at = training.read_metrics(tmp_path / "metrics.jsonl")[-1]["step"]
+        assert found is not None and 0 <= killed_at - checkpoint.step_of(found) < 10 + 1
+    assert run_main(tmp_path, *overrides).returncode == 0
+    reference = tmp_path / "reference"
+    assert run_main(reference, *overrides).returncode == 0
+    assert logged_losses(tmp_path) == logged_losses(reference)
+    assert_same_tensors(final_tensors(reference)[1], final_tensors(tmp_path)[1])
+
+
+@pytest.mark.slow
+def test_torchrun_runs_main_end_to_end(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "main.py",
+           "--config=configs/toy_vp.py", f"--workdir={tmp_path}", "--mode=train", *cli_overrides()]
+    result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(training.read_metrics(tmp_path / "metrics.jsonl")) == 12
+    assert json.loads((tmp_path / "quality.json").read_text())["step"] == 12
+    assert checkpoint.step_of(checkpoint.latest(tmp_path / "checkpoints")) == 12
