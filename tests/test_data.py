@@ -6,6 +6,7 @@ import importlib.util
 import re
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -602,12 +603,17 @@ def _image_config(tmp_path, images, random_flip):
     return config
 
 
-def _losses(config, steps=3):
-    from scoresde import run_lib
+def _trainer(config, workdir):
+    from scoresde import distributed, run_lib, training
 
+    experiment = run_lib.Experiment(config)
+    return experiment, training.Trainer(experiment, workdir, distributed.Context(), experiment.score_fn_for)
+
+
+def _losses(config, steps=3):
     with torch.random.fork_rng(devices=[]):
-        experiment = run_lib.Experiment(config)
-        return [experiment.train_step(step) for step in range(steps)]
+        _, trainer = _trainer(config, Path(config.data.path).parent)
+        return [trainer.train_step(step)[0] for step in range(steps)]
 
 
 def test_flips_leave_the_noise_draws_alone(tmp_path):
@@ -618,7 +624,7 @@ def test_flips_leave_the_noise_draws_alone(tmp_path):
 
 
 def test_train_step_flips_the_batch_deterministically(tmp_path, monkeypatch):
-    from scoresde import losses, run_lib
+    from scoresde import losses
 
     images = np.random.default_rng(1).integers(0, 256, (16, 8, 8), dtype=np.uint8)
     config = _image_config(tmp_path, images, True)
@@ -631,8 +637,8 @@ def test_train_step_flips_the_batch_deterministically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(losses, "dsm_loss", recording_loss)
     with torch.random.fork_rng(devices=[]):
-        experiment = run_lib.Experiment(config)
-        first = [experiment.train_step(step) for step in range(3)]
+        experiment, trainer = _trainer(config, tmp_path)
+        first = [trainer.train_step(step)[0] for step in range(3)]
     assert all(np.isfinite(first))
     any_flipped = False
     for step, x0 in enumerate(seen):

@@ -40,9 +40,10 @@ class ExponentialMovingAverage:
         """Fold the model's current parameters into the average."""
         self.num_updates += 1
         weight = 1.0 - self.current_decay()
-        for name, p in model.named_parameters():
-            if name in self.shadow:
-                self.shadow[name].lerp_(p.detach(), weight)
+        pairs = [(self.shadow[name], p.detach()) for name, p in model.named_parameters() if name in self.shadow]
+        if pairs:  # one multi-tensor kernel instead of one per parameter (it matters on GPUs)
+            shadows, params = zip(*pairs)
+            torch._foreach_lerp_(list(shadows), list(params), weight)
 
     @torch.no_grad()
     def copy_to(self, model: nn.Module) -> None:

@@ -1,0 +1,75 @@
+"""CUDA: samplers, networks and training on a GPU agree with the CPU (skipped where there is none).
+
+CI has no GPU; these run when the suite is run on a machine that has one.
+"""
+
+import pytest
+import torch
+
+from scoresde import checkpoint, samplers
+from scoresde.models import ScoreUNet
+from scoresde.oracle import GaussianMixture
+from scoresde.sde_lib import VESDE, VPSDE, subVPSDE
+from tests.test_training import final_tensors, logged_losses, tiny_config
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+MIXTURE = GaussianMixture(torch.tensor([0.5, 0.3, 0.2]), torch.tensor([[-1.0, 0.5], [1.5, -0.5], [0.2, 2.0]]),
+                          torch.tensor([0.3, 0.5, 0.4]))
+
+
+@pytest.mark.parametrize("sde", [VPSDE(), subVPSDE(), VESDE()], ids=["vp", "subvp", "ve"])
+@pytest.mark.parametrize("name", samplers.DETERMINISTIC + ("probability_flow",))
+def test_deterministic_samplers_match_the_cpu(name, sde):
+    """Same x_T, same exact score, float64: the CUDA result is the CPU result to round-off."""
+    x_T = sde.prior_sampling((256, 2), generator=torch.Generator().manual_seed(0)).double()
+    steps = None if name == "probability_flow" else 12
+    cpu, cpu_info = samplers.sample(name, sde, MIXTURE.score_fn(sde), x_T=x_T, steps=steps)
+    gpu, gpu_info = samplers.sample(name, sde, MIXTURE.score_fn(sde), x_T=x_T.cuda(), steps=steps)
+    assert gpu.is_cuda and gpu.dtype == torch.float64
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-6, atol=1e-6)
+    assert gpu_info["nfe"] == cpu_info["nfe"]
+
+
+@pytest.mark.parametrize("name", ["euler_maruyama", "reverse_diffusion", "ancestral", "predictor_corrector", "annealed_langevin"])
+def test_stochastic_samplers_run_and_reproduce_on_cuda(name):
+    sde = VPSDE()
+    runs = []
+    for _ in range(2):
+        generator = torch.Generator("cuda").manual_seed(3)
+        x, info = samplers.sample(name, sde, MIXTURE.score_fn(sde), (512, 2), steps=50, generator=generator, device="cuda")
+        assert x.is_cuda and torch.isfinite(x).all()
+        runs.append(x)
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_unet_on_cuda_matches_cpu():
+    torch.manual_seed(0)
+    net = ScoreUNet((1, 16, 16), nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,)).double()
+    x, label = torch.randn(4, 1, 16, 16, dtype=torch.float64), torch.rand(4, dtype=torch.float64)
+    with torch.no_grad():
+        cpu = net(x, label)
+        gpu = net.cuda()(x.cuda(), label.cuda())
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_training_on_cuda(precision, tmp_path):
+    from scoresde import run_lib
+
+    run_lib.train(tiny_config(**{"device": "cuda", "training.precision": precision}), tmp_path)
+    losses = [loss for _, loss in logged_losses(tmp_path)]
+    assert len(losses) == 12 and all(torch.isfinite(torch.tensor(losses)))
+    state = checkpoint.read_state(checkpoint.latest(tmp_path / "checkpoints"))
+    assert bool(state["extra"]["scaler"]) == (precision == "fp16")  # the scaler's state is checkpointed
+
+
+def test_resume_on_cuda_is_exact(tmp_path):
+    from scoresde import run_lib
+
+    run_lib.train(tiny_config(**{"device": "cuda"}), tmp_path / "straight")
+    run_lib.train(tiny_config(**{"device": "cuda", "training.n_steps": 5}), tmp_path / "resumed")
+    run_lib.train(tiny_config(**{"device": "cuda"}), tmp_path / "resumed")
+    assert logged_losses(tmp_path / "resumed") == logged_losses(tmp_path / "straight")
+    a, b = final_tensors(tmp_path / "straight")[1], final_tensors(tmp_path / "resumed")[1]
+    assert all(torch.equal(a[k], b[k]) for k in a)
