@@ -7,7 +7,8 @@ Used by `run_lib.train` (`main.py --mode train`). What it guarantees:
   `DistributedSampler` with `set_epoch`), the flips from `data.flip_seed(seed, k)`, the diffusion
   times and noise from a generator seeded by (seed, k), and dropout from torch's global generator
   re-seeded by (seed, k, micro-batch) inside `torch.random.fork_rng`. A checkpoint therefore only
-  needs the weights, the EMA, the optimizer (and gradient-scaler) state and the step; a run killed
+  needs the weights, the EMA, the optimizer (and gradient-scaler) state and the step (the global
+  generators' states are stored and restored too, for code that draws from them); a run killed
   at any moment and resumed from step k logs the same per-step losses and ends with the same
   tensors as a run that was never interrupted.
 * **Split-invariant batches.** The global batch of `batch_size` examples is cut into
@@ -173,6 +174,8 @@ class Trainer:
         if self.scaler is not None and extra.get("scaler"):
             self.scaler.load_state_dict(extra["scaler"])
         self.skipped_steps = int(extra.get("skipped_steps", 0))
+        if extra.get("rng"):
+            _set_global_rng_state(extra["rng"])
         order = extra.get("data_order", {})
         if order and order != self._data_order():
             logging.warning("resuming with another batch split or seed (%s, was %s): the run continues but is not "
@@ -281,7 +284,7 @@ class Trainer:
         if self.ctx.is_main:
             c = self.exp.config.training
             extra = {"scaler": self.scaler.state_dict() if self.scaler is not None else {},
-                     "data_order": self._data_order(), "skipped_steps": self.skipped_steps}
+                     "data_order": self._data_order(), "skipped_steps": self.skipped_steps, "rng": _global_rng_state()}
             root, keep = (self.checkpoint_roots[1], 1) if meta else (self.checkpoint_roots[0], c.keep_checkpoints)
             path = checkpoint.save(root, step, self.exp.model, self.exp.ema, self.exp.optimizer,
                                    self.exp.config.to_dict(), keep=keep, extra=extra)
@@ -378,6 +381,21 @@ class Trainer:
         with self.exp.ema.average_parameters(self.exp.model):
             x, info = self.exp.sample(share[ctx.rank], seed=rank_seed, progress=progress and ctx.is_main)
         return distributed.gather_arrays(x.detach().cpu().numpy(), ctx), info
+
+
+def _global_rng_state() -> dict:
+    """torch's global generators (CPU and every CUDA device). The steps never draw from them (their
+    draws are seeded by (seed, step)), but code a user adds might; restoring them keeps it exact."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_global_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def read_metrics(path: Path) -> list[dict]:
