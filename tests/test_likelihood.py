@@ -1,0 +1,149 @@
+"""Likelihoods against exact Gaussian-mixture densities, for VP, sub-VP and VE.
+
+`scoresde.oracle.GaussianMixture` gives log p_t exactly at every t. The ODE likelihood estimates
+log p_eps(x) = log p_T(x(T)) + int div F; with the exact p_T (the `prior_logp` argument) the only
+error left is the solver's, so it is compared with the truth to 1e-3 nats, and its scaling with the
+tolerance is checked. With the default prior N(0, I) (or N(0, sigma_max^2 I)) the difference is the
+known p_T-vs-prior mismatch, which is measured separately.
+"""
+
+import math
+
+import pytest
+import torch
+
+from scoresde import likelihood
+from scoresde.oracle import GaussianMixture
+from scoresde.sde_lib import VESDE, VPSDE, subVPSDE
+
+SDES = {"vp": VPSDE, "subvp": subVPSDE, "ve": VESDE}
+EPS = 1e-5
+
+
+def mixture(dim, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    return GaussianMixture(torch.tensor([0.5, 0.3, 0.2]), 2 * torch.randn(3, dim, generator=g),
+                           0.3 + 0.5 * torch.rand(3, dim, generator=g))
+
+
+def data(mix, n, seed=2):
+    return mix.sample(n, generator=torch.Generator().manual_seed(seed)).double()
+
+
+def true_logp(mix, sde, x, t):
+    return mix.log_prob(x, sde, torch.full((x.shape[0],), t, dtype=x.dtype))
+
+
+def exact_prior(mix, sde):
+    return lambda z: true_logp(mix, sde, z, sde.T)
+
+
+@pytest.mark.parametrize("dim", [2, 10])
+@pytest.mark.parametrize("name", sorted(SDES))
+def test_exact_divergence_matches_the_true_log_density(name, dim):
+    sde, mix = SDES[name](), mixture(dim)
+    x = data(mix, 4)
+    logp, info = likelihood.log_likelihood(sde, mix.score_fn(sde), x, rtol=1e-6, atol=1e-6, prior_logp=exact_prior(mix, sde))
+    assert info["exact_divergence"] and logp.shape == (4,)
+    assert (logp - true_logp(mix, sde, x, EPS)).abs().max() < 1e-3
+    # With the default prior the difference is exactly the prior's mismatch with the true p_T.
+    default, _ = likelihood.log_likelihood(sde, mix.score_fn(sde), x, rtol=1e-6, atol=1e-6)
+    mismatch = sde.prior_logp(info["latent"]) - exact_prior(mix, sde)(info["latent"])
+    torch.testing.assert_close(default - logp, mismatch, atol=1e-6, rtol=0)
+
+
+def test_error_scales_with_the_tolerance():
+    sde, mix = VPSDE(), mixture(2)
+    x = data(mix, 8)
+    errors, nfes = [], []
+    for tol in (1e-3, 1e-5, 1e-7):
+        logp, info = likelihood.log_likelihood(sde, mix.score_fn(sde), x, rtol=tol, atol=tol, prior_logp=exact_prior(mix, sde))
+        errors.append(float((logp - true_logp(mix, sde, x, EPS)).abs().max()))
+        nfes.append(info["nfe"])
+    assert errors[0] > 10 * errors[1] > 100 * errors[2] and errors[2] < 1e-6
+    assert nfes[0] < nfes[1] < nfes[2]
+
+
+@pytest.mark.parametrize("name", sorted(SDES))
+def test_hutchinson_is_unbiased_within_its_standard_error(name):
+    """z = (estimate - truth) / stderr over 40 examples and 10 probes: mean ~ 0, RMS ~ 1."""
+    sde, mix = SDES[name](), mixture(10)
+    x = data(mix, 40)
+    truth = true_logp(mix, sde, x, EPS)
+    for probe in likelihood.PROBES:
+        logp, info = likelihood.log_likelihood(sde, mix.score_fn(sde), x, exact_divergence=False, n_probes=10, probe=probe,
+                                               rtol=1e-4, atol=1e-4, generator=torch.Generator().manual_seed(3),
+                                               prior_logp=exact_prior(mix, sde))
+        z = (logp - truth) / info["stderr"]
+        assert info["probe_estimates"].shape == (40, 10) and (info["stderr"] > 0).all()
+        assert abs(float(z.mean())) < 4 / math.sqrt(40) and 0.6 < float(z.pow(2).mean().sqrt()) < 1.5
+        assert float(z.abs().max()) < 5
+
+
+def test_each_example_is_independent_of_the_batch():
+    sde, mix = VESDE(), mixture(3)
+    x = data(mix, 12)
+    together, info = likelihood.log_likelihood(sde, mix.score_fn(sde), x)
+    alone = torch.cat([likelihood.log_likelihood(sde, mix.score_fn(sde), x[i:i + 1])[0] for i in (0, 5)])
+    shuffled, _ = likelihood.log_likelihood(sde, mix.score_fn(sde), x.flip(0))
+    torch.testing.assert_close(alone, together[[0, 5]], rtol=0, atol=1e-12)
+    torch.testing.assert_close(shuffled.flip(0), together, rtol=0, atol=1e-12)
+    assert info["nfe_per_sample"].min() < info["nfe_per_sample"].max()  # each took its own steps
+
+
+@pytest.mark.parametrize("method", ["torchdiffeq", "scipy", "rk4"])
+def test_other_solvers_agree(method):
+    sde, mix = VPSDE(), mixture(2)
+    x = data(mix, 6)
+    logp, info = likelihood.log_likelihood(sde, mix.score_fn(sde), x, method=method, steps=200, rtol=1e-6, atol=1e-6,
+                                           prior_logp=exact_prior(mix, sde))
+    assert (logp - true_logp(mix, sde, x, EPS)).abs().max() < 1e-3
+    assert info["nfe"] == (800 if method == "rk4" else info["nfe"]) and info["nfe"] > 0
+
+
+@pytest.mark.parametrize("name", sorted(SDES))
+def test_encode_then_decode_returns_the_input(name):
+    sde, mix = SDES[name](), mixture(4)
+    x = data(mix, 16)
+    z, enc = likelihood.encode(sde, mix.score_fn(sde), x, rtol=1e-7, atol=1e-7)
+    back, dec = likelihood.decode(sde, mix.score_fn(sde), z, rtol=1e-7, atol=1e-7)
+    assert enc["nfe"] > 0 and dec["nfe"] > 0
+    assert (back - x).abs().max() < 1e-4
+    # The latent is the exact flow map: its density under the true p_T follows the likelihood.
+    _, info = likelihood.log_likelihood(sde, mix.score_fn(sde), x, rtol=1e-7, atol=1e-7)
+    torch.testing.assert_close(info["latent"], z, atol=1e-4, rtol=0)
+
+
+def test_bits_per_dim_matches_the_known_offsets():
+    logp, dim = torch.tensor([-1000.0, 0.0]), 3072
+    # 8-bit data on [0, 1]: score_sde's -logp / (D ln 2) + 8; centred on [-1, 1]: + 7.
+    torch.testing.assert_close(likelihood.bits_per_dim(logp, dim, 256, centered=False), -logp / (dim * math.log(2)) + 8)
+    torch.testing.assert_close(likelihood.bits_per_dim(logp, dim, 256, centered=True), -logp / (dim * math.log(2)) + 7)
+    # 17 levels (the digits), 1 dimension, density 1 on [0, 1): every level has probability 1/17.
+    assert float(likelihood.bits_per_dim(torch.tensor(0.0), 1, 17, centered=False)) == pytest.approx(math.log2(17))
+
+
+def test_dequantized_gaussian_gives_the_discrete_probability():
+    """A wide Gaussian density on 4-level data: the bound's bits match -log2 P(k), P by integration."""
+    sde, mean, std = VPSDE(), 0.1, 0.8
+    k = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
+    x = likelihood.dequantize(k.expand(4, 4000).reshape(-1, 1), 4, centered=True, generator=torch.Generator().manual_seed(0),
+                              dtype=torch.float64)
+    logp = torch.distributions.Normal(mean, std).log_prob(x).sum(dim=1)
+    bound = likelihood.bits_per_dim(logp, 1, 4, centered=True).reshape(4, 4000).mean(dim=1)
+    edges = torch.linspace(-1, 1, 5, dtype=torch.float64)
+    cdf = torch.distributions.Normal(mean, std).cdf(edges)
+    exact = -torch.log2(cdf[1:] - cdf[:-1])
+    assert ((bound - exact) >= -0.01).all() and ((bound - exact) < 0.05).all()  # an upper bound, nearly tight
+    with pytest.raises(ValueError, match="levels"):
+        likelihood.dequantize(torch.tensor([4]), 4, centered=False)
+
+
+def test_bad_arguments_are_named():
+    sde, mix = VPSDE(), mixture(2)
+    x = data(mix, 2)
+    for kwargs, message in [({"method": "rk45"}, "unknown method"), ({"probe": "uniform", "exact_divergence": False}, "unknown probe"),
+                            ({"eps": 2.0}, "eps must lie"), ({"rtol": 0.0}, "rtol and atol"), ({"method": "rk4"}, "needs steps"),
+                            ({"n_probes": 0, "exact_divergence": False}, "n_probes")]:
+        with pytest.raises(ValueError, match=message):
+            likelihood.log_likelihood(sde, mix.score_fn(sde), x, **kwargs)
