@@ -4,6 +4,7 @@
     python main.py --config configs/toy_vp.py --workdir runs/toy_vp --mode sample \
         --config.sampling.steps=500
     python main.py --config configs/benchmark/oracle_fast.py --workdir runs/bench --mode benchmark
+    python main.py --config configs/digits_mlp_vp.py --workdir runs/demo --mode likelihood
 
 Any config value can be overridden with --config.<group>.<key>=<value>. Training resumes from the
 newest complete checkpoint in --workdir. Several processes (DistributedDataParallel):
@@ -21,7 +22,7 @@ from ml_collections import config_flags
 
 from scoresde import run_lib, training
 
-MODES = {"train": run_lib.train, "sample": run_lib.sample, "benchmark": run_lib.benchmark}
+MODES = {"train": run_lib.train, "sample": run_lib.sample, "benchmark": run_lib.benchmark, "likelihood": run_lib.likelihood}
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment configuration file (configs/*.py).", lock_config=True)

@@ -140,6 +140,22 @@ def get_config() -> ml_collections.ConfigDict:
     benchmark.reference_rtol = 1e-5  # checkpoint: tolerance of the adaptive reference flow (flow_rms)
     benchmark.progress = True
 
+    config.likelihood = likelihood = ml_collections.ConfigDict()  # --mode likelihood (scoresde.likelihood)
+    likelihood.split = "test"  # "test" or "train"
+    likelihood.n_examples = 0  # evaluate the first this many examples of the split (0: all)
+    likelihood.batch_size = 256
+    likelihood.divergence = "auto"  # "auto" (exact up to 64 dimensions), "exact" or "hutchinson"
+    likelihood.n_probes = 1  # hutchinson: probes per example (> 1 gives a standard error per example)
+    likelihood.probe = "gaussian"  # hutchinson: "gaussian" or "rademacher"
+    likelihood.method = "dopri5"  # "dopri5" (per-sample steps), "torchdiffeq", "scipy" (RK45, score_sde's), "rk4"
+    likelihood.steps = 100  # rk4 only
+    likelihood.rtol = 1e-5
+    likelihood.atol = 1e-5
+    likelihood.eps = 1e-5  # the start time of the ODE
+    likelihood.n_dequantize = 1  # images: uniform dequantization draws per example (bits/dim averaged over them)
+    likelihood.use_ema = True
+    likelihood.seed = 0
+
     config.eval = evaluation = ml_collections.ConfigDict()
     evaluation.n_projections = 512  # sliced Wasserstein directions
     return config

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import ml_collections
 
 from configs import base
-from scoresde import benchmark, data, losses, samplers, score
+from scoresde import benchmark, data, likelihood, losses, samplers, score
 from scoresde.models import MODELS, mlp, unet
 from scoresde.samplers.adaptive import BACKENDS, METHODS, SCIPY_METHODS
 from scoresde.samplers.langevin import STEP_RULES
@@ -198,6 +198,13 @@ RULES: dict[str, Rule] = {
         samplers=sequence_of(one_of(samplers.available(), "sampler"), min_len=1),
         budgets=sequence_of(count, min_len=1), seeds=count, n_samples=integer(min=4), plot_budget=count,
         reference_rtol=positive, progress=flag,
+    ),
+    **_section(
+        "likelihood", split=one_of(("test", "train"), "split"), n_examples=count0, batch_size=count,
+        divergence=one_of(("auto", "exact", "hutchinson"), "divergence"), n_probes=count,
+        probe=one_of(likelihood.PROBES, "probe"), method=one_of(likelihood.METHODS, "method"), steps=count,
+        rtol=positive, atol=positive, eps=real(0, 1, open_min=True, open_max=True), n_dequantize=count,
+        use_ema=flag, seed=count0,
     ),
     **_section("eval", n_projections=count),
 }

