@@ -48,3 +48,12 @@ def test_benchmark_example_runs(capsys):
     assert rows["dpmpp_2m", 20]["flow_rms"] < rows["my_euler", 20]["flow_rms"]  # second order beats Euler
     assert rows["my_euler", 20]["flow_rms"] < rows["my_euler", 10]["flow_rms"]
     assert "my_euler" in capsys.readouterr().out
+
+
+def test_likelihood_example_runs(capsys):
+    namespace: dict = {}
+    exec(compile(python_blocks()[4], "README.md", "exec"), namespace)
+    logp, true = namespace["logp"], namespace["true"]
+    assert (logp - true).abs().max() < 0.05  # the p_T-vs-prior mismatch; the solver's own error is far below
+    assert namespace["z"].shape == (64, 2)
+    assert "exact" in capsys.readouterr().out
