@@ -73,3 +73,22 @@ def test_resume_on_cuda_is_exact(tmp_path):
     assert logged_losses(tmp_path / "resumed") == logged_losses(tmp_path / "straight")
     a, b = final_tensors(tmp_path / "straight")[1], final_tensors(tmp_path / "resumed")[1]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_likelihood_on_cuda_matches_cpu(exact):
+    from scoresde import likelihood
+
+    sde = VESDE()
+    x = MIXTURE.sample(32, generator=torch.Generator().manual_seed(4)).double()
+    kwargs = {"exact_divergence": exact, "n_probes": 4, "rtol": 1e-6, "atol": 1e-6}
+    probes_cpu, probes_gpu = torch.Generator().manual_seed(5), torch.Generator("cuda").manual_seed(5)
+    cpu, cpu_info = likelihood.log_likelihood(sde, MIXTURE.score_fn(sde), x, generator=probes_cpu, **kwargs)
+    gpu, gpu_info = likelihood.log_likelihood(sde, MIXTURE.score_fn(sde), x.cuda(), generator=probes_gpu, **kwargs)
+    assert gpu.is_cuda and torch.isfinite(gpu).all()
+    if exact:  # no random probes: the same numbers to round-off
+        torch.testing.assert_close(gpu.cpu(), cpu, rtol=0, atol=1e-8)
+        assert gpu_info["nfe"] == cpu_info["nfe"]
+    else:  # other probe draws: agreement within the standard errors
+        se = (cpu_info["stderr"] ** 2 + gpu_info["stderr"].cpu() ** 2).sqrt()
+        assert ((gpu.cpu() - cpu).abs() < 5 * se).all()
