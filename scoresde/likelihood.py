@@ -217,8 +217,10 @@ def _solve(fn, y0, t0, t1, method, rtol, atol, steps, dim):
 
         span = torch.tensor([t0, t1], dtype=y0.dtype, device=y0.device)
 
-        def f(t, y):
-            return fn(y, t.expand(y.shape[0]).to(y.dtype), None)
+        low, high = min(t0, t1), max(t0, t1)
+
+        def f(t, y):  # its initial step-size guess may probe past the end: clamp into [eps, T]
+            return fn(y, t.clamp(low, high).expand(y.shape[0]).to(y.dtype), None)
 
         def norm(e):
             return e.reshape(e.shape[0], -1).pow(2).mean(dim=1).sqrt().max() if e.ndim else e.abs()
