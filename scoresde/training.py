@@ -400,15 +400,9 @@ def _set_global_rng_state(state: dict) -> None:
 
 def read_metrics(path: Path) -> list[dict]:
     """The records of a metrics.jsonl file (a torn last line, from a kill mid-write, is dropped)."""
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    from scoresde.benchmark import read_records  # the same JSON-lines reader
+
+    return read_records(path)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
