@@ -388,6 +388,95 @@ class GaussianMixture:
 # -- standard benchmark problems ----------------------------------------------------------------------
 
 
+    # -- conditioning (controllable generation) -------------------------------------------------
+    def subset(self, components) -> "GaussianMixture":
+        """The mixture of the given components only, weights renormalised: p_0(x | k in components).
+
+        With components grouped into classes, `subset` of a class's components is the exact
+        class-conditional distribution p_0(x | c).
+        """
+        index = torch.as_tensor(components, dtype=torch.long).reshape(-1)
+        if index.numel() == 0 or int(index.min()) < 0 or int(index.max()) >= self.n_components:
+            raise ValueError(f"components must be a non-empty list of indices in [0, {self.n_components}), got {index.tolist()}")
+        return GaussianMixture(self.weights[index], self.means[index], self.stds[index])
+
+    def _class_mask(self, component_classes, labels: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """0 where component k belongs to example i's class, -inf elsewhere; shape (batch, K)."""
+        classes = torch.as_tensor(component_classes, dtype=torch.long, device=like.device).reshape(-1)
+        if classes.shape[0] != self.n_components:
+            raise ValueError(f"component_classes needs one class per component ({self.n_components}), got {classes.shape[0]}")
+        labels = torch.as_tensor(labels, dtype=torch.long, device=like.device).reshape(-1)
+        if labels.shape[0] != like.shape[0]:
+            raise ValueError(f"labels must have shape (batch,) = ({like.shape[0]},), got {tuple(labels.shape)}")
+        member = classes.unsqueeze(0) == labels.unsqueeze(1)
+        if not bool(member.any(dim=1).all()):
+            raise ValueError(f"labels {sorted(set(labels.tolist()) - set(classes.tolist()))} name no component; "
+                             f"classes present: {sorted(set(classes.tolist()))}")
+        return torch.zeros(member.shape, dtype=like.dtype, device=like.device).masked_fill_(~member, -math.inf)
+
+    def class_log_posterior(self, x: torch.Tensor, sde: SDE, t: torch.Tensor | float, component_classes) -> torch.Tensor:
+        """log P(c | x(t) = x) for every class c, shape (batch, C): the exact noise-conditional classifier.
+
+        With components grouped into classes by `component_classes` (shape (K,), values 0..C-1),
+        P(c | x_t) = sum_{k in c} r_k(x, t). Differentiable in x: its gradient is the exact
+        classifier-guidance term.
+        """
+        classes = torch.as_tensor(component_classes, dtype=torch.long).reshape(-1)
+        if classes.shape[0] != self.n_components:
+            raise ValueError(f"component_classes needs one class per component ({self.n_components}), got {classes.shape[0]}")
+        log_joint = self._components(x, sde, t)[3]
+        n_classes = int(classes.max()) + 1
+        member = classes.to(x.device).unsqueeze(0) == torch.arange(n_classes, device=x.device).unsqueeze(1)  # (C, K)
+        masked = log_joint.unsqueeze(1).masked_fill(~member.unsqueeze(0), -math.inf)  # (batch, C, K)
+        return torch.logsumexp(masked, dim=2) - torch.logsumexp(log_joint, dim=1, keepdim=True)
+
+    def class_score_fn(self, sde: SDE, component_classes) -> Callable:
+        """The exact class-conditional score as `score_fn(x, t, class_labels=None)`.
+
+        class_labels (shape (batch,)) picks each example's class: the score of p_t(x | c), the
+        mixture of that class's components; None gives the unconditional score. The convention
+        of a class-conditional network's score function (`scoresde.score.NetworkScore`).
+        """
+
+        def exact_class_score(x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+            _, diff, var, log_joint = self._components(x, sde, t)
+            if class_labels is not None:
+                log_joint = log_joint + self._class_mask(component_classes, class_labels, x)
+            return -(self._expand_responsibilities(log_joint) * diff / var).sum(1)
+
+        return exact_class_score
+
+    def condition(self, known_mask, values) -> "GaussianMixture":
+        """The exact conditional p_0(x_u | x_k = values) of the unknown coordinates given the known.
+
+        Within a component the coordinates are independent (diagonal covariances), so the
+        conditional is the mixture of the components' unknown parts with posterior weights
+        w_k N(values_k; mu_k, s_k^2) / sum_j (...), evaluated on the known coordinates only.
+
+        Args:
+            known_mask: bool, shaped like one example (True = known).
+            values: one example's values (only the known coordinates are read).
+
+        Returns:
+            a mixture with event_shape (number of unknown coordinates,), in the flattened order.
+        """
+        mask = torch.as_tensor(known_mask, dtype=torch.bool).cpu()
+        values = torch.as_tensor(values, dtype=torch.float64).cpu()
+        if tuple(mask.shape) != self.event_shape or tuple(values.shape) != self.event_shape:
+            raise ValueError(f"known_mask and values must have the event shape {self.event_shape}, got "
+                             f"{tuple(mask.shape)} and {tuple(values.shape)}")
+        known, unknown = mask.reshape(-1), ~mask.reshape(-1)
+        if not bool(unknown.any()):
+            raise ValueError("known_mask marks every coordinate as known: nothing to condition")
+        means, stds = self.means.reshape(self.n_components, -1), self.stds.reshape(self.n_components, -1)
+        y = values.reshape(-1)[known]
+        var = stds[:, known] ** 2
+        log_lik = -0.5 * ((y - means[:, known]) ** 2 / var + torch.log(var) + _LOG_2PI).sum(1)
+        posterior = torch.softmax(self.log_weights + log_lik, dim=0)
+        keep = posterior > 0  # components that y rules out entirely (underflow) are dropped
+        return GaussianMixture(posterior[keep], means[keep][:, unknown], stds[keep][:, unknown])
+
+
 def gaussian(mean, std) -> GaussianMixture:
     """A single Gaussian N(mean, diag(std^2)) (K = 1), whose probability-flow ODE `flow` solves exactly.
 

@@ -141,7 +141,8 @@ def sampler_options(name: str) -> set[str]:
     return {p.name for p in params if p.kind == p.KEYWORD_ONLY} - {"generator", "callback"}
 
 
-def _initial_state(sde, shape, x_T, generator, device) -> torch.Tensor:
+def initial_state(sde, shape, x_T, generator, device) -> torch.Tensor:
+    """x_T itself (moved to `device`), or a draw of the prior of `shape` (one generator per example allowed)."""
     if x_T is not None:
         if shape is not None and tuple(shape) != tuple(x_T.shape):
             raise ValueError(f"shape {tuple(shape)} disagrees with x_T of shape {tuple(x_T.shape)}")
@@ -221,7 +222,7 @@ def sample(
     if steps is None and isinstance(time_grid, str):
         steps = sde.N
     grid = get_time_grid(time_grid, sde, steps, eps)
-    x = _initial_state(sde, shape, x_T, generator, device)
+    x = initial_state(sde, shape, x_T, generator, device)
     counted = CountingScore(score_fn, record=denoise == "extrapolate")
     x = fn(sde, counted, x, grid, generator=generator, callback=callback, **options)
     if denoise and sde.sigma(grid[-1]).item() > 0:  # at sigma = 0, x is already noise-free
@@ -250,6 +251,7 @@ __all__ = [
     "euler_maruyama_step",
     "get_time_grid",
     "heun",
+    "initial_state",
     "ipndm",
     "langevin_step",
     "lms",
