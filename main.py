@@ -5,6 +5,11 @@
         --config.sampling.steps=500
     python main.py --config configs/benchmark/oracle_fast.py --workdir runs/bench --mode benchmark
     python main.py --config configs/digits_mlp_vp.py --workdir runs/demo --mode likelihood
+    python main.py --config configs/digits_mlp_vp.py --workdir runs/demo --mode inpaint
+    python main.py --config configs/digits_mlp_vp.py --workdir runs/demo --mode train_classifier
+    python main.py --config configs/digits_mlp_vp.py --workdir runs/demo --mode conditional \
+        --config.controllable.guidance=classifier
+    python main.py --config configs/digits_mlp_cfg.py --workdir runs/cfg --mode conditional   # after training it
 
 Any config value can be overridden with --config.<group>.<key>=<value>. Training resumes from the
 newest complete checkpoint in --workdir. Several processes (DistributedDataParallel):
@@ -20,9 +25,17 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from scoresde import run_lib, training
+from scoresde import run_controllable, run_lib, training
 
-MODES = {"train": run_lib.train, "sample": run_lib.sample, "benchmark": run_lib.benchmark, "likelihood": run_lib.likelihood}
+MODES = {
+    "train": run_lib.train,
+    "sample": run_lib.sample,
+    "benchmark": run_lib.benchmark,
+    "likelihood": run_lib.likelihood,
+    "train_classifier": run_controllable.train_classifier,
+    "inpaint": run_controllable.inpaint,
+    "conditional": run_controllable.conditional,
+}
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment configuration file (configs/*.py).", lock_config=True)

@@ -87,6 +87,7 @@ def get_config() -> ml_collections.ConfigDict:
     training.nonfinite = "stop"  # a non-finite loss or gradient: "stop" (name the step and the last good checkpoint) or "skip" the step
     training.progress = True  # progress bar with loss and steps/s (only on a terminal)
     training.tensorboard = True  # also write TensorBoard scalars when the tensorboard package is installed
+    training.label_dropout = 0.1  # class-conditional models (model.num_classes > 0): P(label -> "no class"), for classifier-free guidance
 
     config.distributed = distributed = ml_collections.ConfigDict()  # used under torchrun (WORLD_SIZE > 1)
     distributed.backend = "auto"  # "auto" (NCCL on CUDA, gloo on CPU), "nccl" or "gloo"
@@ -155,6 +156,30 @@ def get_config() -> ml_collections.ConfigDict:
     likelihood.n_dequantize = 1  # images: uniform dequantization draws per example (bits/dim averaged over them)
     likelihood.use_ema = True
     likelihood.seed = 0
+
+    config.classifier = classifier = ml_collections.ConfigDict()  # --mode train_classifier: noise-conditional, for classifier guidance
+    classifier.width = 256
+    classifier.depth = 3
+    classifier.embed_dim = 128
+    classifier.fourier_scale = 16.0
+    classifier.dropout = 0.0
+    classifier.n_steps = 3000
+    classifier.batch_size = 256
+    classifier.lr = 1e-3
+    classifier.ema_decay = 0.999
+    classifier.checkpoint_freq = 1000
+
+    config.controllable = controllable = ml_collections.ConfigDict()  # --mode inpaint / conditional (scoresde.controllable)
+    controllable.mask = "left_half"  # inpaint: left_half, right_half, top_half, bottom_half, center, random
+    controllable.mask_fraction = 0.5  # inpaint, mask "random": the fraction of unknown pixels
+    controllable.n_images = 16  # inpaint: the first this many test images
+    controllable.method = "replacement"  # inpaint: "replacement" (config.sampling's sampler) or "smc" (ancestral, exact as particles grow)
+    controllable.particles = 64  # inpaint, method "smc": particles per image
+    controllable.noise = ""  # inpaint, replacement: "fresh", "fixed" or "" (fixed for ODE samplers, else fresh)
+    controllable.guidance = "free"  # conditional: "free" (classifier-free; needs model.num_classes > 0) or "classifier"
+    controllable.scales = "1,2,4"  # conditional: comma-separated guidance scales (1 = the conditional score, 0 = unconditional)
+    controllable.n_per_class = 50  # conditional: samples per class and scale
+    controllable.classifier_workdir = ""  # conditional, guidance "classifier": where --mode train_classifier ran ("" = workdir)
 
     config.eval = evaluation = ml_collections.ConfigDict()
     evaluation.n_projections = 512  # sliced Wasserstein directions

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import ml_collections
 
 from configs import base
-from scoresde import benchmark, data, likelihood, losses, samplers, score
+from scoresde import benchmark, controllable, data, likelihood, losses, samplers, score
 from scoresde.models import MODELS, mlp, unet
 from scoresde.samplers.adaptive import BACKENDS, METHODS, SCIPY_METHODS
 from scoresde.samplers.langevin import STEP_RULES
@@ -134,6 +134,17 @@ def like(default: Any) -> Rule:
     return rule
 
 
+def _scales(key: str, value: Any) -> list:
+    """Comma-separated finite numbers, e.g. "0,1,3"."""
+    try:
+        parts = [float(v) for v in str(value).split(",") if v.strip()]
+    except ValueError:
+        parts = []
+    if not isinstance(value, str) or not parts or not all(math.isfinite(v) for v in parts):
+        return [_line(key, f"must be comma-separated finite numbers such as \"1,2,4\", got {_got(value)}")]
+    return []
+
+
 positive, non_negative, probability = real(min=0, open_min=True), real(min=0), real(0, 1, open_max=True)
 count, count0, flag = integer(min=1), integer(min=0), boolean()  # count0: 0 allowed ("never", "none")
 UNIPC_INTERPOLATION = ("lambda", "s")  # scoresde.samplers.ode.unipc's interpolate_in
@@ -174,7 +185,7 @@ RULES: dict[str, Rule] = {
         reduce=one_of(losses.REDUCTIONS, "reduction"), log_freq=count, checkpoint_freq=count, keep_checkpoints=count,
         meta_checkpoint_freq=count0, resume_from=text(), sample_freq=count0, grad_accum=count,
         precision=one_of(("fp32", "bf16", "fp16"), "precision"), compile=flag,
-        nonfinite=one_of(("stop", "skip"), "policy"), progress=flag, tensorboard=flag,
+        nonfinite=one_of(("stop", "skip"), "policy"), progress=flag, tensorboard=flag, label_dropout=probability,
     ),
     **_section("distributed", backend=one_of(("auto", "nccl", "gloo"), "backend"), timeout_minutes=positive),
     **_section(
@@ -206,6 +217,16 @@ RULES: dict[str, Rule] = {
         rtol=positive, atol=positive, eps=real(0, 1, open_min=True, open_max=True), n_dequantize=count,
         use_ema=flag, seed=count0,
     ),
+    **_section(
+        "classifier", width=count, depth=count, embed_dim=integer(min=4), fourier_scale=positive, dropout=probability,
+        n_steps=count, batch_size=count, lr=positive, ema_decay=real(0, 1), checkpoint_freq=count,
+    ),
+    **_section(
+        "controllable", mask=one_of(controllable.MASKS, "mask"), mask_fraction=real(0, 1, open_min=True, open_max=True),
+        n_images=count, method=one_of(("replacement", "smc"), "method"), particles=count,
+        noise=one_of(("",) + controllable.NOISE_MODES, "noise mode"), guidance=one_of(controllable.GUIDANCE, "guidance"),
+        scales=_scales, n_per_class=count, classifier_workdir=text(),
+    ),
     **_section("eval", n_projections=count),
 }
 
@@ -223,8 +244,8 @@ def _suggest(path: str, siblings: list[str]) -> str:
     """'did you mean ...' for a mistyped key: a close name in its section, else the same name elsewhere."""
     prefix, _, leaf = path.rpartition(".")
     close = [f"{prefix}.{k}".lstrip(".") for k in difflib.get_close_matches(leaf, siblings, n=1)]
-    close = close or [k for k in _flatten(base.get_config()) if k.rpartition(".")[2] == leaf][:1]
-    return f"; did you mean config.{close[0]}?" if close else " (configs/base.py has no such key)"
+    close = close or [k for k in _flatten(base.get_config()) if k.rpartition(".")[2] == leaf][:3]
+    return f"; did you mean {' or '.join('config.' + k for k in close)}?" if close else " (configs/base.py has no such key)"
 
 
 def _key_problems(config: ml_collections.ConfigDict, schema: ml_collections.ConfigDict, prefix: str = "") -> list[str]:

@@ -104,6 +104,24 @@ def to_data_space(config, x: torch.Tensor, is_image: bool) -> np.ndarray:
     return np.clip(data.from_model_range(x, config.data.centered), 0, 1) if is_image else x
 
 
+def class_labels(config, dataset: data.Dataset, device: torch.device) -> torch.Tensor | None:
+    """The labels of a class-conditional model's data (model.num_classes > 0), else None.
+
+    Raises:
+        ValueError: the data have no labels, or labels outside [0, num_classes).
+    """
+    n = config.model.num_classes
+    if not n:
+        return None
+    if dataset.labels is None:
+        raise ValueError(f"config.model.num_classes={n} needs labelled data; {config.data.dataset!r} has no labels")
+    labels = torch.as_tensor(dataset.labels, dtype=torch.long, device=device)
+    if int(labels.min()) < 0 or int(labels.max()) >= n:
+        raise ValueError(f"labels of {config.data.dataset!r} span [{int(labels.min())}, {int(labels.max())}] but "
+                         f"config.model.num_classes={n}; it must exceed the largest label")
+    return labels
+
+
 def validate(config) -> None:
     """Every config value checked before work starts (see scoresde.config_schema); one ValueError lists all problems."""
     config_schema.check(config)
@@ -133,6 +151,7 @@ class Experiment:
         )
         self.score_fn = self.score_fn_for(self.model)
         self.x_train = to_model_tensor(config, self.train_data, self.device)
+        self.y_train = class_labels(config, self.train_data, self.device)
 
     def score_fn_for(self, module: torch.nn.Module) -> NetworkScore:
         """The configured score adapter around `module` (the network, or a DDP / compiled wrapper of it)."""

@@ -105,8 +105,9 @@ class NetworkScore:
         self.scale_input = scale_input
         self.sigma_data = float(sigma_data)
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """grad_x log p_t(x) for x of shape (batch, *dims) and t of shape (batch,)."""
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """grad_x log p_t(x) (or grad_x log p_t(x | class) with `class_labels`, shape (batch,), for a
+        class-conditional network) for x of shape (batch, *dims) and t of shape (batch,)."""
         t = self.sde.check_time(t, x)
         if t.ndim == 0:
             t = t.expand(x.shape[0])
@@ -115,7 +116,8 @@ class NetworkScore:
         x_in = x
         if self.scale_input or self.parameterization == "edm":  # x / sqrt(alpha^2 sd^2 + sigma^2) = c_in x~
             x_in = x * torch.rsqrt(alpha**2 * self.sigma_data**2 + sigma**2)
-        out = self.net(x_in, time_label(self.sde, t, self.time_label))
+        label = time_label(self.sde, t, self.time_label)
+        out = self.net(x_in, label) if class_labels is None else self.net(x_in, label, class_labels)
         if out.shape != x.shape:
             raise ValueError(f"the network returned shape {tuple(out.shape)} for input shape {tuple(x.shape)}")
         if self.parameterization == "eps":

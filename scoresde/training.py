@@ -34,6 +34,7 @@ Used by `run_lib.train` (`main.py --mode train`). What it guarantees:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import signal
@@ -190,18 +191,25 @@ class Trainer:
                 "micro_batches": self.ctx.world_size * c.training.grad_accum, "n_train": len(self.exp.x_train)}
 
     # -- one step -------------------------------------------------------------------------------
-    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The global batch of step `step`: clean examples, diffusion times and noise."""
+    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The global batch of step `step`: clean examples, diffusion times, noise and class labels
+        (None for an unconditional model; dropped to "no class" with probability label_dropout)."""
         c, exp = self.exp.config, self.exp
         idx = data.batch_indices(len(exp.x_train), c.training.batch_size, step, c.seed)
         x0 = exp.x_train[torch.as_tensor(idx, device=self.device)]
+        labels = None
+        if exp.y_train is not None:  # its own generator: the draws below are the same either way
+            labels = exp.y_train[torch.as_tensor(idx, device=self.device)]
+            drop = torch.Generator(self.device).manual_seed(data.flip_seed(c.seed, step) + 1)
+            dropped = torch.rand(labels.shape, generator=drop, device=self.device) < c.training.label_dropout
+            labels = labels.masked_fill(dropped, c.model.num_classes)
         if c.data.random_flip:  # its own generator: the draws below are the same either way
             x0 = data.random_flip(x0, torch.Generator(self.device).manual_seed(data.flip_seed(c.seed, step)))
         generator = torch.Generator(self.device).manual_seed(c.seed * 1_000_003 + step)
         t = losses.sample_time(x0.shape[0], exp.sde, c.training.eps, generator=generator, device=self.device, dtype=x0.dtype,
                                distribution=c.training.time_distribution, p_mean=c.training.p_mean, p_std=c.training.p_std)
         noise = torch.randn(x0.shape, generator=generator, device=self.device, dtype=x0.dtype)
-        return x0, t, noise
+        return x0, t, noise, labels
 
     @contextlib.contextmanager
     def _micro_batch_context(self, step: int, a: int):
@@ -230,16 +238,19 @@ class Trainer:
             NonFiniteLossError: non-finite loss or gradient with config.training.nonfinite="stop".
         """
         c, exp = self.exp.config, self.exp
-        x0, t, noise = self._batch(step)
+        x0, t, noise, labels = self._batch(step)
         for group in exp.optimizer.param_groups:
             group["lr"] = self.learning_rate(step)
         exp.optimizer.zero_grad(set_to_none=True)
         self.module.train()
         total = torch.zeros((), device=self.device)
         for a, part in enumerate(self.slices):
+            score_fn = self.train_score_fn
+            if labels is not None:
+                score_fn = functools.partial(self.train_score_fn, class_labels=labels[part])
             with self._micro_batch_context(step, a):
                 loss = losses.dsm_loss(
-                    self.train_score_fn, exp.sde, x0[part], t=t[part], noise=noise[part], eps=c.training.eps,
+                    score_fn, exp.sde, x0[part], t=t[part], noise=noise[part], eps=c.training.eps,
                     weighting=c.training.weighting, reduce=c.training.reduce, sigma_data=c.model.sigma_data,
                 ).float().mean() / len(self.slices)
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()

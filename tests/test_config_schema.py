@@ -114,7 +114,7 @@ def test_a_bad_value_is_reported_with_its_key(overrides, expected):
 
 @pytest.mark.parametrize("typo, suggestion", [
     ("training.batch_sise", "did you mean config.training.batch_size?"),
-    ("training.lr", "did you mean config.optim.lr?"),
+    ("training.lr", "did you mean config.classifier.lr or config.optim.lr?"),  # every section that has it
     ("sampling.num_steps", "did you mean config.sampling.steps?"),
     ("trainig", "did you mean config.training?"),
 ])

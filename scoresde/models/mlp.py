@@ -32,8 +32,8 @@ class ResidualMLPBlock(nn.Module):
 class ScoreMLP(nn.Module):
     """Time-conditioned residual MLP: flattens x, returns an output shaped like x.
 
-    Called as `net(x, label)` with x of shape (batch, *data_shape) and a real label of shape (batch,)
-    (the time or noise level, per the adapter's `time_label`).
+    Called as `net(x, label, class_labels=None)` with x of shape (batch, *data_shape) and a real
+    label of shape (batch,) (the time or noise level, per the adapter's `time_label`).
 
     Args:
         data_shape: per-example shape, e.g. (2,) or (1, 8, 8).
@@ -44,6 +44,9 @@ class ScoreMLP(nn.Module):
             "sinusoidal".
         fourier_scale: std of the Fourier frequencies.
         dropout: dropout inside the residual blocks.
+        num_classes: > 0 adds class conditioning: a learned embedding per class, added to the
+            time embedding; the extra index num_classes (also used when `class_labels` is None)
+            means "no class", the unconditional model of classifier-free guidance.
 
     Raises:
         ValueError: for impossible sizes or an unknown embedding.
@@ -59,8 +62,11 @@ class ScoreMLP(nn.Module):
         time_embedding: str = "fourier",
         fourier_scale: float = 16.0,
         dropout: float = 0.0,
+        num_classes: int = 0,
     ):
         super().__init__()
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
         if width < 1 or depth < 1 or embed_dim < 4 or embed_dim % 2:
             raise ValueError(f"need width >= 1, depth >= 1, even embed_dim >= 4; got {width}, {depth}, {embed_dim}")
         if time_embedding not in TIME_EMBEDDINGS:
@@ -76,6 +82,8 @@ class ScoreMLP(nn.Module):
         self.blocks = nn.ModuleList(ResidualMLPBlock(width, embed_dim, dropout) for _ in range(depth))
         self.output_norm = nn.LayerNorm(width)
         self.output = nn.Linear(width, dim)
+        self.num_classes = num_classes
+        self.class_embed = nn.Embedding(num_classes + 1, embed_dim) if num_classes else None
 
     def embed(self, label: torch.Tensor) -> torch.Tensor:
         if self.time_embedding == "fourier":
@@ -84,12 +92,20 @@ class ScoreMLP(nn.Module):
             emb = sinusoidal_embedding(label, self.embed_dim)
         return self.time_mlp(emb.to(self.input.weight.dtype))
 
-    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, label: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.data_shape:
             raise ValueError(f"expected inputs of shape (batch, {', '.join(map(str, self.data_shape))}), got {tuple(x.shape)}")
         if label.ndim == 0:
             label = label.expand(x.shape[0])
         emb = self.embed(label)
+        if self.class_embed is not None:
+            if class_labels is None:
+                class_labels = torch.full((x.shape[0],), self.num_classes, dtype=torch.long, device=x.device)
+            elif class_labels.min() < 0 or class_labels.max() > self.num_classes:
+                raise ValueError(f"class labels must lie in [0, {self.num_classes}] ({self.num_classes} = no class)")
+            emb = emb + self.class_embed(class_labels)
+        elif class_labels is not None:
+            raise ValueError("class labels given to an unconditional network (built with num_classes=0)")
         h = self.input(x.reshape(x.shape[0], -1))
         for block in self.blocks:
             h = block(h, emb)

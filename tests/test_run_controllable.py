@@ -1,0 +1,95 @@
+"""The controllable-generation modes end to end on tiny digits models (scoresde.run_controllable),
+class-conditional training with label dropout, and their errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from scoresde import run_controllable, run_lib, training
+from scoresde.distributed import Context
+from scoresde.models.mlp import ScoreMLP
+from tests.test_training import tiny_config
+
+DIGITS = {"data.dataset": "digits", "training.n_steps": 3, "classifier.n_steps": 4, "classifier.batch_size": 32,
+          "classifier.width": 16, "classifier.depth": 1, "classifier.embed_dim": 16, "classifier.checkpoint_freq": 2,
+          "controllable.n_images": 5, "controllable.n_per_class": 2, "controllable.scales": "0,2"}
+
+
+def test_class_conditional_mlp_label_changes_only_its_own_example():
+    net = ScoreMLP((4,), width=16, depth=1, embed_dim=8, num_classes=3)
+    x, t = torch.randn(4, 4), torch.rand(4)
+    base = net(x, t, torch.tensor([0, 1, 2, 3]))
+    changed = net(x, t, torch.tensor([0, 2, 2, 3]))
+    assert torch.equal(base[[0, 2, 3]], changed[[0, 2, 3]]) and not torch.allclose(base[1], changed[1])
+    assert torch.equal(net(x, t), net(x, t, torch.full((4,), 3)))  # no labels = the "no class" index
+    with pytest.raises(ValueError, match="class labels must lie"):
+        net(x, t, torch.tensor([0, 1, 2, 4]))
+    with pytest.raises(ValueError, match="unconditional network"):
+        ScoreMLP((4,), width=8, depth=1, embed_dim=8)(x, t, torch.zeros(4, dtype=torch.long))
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.3, 0.9])
+def test_label_dropout_replaces_that_fraction_of_labels_by_no_class(dropout, tmp_path):
+    config = tiny_config(**{**DIGITS, "model.num_classes": 10, "training.label_dropout": dropout, "training.batch_size": 512})
+    exp = run_lib.Experiment(config)
+    trainer = training.Trainer(exp, tmp_path, Context(), exp.score_fn_for)
+    x0, _, _, labels = trainer._batch(0)
+    dropped = labels == 10
+    assert abs(float(dropped.float().mean()) - dropout) < 0.07
+    idx = torch.as_tensor(run_lib.data.batch_indices(len(exp.x_train), 512, 0, config.seed))
+    assert torch.equal(labels[~dropped], exp.y_train[idx][~dropped])  # kept labels are the examples' own
+    assert torch.equal(trainer._batch(0)[3], labels)  # a pure function of (seed, step)
+
+
+def test_classifier_free_guidance_mode_end_to_end(tmp_path):
+    config = tiny_config(**{**DIGITS, "model.num_classes": 10, "sampling.sampler": "ddim", "sampling.steps": 3})
+    run_lib.train(config, tmp_path)
+    summary = run_controllable.conditional(config, tmp_path)
+    assert [r["scale"] for r in summary["results"]] == [0.0, 2.0]
+    assert [r["network_evaluations_per_score"] for r in summary["results"]] == [1, 2]
+    assert all(0 <= r["recognised"] <= 1 and r["nfe"] == 4 for r in summary["results"])
+    assert (tmp_path / "conditional" / "free_scale2.png").exists()
+    assert json.loads((tmp_path / "conditional" / "free.json").read_text()) == summary
+
+
+def test_classifier_guidance_and_inpainting_modes_end_to_end(tmp_path):
+    config = tiny_config(**{**DIGITS, "sampling.sampler": "ddim", "sampling.steps": 3})
+    run_lib.train(config, tmp_path)
+    with pytest.raises(FileNotFoundError, match="train_classifier"):
+        run_controllable.conditional(tiny_config(**{**DIGITS, "controllable.guidance": "classifier"}), tmp_path)
+    with pytest.raises(ValueError, match="num_classes"):
+        run_controllable.conditional(config, tmp_path)  # classifier-free guidance of an unconditional model
+    accuracy = run_controllable.train_classifier(config, tmp_path)
+    assert accuracy["step"] == 4 and set(accuracy["test_accuracy_at_t"]) >= {"0.01T", "1T"}
+    again = run_controllable.train_classifier(config, tmp_path)  # resumes at the end: no more steps
+    assert again["step"] == 4
+    guided = tiny_config(**{**DIGITS, "controllable.guidance": "classifier", "sampling.sampler": "ddim", "sampling.steps": 3})
+    summary = run_controllable.conditional(guided, tmp_path)
+    assert len(summary["results"]) == 2 and (tmp_path / "conditional" / "classifier_scale0.png").exists()
+
+    for method in ("replacement", "smc"):
+        cfg = tiny_config(**{**DIGITS, "controllable.method": method, "controllable.particles": 3, "sampling.sampler": "ddim",
+                                       "sampling.steps": 3, "controllable.mask": "top_half"})
+        summary = run_controllable.inpaint(cfg, tmp_path)
+        out = tmp_path / "inpaint" / ("smc_3" if method == "smc" else "ddim")
+        results = np.load(out / "results.npz")
+        known = results["mask"].astype(bool)
+        assert results["inpainted"].shape == (5, 1, 8, 8)
+        np.testing.assert_allclose(results["inpainted"][:, known], results["original"][:, known], atol=1e-6)
+        assert summary["n_images"] == 5 and 0 <= summary["label_agreement"]["inpainted"] <= 1
+        assert (out / "grid.png").exists()
+
+
+def test_configuration_errors_are_named(tmp_path):
+    with pytest.raises(ValueError, match="needs labelled data"):
+        run_lib.Experiment(tiny_config(**{"model.num_classes": 3}))  # the toy data have no labels
+    with pytest.raises(ValueError, match="must exceed the largest label"):
+        run_lib.Experiment(tiny_config(**{**DIGITS, "model.num_classes": 5}))
+    with pytest.raises(ValueError, match="comma-separated"):
+        run_lib.validate(tiny_config(**{**DIGITS, "controllable.scales": "1,two"}))
+    with pytest.raises(ValueError, match="unknown mask"):
+        run_lib.validate(tiny_config(**{**DIGITS, "controllable.mask": "triangle"}))
