@@ -57,3 +57,12 @@ def test_likelihood_example_runs(capsys):
     assert (logp - true).abs().max() < 0.05  # the p_T-vs-prior mismatch; the solver's own error is far below
     assert namespace["z"].shape == (64, 2)
     assert "exact" in capsys.readouterr().out
+
+
+def test_controllable_example_runs(capsys):
+    namespace: dict = {}
+    exec(compile(python_blocks()[5], "README.md", "exec"), namespace)
+    assert float(namespace["in_class"].double().mean()) > 0.99
+    replaced, particles = namespace["replaced"], namespace["particles"]
+    assert float((particles[0, :, 1] > 0).double().mean()) > 0.97 > float((replaced[:, 1] > 0).double().mean())
+    assert "SMC" in capsys.readouterr().out
