@@ -335,6 +335,12 @@ def _check_labels(labels, batch: int | None = None) -> torch.Tensor:
     return labels.long()
 
 
+def _check_guidance(labels, scale: float) -> torch.Tensor:
+    if not math.isfinite(scale):
+        raise ValueError(f"scale must be finite, got {scale!r}")
+    return _check_labels(labels)
+
+
 def classifier_guidance(score_fn: Callable, classifier_fn: Callable, labels: torch.Tensor, scale: float = 1.0) -> Callable:
     """score(x, t) + scale * grad_x log p_t(labels | x), with p_t from a noise-conditional classifier.
 
@@ -348,9 +354,7 @@ def classifier_guidance(score_fn: Callable, classifier_fn: Callable, labels: tor
     Returns:
         a score_fn(x, t) for any sampler.
     """
-    labels = _check_labels(labels)
-    if not math.isfinite(scale):
-        raise ValueError(f"scale must be finite, got {scale!r}")
+    labels = _check_guidance(labels, scale)
 
     def classifier_guided_score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         _check_labels(labels, x.shape[0])
@@ -381,9 +385,7 @@ def classifier_free_guidance(class_score_fn: Callable, labels: torch.Tensor, sca
     Returns:
         a score_fn(x, t) for any sampler.
     """
-    labels = _check_labels(labels)
-    if not math.isfinite(scale):
-        raise ValueError(f"scale must be finite, got {scale!r}")
+    labels = _check_guidance(labels, scale)
 
     def classifier_free_guided_score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         _check_labels(labels, x.shape[0])
