@@ -10,6 +10,7 @@
     python main.py --config configs/digits_mlp_vp.py --workdir runs/demo --mode conditional \
         --config.controllable.guidance=classifier
     python main.py --config configs/digits_mlp_cfg.py --workdir runs/cfg --mode conditional   # after training it
+    python main.py --config configs/colored_digits_mlp.py --workdir runs/color --mode colorize  # after training it
 
 Any config value can be overridden with --config.<group>.<key>=<value>. Training resumes from the
 newest complete checkpoint in --workdir. Several processes (DistributedDataParallel):
@@ -34,6 +35,7 @@ MODES = {
     "likelihood": run_lib.likelihood,
     "train_classifier": run_controllable.train_classifier,
     "inpaint": run_controllable.inpaint,
+    "colorize": run_controllable.colorize,
     "conditional": run_controllable.conditional,
 }
 

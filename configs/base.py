@@ -12,7 +12,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.device = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
 
     config.data = data = ml_collections.ConfigDict()
-    data.dataset = "eight_gaussians"  # a toy name, "digits", "mnist5k", "npz", "folder" or "cifar10"
+    data.dataset = "eight_gaussians"  # a toy name, "digits", "colored_digits", "mnist5k", "npz", "folder" or "cifar10"
     data.path = ""  # npz: the .npz file; folder: the image folder; cifar10: torchvision's root folder
     data.image_size = 0  # folder: resize the shorter side to this and centre-crop square (0: not used)
     data.grayscale = False  # folder: load one grey channel instead of RGB
@@ -169,13 +169,13 @@ def get_config() -> ml_collections.ConfigDict:
     classifier.ema_decay = 0.999
     classifier.checkpoint_freq = 1000
 
-    config.controllable = controllable = ml_collections.ConfigDict()  # --mode inpaint / conditional (scoresde.controllable)
+    config.controllable = controllable = ml_collections.ConfigDict()  # --mode inpaint / colorize / conditional (scoresde.controllable)
     controllable.mask = "left_half"  # inpaint: left_half, right_half, top_half, bottom_half, center, random
     controllable.mask_fraction = 0.5  # inpaint, mask "random": the fraction of unknown pixels
-    controllable.n_images = 16  # inpaint: the first this many test images
+    controllable.n_images = 16  # inpaint, colorize: the first this many test images
     controllable.method = "replacement"  # inpaint: "replacement" (config.sampling's sampler) or "smc" (ancestral, exact as particles grow)
     controllable.particles = 64  # inpaint, method "smc": particles per image
-    controllable.noise = ""  # inpaint, replacement: "fresh", "fixed" or "" (fixed for ODE samplers, else fresh)
+    controllable.noise = ""  # inpaint (replacement), colorize: "fresh", "fixed" or "" (fixed for ODE samplers, else fresh)
     controllable.guidance = "free"  # conditional: "free" (classifier-free; needs model.num_classes > 0) or "classifier"
     controllable.scales = "1,2,4"  # conditional: comma-separated guidance scales (1 = the conditional score, 0 = unconditional)
     controllable.n_per_class = 50  # conditional: samples per class and scale

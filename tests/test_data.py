@@ -93,6 +93,39 @@ def test_digits_padding_keeps_the_centre_block():
     assert not border.any()
 
 
+def test_palette_hues_have_equal_brightness_and_stay_in_range():
+    palette = data.digit_palette()
+    assert palette.shape == (10, 3) and palette.min() >= 0.0 and palette.max() <= 1.0
+    np.testing.assert_allclose(palette.mean(axis=1), data.PALETTE_GRAY, atol=1e-12)
+    chroma = palette - data.PALETTE_GRAY
+    np.testing.assert_allclose(np.linalg.norm(chroma, axis=1), data.PALETTE_CHROMA, atol=1e-12)
+    np.testing.assert_allclose(np.sort(np.linalg.norm(chroma - np.roll(chroma, 1, axis=0), axis=1)),  # evenly spaced hues
+                               2 * data.PALETTE_CHROMA * np.sin(np.pi / 10) * np.ones(10), atol=1e-12)
+
+
+def test_colored_digits_are_the_gray_digits_in_their_class_hue():
+    gray, labels = data.load_digits()
+    colour, colour_labels = data.load_colored_digits()
+    assert colour.shape == (1797, 3, 8, 8) and colour.dtype == np.float32
+    np.testing.assert_array_equal(colour_labels, labels)
+    np.testing.assert_array_equal(colour * 255, np.round(colour * 255))  # 8-bit levels
+    expected = gray.astype(np.float64) * data.digit_palette()[labels][:, :, None, None]
+    assert np.abs(colour - expected).max() <= 0.5 / 255 + 1e-7
+    # the gray image carries no colour: channel mean = PALETTE_GRAY x the digit, whatever the class
+    assert np.abs(colour.mean(axis=1, keepdims=True) - data.PALETTE_GRAY * gray).max() <= 0.5 / 255 + 1e-7
+    np.testing.assert_array_equal(data.palette_class(colour), labels)
+    assert data.load_dataset("colored_digits", pad_to=16).x.shape == (1797, 3, 16, 16)
+
+
+def test_palette_class_reads_each_hue_and_rejects_gray_images():
+    swatches = np.broadcast_to(data.digit_palette()[:, :, None, None], (10, 3, 2, 2))
+    np.testing.assert_array_equal(data.palette_class(swatches), np.arange(10))
+    shifted = np.roll(swatches, 1, axis=1)  # RGB -> BRG turns hue k into hue k + 10/3 (rounds to k + 3)
+    np.testing.assert_array_equal(data.palette_class(shifted), (np.arange(10) + 3) % 10)
+    with pytest.raises(ValueError, match="RGB images"):
+        data.palette_class(np.zeros((2, 1, 8, 8)))
+
+
 @pytest.mark.parametrize("pad_to", [6, 11])
 def test_digits_bad_padding(pad_to):
     with pytest.raises(ValueError, match="pad"):

@@ -84,6 +84,20 @@ def test_classifier_guidance_and_inpainting_modes_end_to_end(tmp_path):
         assert (out / "grid.png").exists()
 
 
+def test_colorize_mode_end_to_end(tmp_path):
+    config = tiny_config(**{**DIGITS, "data.dataset": "colored_digits", "sampling.sampler": "ddim", "sampling.steps": 3})
+    run_lib.train(config, tmp_path)
+    summary = run_controllable.colorize(config, tmp_path)
+    out = tmp_path / "colorize" / "ddim"
+    results = np.load(out / "results.npz")
+    assert results["colorized"].shape == (5, 3, 8, 8) and (out / "grid.png").exists()
+    assert summary["max_gray_error"] < 1e-4 and summary["nfe"] == 4  # float32 round-off of the colour rotation
+    assert summary["hue_agreement"]["originals"] == 1.0 and 0 <= summary["hue_agreement"]["colorized"] <= 1
+    assert json.loads((out / "summary.json").read_text()) == summary
+    with pytest.raises(ValueError, match="RGB images"):
+        run_controllable.colorize(tiny_config(**DIGITS), tmp_path)
+
+
 def test_configuration_errors_are_named(tmp_path):
     with pytest.raises(ValueError, match="needs labelled data"):
         run_lib.Experiment(tiny_config(**{"model.num_classes": 3}))  # the toy data have no labels
