@@ -173,8 +173,8 @@ def get_config() -> ml_collections.ConfigDict:
     controllable.mask = "left_half"  # inpaint: left_half, right_half, top_half, bottom_half, center, random
     controllable.mask_fraction = 0.5  # inpaint, mask "random": the fraction of unknown pixels
     controllable.n_images = 16  # inpaint, colorize: the first this many test images
-    controllable.method = "replacement"  # inpaint: "replacement" (config.sampling's sampler) or "smc" (ancestral, exact as particles grow)
-    controllable.particles = 64  # inpaint, method "smc": particles per image
+    controllable.method = "replacement"  # inpaint, colorize: "replacement" (config.sampling's sampler) or "smc" (ancestral, exact as particles grow)
+    controllable.particles = 64  # inpaint, colorize, method "smc": particles per image
     controllable.noise = ""  # inpaint (replacement), colorize: "fresh", "fixed" or "" (fixed for ODE samplers, else fresh)
     controllable.guidance = "free"  # conditional: "free" (classifier-free; needs model.num_classes > 0) or "classifier"
     controllable.scales = "1,2,4"  # conditional: comma-separated guidance scales (1 = the conditional score, 0 = unconditional)

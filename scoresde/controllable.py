@@ -43,7 +43,8 @@ Colorization (Song et al. 2021, app. I.3)
     Inpainting in a decoupled colour space: the orthogonal per-pixel map `COLOR_DECOUPLING`
     sends (r, g, b) to (sqrt(3) gray, two colour coordinates), gray = (r + g + b) / 3. Being
     orthogonal, it maps N(0, I) noise to N(0, I), so the replacement above applies unchanged to
-    the gray coordinate.
+    the gray coordinate; `smc_colorize` runs SMC on the decoupled variable, whose score is
+    M score(M^T y) (`decoupled_score`).
 
 Classifier guidance (Song et al. 2021, app. I.4; Dhariwal & Nichol 2021)
     grad_x log p_t(x | c) = grad_x log p_t(x) + grad_x log p_t(c | x) (Bayes' rule), with a
@@ -224,11 +225,7 @@ def colorize(sampler: str, sde: SDE, score_fn: Callable, gray: torch.Tensor, *, 
     Returns:
         (x, info): RGB samples, shape (batch, 3, *spatial), whose channel mean equals `gray`.
     """
-    if gray.ndim < 3 or gray.shape[1] != 1:
-        raise ValueError(f"gray must have shape (batch, 1, *spatial), got {tuple(gray.shape)}")
-    known = torch.cat([math.sqrt(3.0) * gray, torch.zeros_like(gray), torch.zeros_like(gray)], dim=1)
-    mask = torch.zeros_like(known)
-    mask[:, 0] = 1
+    known, mask = _gray_as_known(gray)
     return _sample_with_replacement(sampler, sde, score_fn, known, mask, noise, generator, True, sample_kwargs)
 
 
@@ -324,6 +321,49 @@ def smc_inpaint(sde: SDE, score_fn: Callable, known: torch.Tensor, mask: torch.T
         nfe += 1
     x = torch.lerp(x, expand(known), mask_k)
     return x.reshape(batch, k, *dims), {"nfe": nfe, "resamples": resamples, "min_ess": min_ess, "time_grid": grid}
+
+
+def decoupled_score(score_fn: Callable) -> Callable:
+    """The score of y = M x in the decoupled colour space (M = `COLOR_DECOUPLING`, per pixel).
+
+    For orthogonal M, log p_y(y) = log p_x(M^T y), so grad_y log p_y(y) = M score(M^T y). The
+    forward SDE acts on every coordinate with the same scalar drift and diffusion, so y diffuses
+    under the same SDE as x and any sampler applies to y unchanged.
+    """
+
+    def score_of_decoupled(y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return to_decoupled(score_fn(from_decoupled(y), t))
+
+    return score_of_decoupled
+
+
+def _gray_as_known(gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(known, mask) in the decoupled colour space: the first axis sqrt(3) gray known, colour unknown."""
+    if gray.ndim < 3 or gray.shape[1] != 1:
+        raise ValueError(f"gray must have shape (batch, 1, *spatial), got {tuple(gray.shape)}")
+    known = torch.cat([math.sqrt(3.0) * gray, torch.zeros_like(gray), torch.zeros_like(gray)], dim=1)
+    mask = torch.zeros_like(known)
+    mask[:, 0] = 1
+    return known, mask
+
+
+def smc_colorize(sde: SDE, score_fn: Callable, gray: torch.Tensor, *, n_particles: int, steps: int,
+                 **smc_kwargs) -> tuple[torch.Tensor, dict]:
+    """Colorization by sequential Monte Carlo: `smc_inpaint` of the colour axes in the decoupled space.
+
+    Args:
+        gray: gray images (batch, 1, *spatial) in the model's range (the channel mean).
+        n_particles, steps, **smc_kwargs: as `smc_inpaint`; `score_fn` is that of the RGB model.
+
+    Returns:
+        (x, info): RGB particles of shape (batch, K, 3, *spatial), each with channel mean `gray`.
+    """
+    known, mask = _gray_as_known(gray)
+    particles, info = smc_inpaint(sde, decoupled_score(score_fn), known, mask, n_particles=n_particles, steps=steps,
+                                  **smc_kwargs)
+    batch, k = particles.shape[:2]
+    rgb = from_decoupled(particles.reshape(batch * k, *particles.shape[2:]))
+    return rgb.reshape(particles.shape), info
 
 
 def _check_labels(labels, batch: int | None = None) -> torch.Tensor:

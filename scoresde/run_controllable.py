@@ -8,7 +8,7 @@
                       summary.json with the clean classifier's agreement with the true labels)
     colorize          the test split's first colour images turned gray (channel mean) and coloured
                       again by the configured sampler, by replacement of the gray axis of the
-                      decoupled colour space (workdir/colorize/<sampler>/: grid.png (rows:
+                      decoupled colour space, or by SMC (workdir/colorize/<sampler or smc_K>/: grid.png (rows:
                       originals, gray, colorized), results.npz, summary.json with the RMS error in
                       [0, 1] pixel units and,
                       for colored_digits, how often the class's hue is recovered)
@@ -211,18 +211,24 @@ def colorize(config, workdir: str | Path) -> dict:
     gray = x_true.mean(dim=1, keepdim=True)
     generator = torch.Generator(exp.device).manual_seed(s.seed)
     start = time.perf_counter()
-    x, info = controllable.colorize(s.sampler, exp.sde, exp.score_fn, gray, noise=c.noise or None, generator=generator,
-                                    steps=None if s.sampler == "probability_flow" else s.steps, eps=s.eps, denoise=s.denoise,
-                                    time_grid=s.time_grid or None, **sampler_options(config))
+    if c.method == "smc":
+        particles, info = controllable.smc_colorize(exp.sde, exp.score_fn, gray, n_particles=c.particles, steps=s.steps,
+                                                    eps=s.eps, generator=generator)
+        x = particles[:, 0]  # equally weighted after the final resampling: any one is a draw
+    else:
+        x, info = controllable.colorize(s.sampler, exp.sde, exp.score_fn, gray, noise=c.noise or None, generator=generator,
+                                        steps=None if s.sampler == "probability_flow" else s.steps, eps=s.eps, denoise=s.denoise,
+                                        time_grid=s.time_grid or None, **sampler_options(config))
     seconds = time.perf_counter() - start
-    out = workdir / "colorize" / s.sampler
+    out = workdir / "colorize" / (f"smc_{c.particles}" if c.method == "smc" else s.sampler)
     out.mkdir(parents=True, exist_ok=True)
     images = {k: to_data_space(config, v, True) for k, v in
               {"original": x_true, "gray": gray.expand_as(x_true), "colorized": x}.items()}
     n = len(x)
     plotting.save_image_grid(out / "grid.png", np.concatenate([images["original"], images["gray"], images["colorized"]]), nrow=n)
     np.savez(out / "results.npz", **images)
-    summary = {"checkpoint": str(found), "sampler": s.sampler, "n_images": n, "nfe": info["nfe"], "seconds": seconds,
+    summary = {"checkpoint": str(found), "method": c.method, "sampler": s.sampler if c.method != "smc" else "smc_ancestral",
+               "n_images": n, "nfe": info["nfe"], "seconds": seconds,
                "rms_error_pixels": float(np.sqrt(((images["colorized"] - images["original"]) ** 2).mean())),
                "max_gray_error": float((x.mean(dim=1, keepdim=True) - gray).abs().max())}
     if config.data.dataset == "colored_digits":

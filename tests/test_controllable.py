@@ -186,6 +186,29 @@ def test_colorization_keeps_the_gray_image_and_samples_the_colours():
     assert_moments(colour, GaussianMixture(torch.tensor([0.5, 0.5]), decoupled_means[:, 1:], 0.2))
 
 
+@pytest.mark.parametrize("sde_name", ["vpsde", "vesde"])
+def test_smc_colorization_samples_the_exact_colour_conditional(sde_name):
+    """Two colours at different gray levels: the gray value says which colour (posterior 0.95 / 0.05
+    here), so the colour's conditional is a reweighted mixture, which SMC particles must match."""
+    sde = SDES[sde_name]()
+    decoupled_means = torch.tensor([[-0.4 * math.sqrt(3), 0.8, 0.0], [0.4 * math.sqrt(3), -0.6, 0.7]], dtype=torch.float64)
+    mix = GaussianMixture(torch.tensor([0.6, 0.4]), controllable.from_decoupled(decoupled_means.reshape(2, 3, 1, 1)), 0.3)
+    gray = torch.tensor([[[[0.15]]]], dtype=torch.float64)
+    exact = GaussianMixture(torch.tensor([0.6, 0.4]), decoupled_means, 0.3).condition(
+        torch.tensor([True, False, False]), torch.tensor([math.sqrt(3) * 0.15, 0.0, 0.0], dtype=torch.float64))
+    assert 0.9 < float(exact.weights[1]) < 0.99  # informative, not decisive
+    x, info = controllable.smc_colorize(sde, mix.score_fn(sde), gray, n_particles=N, steps=200,
+                                        generator=torch.Generator().manual_seed(3))
+    assert x.shape == (1, N, 3, 1, 1)
+    torch.testing.assert_close(x.mean(dim=2, keepdim=True)[0], gray.expand(N, 1, 1, 1), rtol=0, atol=1e-12)
+    colour = controllable.to_decoupled(x[0])[:, 1:].reshape(N, 2)
+    assert_moments(colour, exact, n_effective=info["min_ess"])
+    replaced, _ = controllable.colorize("ancestral", sde, mix.score_fn(sde), gray.expand(N, 1, 1, 1), steps=200,
+                                        generator=torch.Generator().manual_seed(2))
+    first_colour = controllable.to_decoupled(replaced)[:, 1].reshape(N)
+    assert float(first_colour.mean()) > float(exact.mean()[0]) + 0.3  # replacement's bias towards the prior, removed by SMC
+
+
 def test_decoupling_is_orthogonal_with_gray_first():
     m = controllable.COLOR_DECOUPLING
     torch.testing.assert_close(m @ m.T, torch.eye(3, dtype=torch.float64))

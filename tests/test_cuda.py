@@ -44,6 +44,17 @@ def test_stochastic_samplers_run_and_reproduce_on_cuda(name):
     assert torch.equal(runs[0], runs[1])
 
 
+@pytest.mark.parametrize("name", ["euler_maruyama", "ancestral", "predictor_corrector"])
+def test_per_sample_cpu_generators_give_the_cpu_samples_on_cuda(name):
+    """One CPU generator per sample: the noise is drawn on the CPU, so the device does not change it."""
+    sde = VESDE()
+    x_cpu, _ = samplers.sample(name, sde, MIXTURE.score_fn(sde), (32, 2), steps=20, generator=per_sample_generators(range(32)))
+    x_gpu, _ = samplers.sample(name, sde, MIXTURE.score_fn(sde), (32, 2), steps=20, generator=per_sample_generators(range(32)),
+                               device="cuda")
+    assert x_gpu.is_cuda
+    torch.testing.assert_close(x_gpu.cpu(), x_cpu, rtol=1e-4, atol=1e-4)
+
+
 def test_unet_on_cuda_matches_cpu():
     torch.manual_seed(0)
     net = ScoreUNet((1, 16, 16), nf=16, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,)).double()

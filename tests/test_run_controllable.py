@@ -94,6 +94,10 @@ def test_colorize_mode_end_to_end(tmp_path):
     assert summary["max_gray_error"] < 1e-4 and summary["nfe"] == 4  # float32 round-off of the colour rotation
     assert summary["hue_agreement"]["originals"] == 1.0 and 0 <= summary["hue_agreement"]["colorized"] <= 1
     assert json.loads((out / "summary.json").read_text()) == summary
+    smc = run_controllable.colorize(tiny_config(**{**DIGITS, "data.dataset": "colored_digits", "controllable.method": "smc",
+                                                   "controllable.particles": 3, "sampling.steps": 3}), tmp_path)
+    assert np.load(tmp_path / "colorize" / "smc_3" / "results.npz")["colorized"].shape == (5, 3, 8, 8)
+    assert smc["sampler"] == "smc_ancestral" and smc["max_gray_error"] < 1e-4  # the gray image is kept
     with pytest.raises(ValueError, match="RGB images"):
         run_controllable.colorize(tiny_config(**DIGITS), tmp_path)
 

@@ -154,7 +154,9 @@ def initial_state(sde, shape, x_T, generator, device) -> torch.Tensor:
         return sde.prior_sampling(shape, generator=generator, device=device)
     if len(generator) != shape[0]:
         raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]} samples; give one per sample")
-    return torch.cat([sde.prior_sampling((1, *shape[1:]), generator=g, device=device) for g in generator])
+    # each draw on its generator's device (CPU generators give the same x_T for any target device)
+    draws = [sde.prior_sampling((1, *shape[1:]), generator=g, device=g.device) for g in generator]
+    return torch.cat(draws).to(device) if device is not None else torch.cat(draws)
 
 
 @torch.no_grad()
