@@ -4,7 +4,7 @@
                       (workdir/classifier/: checkpoints, resumed like training; accuracy.json)
     inpaint           the test split's first images with a mask, filled in by the configured
                       sampler (replacement) or by SMC (workdir/inpaint/<sampler or smc_K>/: grid.png
-                      (rows: originals, masked, inpainted), results.npz,
+                      (rows: the first 16 originals, masked, inpainted), results.npz,
                       summary.json with the clean classifier's agreement with the true labels)
     colorize          the test split's first colour images turned gray (channel mean) and coloured
                       again by the configured sampler, by replacement of the gray axis of the
@@ -156,6 +156,15 @@ def _predict(classifier, x: torch.Tensor) -> torch.Tensor:
         return classifier(x.float().cpu()).argmax(1)
 
 
+GRID_COLUMNS = 16
+
+
+def _save_rows(path: Path, rows: list[np.ndarray]) -> None:
+    """One grid row per image set (originals, input, result), the first GRID_COLUMNS images of each."""
+    shown = min(len(rows[0]), GRID_COLUMNS)
+    plotting.save_image_grid(path, np.concatenate([r[:shown] for r in rows]), nrow=shown)
+
+
 def inpaint(config, workdir: str | Path) -> dict:
     """Inpaint the first controllable.n_images test images with controllable.mask (module docstring)."""
     workdir = Path(workdir)
@@ -183,7 +192,7 @@ def inpaint(config, workdir: str | Path) -> dict:
     images = {k: to_data_space(config, v, True) for k, v in
               {"original": x_true, "masked": x_true * mask + (1 - mask) * x_true.min(), "inpainted": x}.items()}
     n = len(x)
-    plotting.save_image_grid(out / "grid.png", np.concatenate([images["original"], images["masked"], images["inpainted"]]), nrow=n)
+    _save_rows(out / "grid.png", [images["original"], images["masked"], images["inpainted"]])
     np.savez(out / "results.npz", mask=mask.cpu().numpy(), **images)
     summary = {"checkpoint": str(found), "method": c.method, "sampler": s.sampler if c.method != "smc" else "smc_ancestral",
                "mask": c.mask, "n_images": n, "nfe": info["nfe"], "seconds": seconds,
@@ -225,7 +234,7 @@ def colorize(config, workdir: str | Path) -> dict:
     images = {k: to_data_space(config, v, True) for k, v in
               {"original": x_true, "gray": gray.expand_as(x_true), "colorized": x}.items()}
     n = len(x)
-    plotting.save_image_grid(out / "grid.png", np.concatenate([images["original"], images["gray"], images["colorized"]]), nrow=n)
+    _save_rows(out / "grid.png", [images["original"], images["gray"], images["colorized"]])
     np.savez(out / "results.npz", **images)
     summary = {"checkpoint": str(found), "method": c.method, "sampler": s.sampler if c.method != "smc" else "smc_ancestral",
                "n_images": n, "nfe": info["nfe"], "seconds": seconds,
