@@ -139,6 +139,8 @@ def get_config() -> ml_collections.ConfigDict:
     benchmark.n_samples = 1000
     benchmark.plot_budget = 20  # the budget of the samples scatter
     benchmark.reference_rtol = 1e-5  # checkpoint: tolerance of the adaptive reference flow (flow_rms)
+    benchmark.inception_weights = ""  # checkpoint: path of pytorch-fid's pt_inception-2015-12-05-6726825d.pth (never downloaded) -> FID and IS
+    benchmark.inception_sha256 = ""  # its expected SHA-256 ("" = the published digest, scoresde.inception.FID_WEIGHTS_SHA256)
     benchmark.progress = True
 
     config.likelihood = likelihood = ml_collections.ConfigDict()  # --mode likelihood (scoresde.likelihood)

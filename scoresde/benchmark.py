@@ -44,7 +44,7 @@ from scoresde import metrics, oracle, samplers
 from scoresde.sde_lib import SDE, get_sde
 
 RECORDS_FILE = "records.jsonl"
-HIGHER_IS_BETTER = ("precision", "recall")
+HIGHER_IS_BETTER = ("precision", "recall", "inception_score")
 ZERO_IS_BEST = ("nll_gap",)  # a negative gap means over-concentrated samples, no better than a positive one
 
 
@@ -145,13 +145,23 @@ class NetworkTarget:
         real_features: features of held-out real data; train_features: of training data (floors).
         postprocess: applied to samples before features (e.g. clipping to the data range).
         reference_rtol: tolerance of the reference flow solve.
+        inception: optional `(inception_fn, real_images, train_images)`: `inception_fn(images)`
+            returns the FID Inception network's (pool features, logits) of images in the model's
+            space (`scoresde.inception.inception_features` of a user-supplied, hash-checked weights
+            file, after mapping to [0, 1]); `real_images` / `train_images` are held-out / training
+            images in the model's space. Adds
+            `fid_inception` (the Fréchet distance in Inception features: FID, but from
+            `n_samples` samples against the held-out set, so compare it only at equal sizes) with
+            its floor, and `inception_score` (Salimans et al. 2016, in min(10, n / 2) splits).
     """
 
     metric_names = ("fd", "kid", "precision", "recall", "flow_rms")
+    inception_metric_names = ("fid_inception", "inception_score")
 
     def __init__(self, name: str, sde: SDE, score_fn: Callable, example_shape: tuple[int, ...], eps: float,
                  n_samples: int, feature_fn: Callable, real_features: np.ndarray, train_features: np.ndarray, *,
-                 postprocess: Callable | None = None, reference_rtol: float = 1e-5, device: torch.device | str = "cpu"):
+                 postprocess: Callable | None = None, reference_rtol: float = 1e-5, device: torch.device | str = "cpu",
+                 inception: tuple[Callable, np.ndarray, np.ndarray] | None = None):
         if n_samples < 4:
             raise ValueError(f"n_samples must be >= 4, got {n_samples}")
         self.name, self.sde, self.score_fn, self.eps, self.n_samples = name, sde, score_fn, eps, n_samples
@@ -164,6 +174,13 @@ class NetworkTarget:
         floor_features = train_features[rng.choice(len(train_features), min(n_samples, len(train_features)), replace=False)]
         self.fd_floor = metrics.frechet_distance_from_samples(floor_features, real_features)
         self.kid_floor = metrics.kernel_inception_distance(floor_features, real_features)[0]
+        self.inception_fn = None
+        if inception is not None:
+            self.inception_fn, real_images, train_images = inception
+            self.metric_names = self.metric_names + self.inception_metric_names
+            self.real_inception = self.inception_fn(real_images)[0]
+            floor_images = train_images[rng.choice(len(train_images), min(n_samples, len(train_images)), replace=False)]
+            self.fid_inception_floor = metrics.frechet_distance_from_samples(self.inception_fn(floor_images)[0], self.real_inception)
 
     def initial_noise(self, seed: int) -> torch.Tensor:
         return self.sde.prior_sampling(self.shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
@@ -184,7 +201,14 @@ class NetworkTarget:
             "kid": metrics.kernel_inception_distance(fake, self.real_features)[0], "kid_floor": self.kid_floor,
             "precision": precision, "recall": recall,
             "flow_rms": (x.detach().cpu().double() - self.exact_flow(seed)).pow(2).mean().sqrt().item(),
+            **(self._inception_metrics(x) if self.inception_fn is not None else {}),
         }
+
+    def _inception_metrics(self, x: torch.Tensor) -> dict:
+        pool, logits = self.inception_fn(self.postprocess(x))
+        return {"fid_inception": metrics.frechet_distance_from_samples(pool, self.real_inception),
+                "fid_inception_floor": self.fid_inception_floor,
+                "inception_score": metrics.inception_score(logits, n_splits=max(1, min(10, len(logits) // 2)))[0]}
 
 
 ORACLE_PROBLEMS = {

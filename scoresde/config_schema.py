@@ -88,6 +88,15 @@ def text() -> Rule:
     return lambda key, value: [] if isinstance(value, str) else [_line(key, f"must be a string, got {_got(value)}")]
 
 
+def hex_digest() -> Rule:
+    """"" or a SHA-256 digest: 64 hexadecimal digits."""
+    def rule(key, value):
+        if isinstance(value, str) and (value == "" or re.fullmatch(r"[0-9a-fA-F]{64}", value)):
+            return []
+        return [_line(key, f"must be '' or a SHA-256 digest (64 hexadecimal digits), got {_got(value)}")]
+    return rule
+
+
 def one_of(names, what: str = "value") -> Rule:
     """One of `names` (same type too: True is not 1); `what` names the kind in the message ('SDE')."""
     names = tuple(names)
@@ -208,7 +217,7 @@ RULES: dict[str, Rule] = {
         sdes=sequence_of(one_of(SDES, "SDE"), min_len=1),
         samplers=sequence_of(one_of(samplers.available(), "sampler"), min_len=1),
         budgets=sequence_of(count, min_len=1), seeds=count, n_samples=integer(min=4), plot_budget=count,
-        reference_rtol=positive, progress=flag,
+        reference_rtol=positive, progress=flag, inception_weights=text(), inception_sha256=hex_digest(),
     ),
     **_section(
         "likelihood", split=one_of(("test", "train"), "split"), n_examples=count0, batch_size=count,

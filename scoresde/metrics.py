@@ -606,3 +606,67 @@ def mean_confidence_interval(values: np.ndarray | torch.Tensor | list[float],
         return mean, float("nan")
     quantile = scipy.stats.t.ppf((1.0 + level) / 2.0, df=n - 1)
     return mean, float(quantile * np.std(values, ddof=1) / np.sqrt(n))
+
+
+# ---------------------------------------------------------------------------------------------
+# Inception Score
+# ---------------------------------------------------------------------------------------------
+def inception_score(logits: np.ndarray | torch.Tensor, n_splits: int = 10) -> tuple[float, float]:
+    """Inception Score of Salimans et al. (2016, "Improved techniques for training GANs").
+
+    With class probabilities p(y|x) = softmax(logits(x)) and, within a split of the samples, their
+    mean p(y) = (1/n) sum_x p(y|x),
+
+        IS = exp( (1/n) sum_x KL(p(y|x) || p(y)) )
+           = exp( (1/n) sum_x sum_y p(y|x) (log p(y|x) - log p(y)) ).
+
+    It lies in [1, C] for C classes: 1 when every sample gets the same prediction, C when every
+    prediction is one-hot and the classes are used equally often. As in the reference code
+    (openai/improved-gan, ``inception_score/model.py``) the samples are cut into ``n_splits``
+    contiguous splits, rows [s n / k, (s + 1) n / k) (integer division) for s = 0..k-1, without
+    shuffling (shuffle first if the samples are ordered, e.g. by class), the score is computed on
+    each, and the mean and the standard deviation (n denominator, ``np.std``) over the splits are
+    returned. The estimate depends on the split size, so compare values at equal sizes; published
+    values use 50,000 samples in 10 splits and the logits of the FID Inception network without
+    the fc bias (``scoresde.inception.inception_features``). Computed in float64 with a stable
+    log-softmax; a logit of -inf means probability 0.
+
+    Args:
+        logits: array (n, C) of class logits, n >= 2 ``n_splits``; entries may be -inf, but not nan
+            or +inf, and every row needs a finite entry.
+        n_splits: number of splits k, a positive integer.
+
+    Returns:
+        (mean, std) of the per-split scores; std is 0 for one split.
+
+    Raises:
+        ValueError: if ``logits`` is not 2-D with at least one class, ``n_splits`` is not a
+            positive integer, a split would hold fewer than 2 samples, or a row has nan, +inf or
+            no finite entry.
+    """
+    logits = to_numpy(logits)
+    if logits.ndim != 2 or logits.shape[1] < 1:
+        raise ValueError(f"logits must have shape (n, C) with C >= 1, got {logits.shape}")
+    if int(n_splits) != n_splits or n_splits < 1:
+        raise ValueError(f"n_splits must be a positive integer, got {n_splits}")
+    n, k = len(logits), int(n_splits)
+    if n < 2 * k:
+        raise ValueError(f"need at least 2 samples per split: n_splits = {k} needs n >= {2 * k}, "
+                         f"got {n}")
+    if np.isnan(logits).any() or np.isposinf(logits).any():
+        raise ValueError("logits must not contain nan or +inf")
+    row_max = logits.max(axis=1, keepdims=True)
+    if not np.isfinite(row_max).all():
+        raise ValueError("every row of logits needs at least one finite entry")
+    shifted = logits - row_max
+    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    probs = np.exp(log_probs)
+    scores = np.empty(k)
+    for s in range(k):
+        rows = slice(s * n // k, (s + 1) * n // k)
+        part, log_part = probs[rows], log_probs[rows]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            log_marginal = np.log(part.mean(axis=0))
+            terms = np.where(part > 0.0, part * (log_part - log_marginal), 0.0)
+        scores[s] = np.exp(terms.sum(axis=1).mean())
+    return float(scores.mean()), float(scores.std())

@@ -389,6 +389,23 @@ def _oracle_targets(config) -> list:
     return targets
 
 
+def _inception_metric_inputs(config, exp: Experiment, x_test: torch.Tensor):
+    """(inception_fn, real, train) for NetworkTarget when config.benchmark.inception_weights names the
+    FID Inception weights file (hash-checked, never downloaded); None otherwise."""
+    b = config.benchmark
+    if not b.inception_weights:
+        return None
+    from scoresde import inception
+
+    model = inception.load_fid_inception(b.inception_weights, device=exp.device, expected_sha256=b.inception_sha256 or None)
+    logging.info("FID Inception network loaded from %s (SHA-256 checked)", b.inception_weights)
+
+    def inception_fn(x: torch.Tensor):
+        return inception.inception_features(model, x.detach().float(), centered=config.data.centered)
+
+    return inception_fn, x_test, exp.x_train.cpu()
+
+
 def _checkpoint_target(config, workdir: Path):
     """The trained model of `workdir` (EMA weights), scored with a classifier trained on its data."""
     from scoresde import benchmark as bench
@@ -415,6 +432,7 @@ def _checkpoint_target(config, workdir: Path):
         f"{config.data.dataset}_{config.model.name}_{config.sde.name}", exp.sde, exp.score_fn, exp.train_data.shape,
         config.sampling.eps, config.benchmark.n_samples, feature_fn, feature_fn(x_test), feature_fn(exp.x_train),
         postprocess=lambda x: x.clamp(low, high), reference_rtol=config.benchmark.reference_rtol, device=exp.device,
+        inception=_inception_metric_inputs(config, exp, x_test),
     )
     target.classifier_info = {**info, "checkpoint": str(found), "step": checkpoint.step_of(found)}
     return target
@@ -446,7 +464,7 @@ def benchmark(config, workdir: str | Path) -> dict:
     grid = [bench.Sampler(name, name, _sampler_options_for(config, name), config.sampling.time_grid or None)
             for name in b.samplers]
     targets = _oracle_targets(config) if b.target == "oracle" else [_checkpoint_target(config, workdir)]
-    metric_names = type(targets[0]).metric_names
+    metric_names = targets[0].metric_names
     seeds = list(range(b.seeds))
     total = len(targets) * len(grid) * len(b.budgets) * len(seeds)
     bar = tqdm(total=total, desc="benchmark", disable=None if b.progress else True)
@@ -483,6 +501,11 @@ def benchmark(config, workdir: str | Path) -> dict:
                     f"examples (held-out accuracy {info['test_accuracy']:.3f} on {info['n_test']}; weights sha256 "
                     f"{info['weights_sha256'][:16]}); checkpoint step {info['step']}. fd and kid are local figures in this "
                     "feature space, not literature FID / KID.\n")
+            if "fid_inception" in metric_names:
+                f.write(f"\nfid_inception and inception_score: the FID Inception network (weights {b.inception_weights}, "
+                        f"SHA-256 checked), {b.n_samples} samples per run against the {info['n_test']} held-out images; "
+                        "FID's bias grows as the sample count falls, so compare these only at equal counts "
+                        "(literature FIDs use 50,000 samples).\n")
     logging.info("wrote %s", ", ".join(str(p) for p in files.values()))
     return {"n_records": len(records), "files": {k: str(v) for k, v in files.items()}}
 

@@ -170,3 +170,56 @@ def test_feature_classifier_is_deterministic():
     other = features.train_classifier(x, labels, seed=4, epochs=2)
     assert features.weights_hash(first) == features.weights_hash(second) != features.weights_hash(other)
     assert features.features(first, x).shape == (300, 128)
+
+
+def test_inception_metrics_join_the_network_target_when_weights_are_given():
+    """With an Inception function the target reports fid_inception (the Fréchet distance of its
+    features, with a floor from training images) and the Inception Score of its logits."""
+    import numpy as np
+
+    from scoresde import metrics
+
+    generator = torch.Generator().manual_seed(0)
+    real, train = torch.randn(40, 3, generator=generator), torch.randn(60, 3, generator=generator)
+    projection = torch.randn(3, 5, generator=generator)
+
+    def inception_fn(x):  # a stand-in network: features and logits are fixed linear maps
+        return (x.double() @ projection.double()).numpy(), (4.0 * x.double() @ projection.double()).numpy()
+
+    sde = VPSDE()
+    target = bench.NetworkTarget("toy", sde, lambda x, t: -x, (3,), 1e-3, 16, lambda x: x.double().numpy(),
+                                 real.double().numpy(), train.double().numpy(), reference_rtol=1e-3,
+                                 inception=(inception_fn, real, train))
+    assert target.metric_names[-2:] == ("fid_inception", "inception_score")
+    assert bench.NetworkTarget.metric_names[-1] == "flow_rms"  # the class default is untouched
+    x = torch.randn(16, 3, generator=generator)
+    result = target.evaluate(x, seed=0)
+    expected = metrics.frechet_distance_from_samples(inception_fn(x)[0], inception_fn(real)[0])
+    assert result["fid_inception"] == pytest.approx(expected, rel=1e-12)
+    assert result["inception_score"] == pytest.approx(metrics.inception_score(inception_fn(x)[1], n_splits=8)[0], rel=1e-12)
+    assert np.isfinite(result["fid_inception_floor"]) and result["fid_inception_floor"] >= 0
+
+
+def test_checkpoint_benchmark_loads_the_inception_weights_it_is_given(tmp_path):
+    """config.benchmark.inception_weights: the file is hash-checked (a wrong digest is refused) and
+    the network maps model-space digits to 2048 features and 1008 logits."""
+    import importlib
+
+    from scoresde import inception, run_lib
+
+    path = tmp_path / "weights.pth"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        torch.save(inception.FIDInceptionV3().state_dict(), path)
+    config = importlib.import_module("configs.digits_mlp_vp").get_config()
+    config.device = "cpu"
+    config.benchmark.inception_weights = str(path)
+    exp = run_lib.Experiment(config)
+    with pytest.raises(ValueError, match="SHA-256"):  # the default digest is the real file's
+        run_lib._inception_metric_inputs(config, exp, exp.x_train[:2])
+    config.benchmark.inception_sha256 = inception.sha256_of_file(path)
+    inception_fn, real, train = run_lib._inception_metric_inputs(config, exp, exp.x_train[:2])
+    features, logits = inception_fn(real)
+    assert features.shape == (2, 2048) and logits.shape == (2, 1008) and len(train) == len(exp.x_train)
+    config.benchmark.inception_weights = ""
+    assert run_lib._inception_metric_inputs(config, exp, exp.x_train[:2]) is None

@@ -165,3 +165,15 @@ def test_rule_helpers():
     assert sequence_of(integer(min=1), min_len=1)("k", []) == ["config.k must have at least 1 element(s), got []"]
     assert sequence_of(integer(min=1))("k", [1, 2]) == []
     assert config_schema.like(0.5)("k", 1) == [] and config_schema.like(0.5)("k", "0.5")
+
+
+def test_inception_digest_must_be_sha256_hex():
+    from configs.base import get_config
+    from scoresde import config_schema
+
+    config = get_config()
+    config.benchmark.inception_sha256 = "6726825d"
+    with pytest.raises(ValueError, match="64 hexadecimal digits"):
+        config_schema.check(config)
+    config.benchmark.inception_sha256 = "ab" * 32
+    config_schema.check(config)
