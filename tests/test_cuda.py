@@ -167,3 +167,16 @@ def test_smc_inpainting_and_colorization_run_on_cuda():
     x, _ = controllable.colorize("ddim", sde, score, gray, steps=10, generator=torch.Generator("cuda").manual_seed(3))
     assert x.is_cuda and x.shape == (4, 3, 2, 2)
     torch.testing.assert_close(x.mean(dim=1, keepdim=True), gray, rtol=0, atol=1e-10)
+
+
+def test_fid_inception_on_cuda_matches_the_cpu():
+    from scoresde.inception import FIDInceptionV3, inception_features
+
+    torch.manual_seed(0)
+    model = FIDInceptionV3().eval()
+    images = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(1))  # gray digits-sized, resized to 299
+    cpu = inception_features(model, images)
+    gpu = inception_features(model.cuda(), images)
+    for a, b in zip(gpu, cpu):
+        assert a.shape == b.shape
+        torch.testing.assert_close(torch.as_tensor(a), torch.as_tensor(b), rtol=1e-3, atol=1e-3)
