@@ -20,9 +20,16 @@ A sampler is a name of `scoresde.samplers.available()`, or a function of your ow
 signature of `samplers.sample` restricted to `(sde, score_fn, *, x_T, steps, eps, **options) ->
 (x, info)` with `info["nfe"]`, given with a label: `Sampler("mine", my_function, {...})`.
 
+In configs a grid entry is a *spec* string, `parse_sampler_spec`: `"name"`, `"name@grid"` (a time
+grid) and/or `"name:key=value,key=value"` (options), e.g. `"unipc@karras"`,
+`"predictor_corrector:snr=0.16,corrector_steps=2"`, `"probability_flow:rtol=1e-3"`: the same sampler
+with several options or grids makes an option sweep, each spec one line of the report.
+
 Budgets are in score evaluations (NFE). Each sampler's evaluations per step are measured once (dry
 runs on one example, read from `info["nfe"]`), and the step count is the largest that fits the budget
-including the final denoising evaluation. Wall time is measured per run; `overhead_ms_per_step`
+including the final denoising evaluation. Samplers whose evaluations do not depend on the step count
+(the adaptive `probability_flow`, whose NFE its tolerance sets) run once per seed, outside the
+budgets: their records have budget 0, shown as "adaptive" in the report. Wall time is measured per run; `overhead_ms_per_step`
 is the wall time minus the time the score function alone takes for that many evaluations (measured
 on the same batch), per step.
 """
@@ -31,6 +38,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import ast
 import json
 import math
 import time
@@ -74,6 +82,41 @@ class Sampler:
         if isinstance(self.sampler, str):
             return samplers.sample(self.sampler, sde, score_fn, x_T=x_T, steps=steps, eps=eps, generator=generator, **options)
         return self.sampler(sde, score_fn, x_T=x_T, steps=steps, eps=eps, generator=generator, **options)
+
+
+def _literal(text: str) -> Any:
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare word: a string option such as a method name
+
+
+def parse_sampler_spec(spec: str, base_options: dict | None = None) -> Sampler:
+    """A `Sampler` from "name[@time_grid][:key=value,...]", labelled by the spec itself.
+
+    Values are Python literals (1e-3, 2, True, 'dopri5') or bare words (strings). `base_options`
+    (e.g. the config's sampling options that apply to this sampler) are overridden by the spec's.
+
+    Raises:
+        ValueError: unknown sampler, time grid or option (listing the valid ones), or a malformed spec.
+    """
+    head, _, tail = spec.partition(":")
+    name, _, grid = head.partition("@")
+    if name not in samplers.available():
+        raise ValueError(f"sampler spec {spec!r}: unknown sampler {name!r}; available: {', '.join(samplers.available())}")
+    if grid and grid not in samplers.TIME_GRIDS:
+        raise ValueError(f"sampler spec {spec!r}: unknown time grid {grid!r}; valid: {', '.join(samplers.TIME_GRIDS)}")
+    valid = samplers.sampler_options(name) - {"time_grid"}
+    options = dict(base_options or {})
+    for item in filter(None, (part.strip() for part in tail.split(","))):
+        key, equals, value = item.partition("=")
+        key = key.strip()
+        if not equals or not key:
+            raise ValueError(f"sampler spec {spec!r}: options must be key=value, got {item!r}")
+        if key not in valid:
+            raise ValueError(f"sampler spec {spec!r}: {name} has no option {key!r}; valid: {', '.join(sorted(valid)) or 'none'}")
+        options[key] = _literal(value.strip())
+    return Sampler(spec, name, options, grid or None)
 
 
 class OracleTarget:
@@ -305,8 +348,9 @@ def run(target, grid: Sequence[Sampler], budgets: Sequence[int], *, seeds: Seque
     results = []
     for sampler in grid:
         per_step, constant = evaluations_per_step(sampler, target)
-        for budget in budgets:
-            steps = steps_for_budget(per_step, constant, budget)
+        adaptive = per_step == 0  # its NFE does not depend on the steps: one run per seed, budget 0
+        for budget in [0] if adaptive else budgets:
+            steps = 1 if adaptive else steps_for_budget(per_step, constant, budget)
             if steps is None:
                 continue
             for seed in seeds:
@@ -345,7 +389,8 @@ def summarize(records: Iterable[dict], metric_names: Sequence[str]) -> list[dict
         groups.setdefault((r["target"], r["sampler"], r["budget"]), []).append(r)
     rows = []
     for (target, sampler, budget), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
-        row = {"target": target, "sampler": sampler, "budget": budget, "nfe": group[0]["nfe"], "steps": group[0]["steps"],
+        row = {"target": target, "sampler": sampler, "budget": budget, "nfe": round(float(np.mean([r["nfe"] for r in group]))),
+               "steps": group[0]["steps"],
                "time_grid": group[0]["time_grid"], "n_seeds": len(group), "n_samples": group[0]["n_samples"]}
         for name in (*metric_names, "wall_seconds", "overhead_ms_per_step"):
             mean, half = metrics.mean_confidence_interval([r[name] for r in group])
@@ -382,7 +427,7 @@ def markdown_table(rows: list[dict], metric_names: Sequence[str]) -> str:
             block = [r for r in part if r["budget"] == budget]
             best = {m: _best(m, [r[m] for r in block]) for m in metric_names}
             for r in block:
-                cells = [str(budget), r["sampler"], str(r["nfe"])]
+                cells = [str(budget) if budget else "adaptive", r["sampler"], str(r["nfe"])]
                 for m in metric_names:
                     text = _format(r[m], r[f"{m}_ci95"])
                     cells.append(f"**{text}**" if r[m] == best[m] else text)

@@ -97,6 +97,19 @@ def hex_digest() -> Rule:
     return rule
 
 
+def sampler_spec() -> Rule:
+    """A benchmark grid entry, "name[@time_grid][:key=value,...]" (`benchmark.parse_sampler_spec`)."""
+    def rule(key, value):
+        if not isinstance(value, str):
+            return [_line(key, f"must be a sampler spec string, got {_got(value)}")]
+        try:
+            benchmark.parse_sampler_spec(value)
+        except ValueError as error:
+            return [_line(key, str(error))]
+        return []
+    return rule
+
+
 def one_of(names, what: str = "value") -> Rule:
     """One of `names` (same type too: True is not 1); `what` names the kind in the message ('SDE')."""
     names = tuple(names)
@@ -215,7 +228,7 @@ RULES: dict[str, Rule] = {
         "benchmark", target=one_of(("oracle", "checkpoint"), "target"),
         problems=sequence_of(one_of(benchmark.ORACLE_PROBLEMS, "problem"), min_len=1),
         sdes=sequence_of(one_of(SDES, "SDE"), min_len=1),
-        samplers=sequence_of(one_of(samplers.available(), "sampler"), min_len=1),
+        samplers=sequence_of(sampler_spec(), min_len=1),
         budgets=sequence_of(count, min_len=1), seeds=count, n_samples=integer(min=4), plot_budget=count,
         reference_rtol=positive, progress=flag, inception_weights=text(), inception_sha256=hex_digest(),
     ),

@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -450,9 +451,6 @@ def benchmark(config, workdir: str | Path) -> dict:
     from scoresde import benchmark as bench
 
     b = config.benchmark
-    unknown = [s for s in b.samplers if s not in samplers.available()]
-    if unknown:
-        raise ValueError(f"config.benchmark.samplers: unknown {unknown}; available: {samplers.available()}")
     if b.target not in ("oracle", "checkpoint"):
         raise ValueError(f"config.benchmark.target must be 'oracle' or 'checkpoint', got {b.target!r}")
     if b.seeds < 1 or b.n_samples < 4 or not b.budgets or min(b.budgets) < 1:
@@ -461,8 +459,12 @@ def benchmark(config, workdir: str | Path) -> dict:
     out = workdir / "benchmark"
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
-    grid = [bench.Sampler(name, name, _sampler_options_for(config, name), config.sampling.time_grid or None)
-            for name in b.samplers]
+    grid = []
+    for spec in b.samplers:
+        sampler = bench.parse_sampler_spec(spec, _sampler_options_for(config, spec.partition(":")[0].partition("@")[0]))
+        if sampler.time_grid is None and config.sampling.time_grid:
+            sampler = bench.Sampler(sampler.label, sampler.sampler, sampler.options, config.sampling.time_grid)
+        grid.append(sampler)
     targets = _oracle_targets(config) if b.target == "oracle" else [_checkpoint_target(config, workdir)]
     metric_names = targets[0].metric_names
     seeds = list(range(b.seeds))
@@ -479,7 +481,7 @@ def benchmark(config, workdir: str | Path) -> dict:
     plot_target = targets[0]
     for sampler in grid:
         per_step, constant = bench.evaluations_per_step(sampler, plot_target)
-        steps = bench.steps_for_budget(per_step, constant, b.plot_budget)
+        steps = 1 if per_step == 0 else bench.steps_for_budget(per_step, constant, b.plot_budget)  # 0: adaptive
         if steps is not None:
             with torch.no_grad():
                 x, info = sampler.run(plot_target.sde, plot_target.score_fn, x_T=plot_target.initial_noise(0), steps=steps,
@@ -492,7 +494,7 @@ def benchmark(config, workdir: str | Path) -> dict:
     else:
         files = bench.write_report(records, out, metric_names, title=title)
         for label, x in samples.items():
-            path = out / f"samples_{label.split()[0]}_{b.plot_budget}nfe.png"
+            path = out / f"samples_{re.sub(r'[^A-Za-z0-9_.-]+', '_', label.rsplit(' (', 1)[0])}_{b.plot_budget}nfe.png"
             _save_pictures_to(x, config, path)
             files[f"samples_{label}"] = path
         info = plot_target.classifier_info

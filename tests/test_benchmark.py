@@ -94,6 +94,40 @@ def test_grid_errors(ring_vp):
         bench.oracle_target("spiral", "vpsde", 10)
 
 
+def test_sampler_specs_sweep_options_and_grids(ring_vp):
+    """"name@grid:key=value" specs: the same sampler with other options or grids is another line;
+    the adaptive flow runs once per seed outside the budgets, tighter tolerances more accurate."""
+    specs = ["dpmpp_2m", "dpmpp_2m@karras", "dpmpp_3m:lower_order_final=False", "probability_flow:rtol=1e-3,atol=1e-3",
+             "probability_flow:rtol=1e-6,atol=1e-6"]
+    grid = [bench.parse_sampler_spec(spec) for spec in specs]
+    assert grid[1].time_grid == "karras" and grid[2].options == {"lower_order_final": False}
+    assert grid[3].options == {"rtol": 1e-3, "atol": 1e-3} and grid[3].label == specs[3]
+    records = bench.run(ring_vp, grid, [10, 20], seeds=[0])
+    by = {(r["sampler"], r["budget"]): r for r in records}
+    assert len(records) == 3 * 2 + 2 and by[(specs[1], 10)]["time_grid"] == "karras"
+    assert by[(specs[0], 10)]["flow_rms"] != by[(specs[1], 10)]["flow_rms"]  # the grid changed the result
+    loose, tight = by[(specs[3], 0)], by[(specs[4], 0)]
+    assert tight["nfe"] > loose["nfe"] > 20 and tight["flow_rms"] < loose["flow_rms"]  # (floored near 1e-4 by eps)
+    assert "| adaptive | probability_flow:rtol=1e-6,atol=1e-6 |" in bench.markdown_table(
+        bench.summarize(records, bench.OracleTarget.metric_names), bench.OracleTarget.metric_names)
+    base = bench.parse_sampler_spec("unipc:predictor_order=3", {"predictor_order": 2, "interpolate_in": "s"})
+    assert base.options == {"predictor_order": 3, "interpolate_in": "s"}  # the spec overrides the base options
+
+
+@pytest.mark.parametrize("spec, message", [("unipcc", "unknown sampler 'unipcc'"), ("unipc@karrass", "unknown time grid"),
+                                           ("unipc:foo=1", "no option 'foo'; valid: "), ("unipc:predictor_order", "key=value")])
+def test_bad_sampler_specs_are_named(spec, message):
+    from configs.base import get_config
+    from scoresde import config_schema
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        bench.parse_sampler_spec(spec)
+    config = get_config()
+    config.benchmark.samplers = ("ddim", spec)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        config_schema.check(config)
+
+
 def test_report_files_and_table(ring_vp, tmp_path):
     records = bench.run(ring_vp, [bench.Sampler("ddim"), bench.Sampler("unipc")], [6, 10], seeds=[0, 1])
     files = bench.write_report(records, tmp_path, bench.OracleTarget.metric_names, samples={"ddim": ring_vp.data})
@@ -110,7 +144,7 @@ def test_main_benchmark_mode_end_to_end_and_resume(tmp_path):
     args = [sys.executable, str(ROOT / "main.py"), "--config", str(ROOT / "configs/benchmark/oracle_fast.py"),
             "--workdir", str(tmp_path), "--mode", "benchmark", "--config.benchmark.n_samples=100",
             "--config.benchmark.budgets=(6,10)", "--config.benchmark.seeds=2", "--config.benchmark.problems=('ring',)",
-            "--config.benchmark.samplers=('ddim','heun','dpmpp_2m')", "--config.benchmark.plot_budget=6"]
+            "--config.benchmark.samplers=('ddim','heun','dpmpp_2m@karras')", "--config.benchmark.plot_budget=6"]
     first = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     out = tmp_path / "benchmark"
