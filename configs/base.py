@@ -105,7 +105,9 @@ def get_config() -> ml_collections.ConfigDict:
     sampling.sampler = "euler_maruyama"  # any of scoresde.samplers.available()
     sampling.steps = 1000
     sampling.eps = 1e-3
-    sampling.time_grid = ""  # "uniform", "log_snr", "karras"; "" for the sampler's default
+    sampling.time_grid = ""  # "uniform", "log_snr", "karras"; "" for the sampler's default; "tuned" (ODE solvers; samples of train / sample mode)
+    sampling.tune_samples = 256  # time_grid "tuned": starting points the grid is tuned on (samplers.tune_time_grid)
+    sampling.tune_evaluations = 400  # time_grid "tuned": sampler runs the search may spend
     # Sampler options: each is passed only to the samplers that take it.
     sampling.predictor = "reverse_diffusion"  # predictor_corrector: reverse_diffusion, euler_maruyama, ancestral, none
     sampling.corrector = "langevin"  # predictor_corrector: langevin, none

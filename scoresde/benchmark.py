@@ -39,6 +39,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import ast
+import difflib
 import json
 import math
 import time
@@ -102,10 +103,16 @@ def parse_sampler_spec(spec: str, base_options: dict | None = None) -> Sampler:
     """
     head, _, tail = spec.partition(":")
     name, _, grid = head.partition("@")
+    def hint(word, names):
+        close = difflib.get_close_matches(word, names, n=1, cutoff=0.7)
+        return f" (did you mean {close[0]!r}?)" if close else ""
+
     if name not in samplers.available():
-        raise ValueError(f"sampler spec {spec!r}: unknown sampler {name!r}; available: {', '.join(samplers.available())}")
+        raise ValueError(f"sampler spec {spec!r}: unknown sampler {name!r}{hint(name, samplers.available())}; "
+                         f"available: {', '.join(samplers.available())}")
     if grid and grid not in samplers.TIME_GRIDS:
-        raise ValueError(f"sampler spec {spec!r}: unknown time grid {grid!r}; valid: {', '.join(samplers.TIME_GRIDS)}")
+        raise ValueError(f"sampler spec {spec!r}: unknown time grid {grid!r}{hint(grid, samplers.TIME_GRIDS)}; "
+                         f"valid: {', '.join(samplers.TIME_GRIDS)}")
     valid = samplers.sampler_options(name) - {"time_grid"}
     options = dict(base_options or {})
     for item in filter(None, (part.strip() for part in tail.split(","))):

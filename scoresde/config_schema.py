@@ -215,7 +215,7 @@ RULES: dict[str, Rule] = {
     ),
     **_section(
         "sampling", sampler=one_of(samplers.available(), "sampler"), steps=count, eps=positive,
-        time_grid=one_of(("",) + tuple(samplers.TIME_GRIDS), "time grid"),
+        time_grid=one_of(("", "tuned") + tuple(samplers.TIME_GRIDS), "time grid"), tune_samples=count, tune_evaluations=count,
         predictor=one_of(PREDICTORS, "predictor"), corrector=one_of(CORRECTORS, "corrector"), order=one_of(ORDERS, "order"),
         snr=positive, corrector_steps=count, steps_per_level=count, step_rule=one_of(STEP_RULES, "step rule"),
         rtol=positive, atol=positive, method=text(),  # method: the backend's methods are a cross-key check
@@ -316,6 +316,9 @@ def _cross_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
         flippable = ", ".join(n for n in data.DATASETS if n not in data.NO_FLIP_DATASETS)
         yield "data.random_flip", (f"left-right flips do not make sense for dataset {d.dataset!r} (toy points are no "
                                    f"images, mirrored digits are no digits); use it with {flippable}")
+    if fine("sampling.time_grid", "sampling.sampler") and s.time_grid == "tuned" and s.sampler not in samplers.DETERMINISTIC:
+        yield "sampling.time_grid", (f"'tuned' needs a fixed-step ODE solver ({', '.join(samplers.DETERMINISTIC)}), "
+                                     f"not {s.sampler!r}: the grid is tuned against the flow's solution")
     if fine("sampling.method", "sampling.backend") and s.method not in ("",) + ADAPTIVE_METHODS[s.backend]:
         yield "sampling.method", (f"unknown method {s.method!r} for backend {s.backend!r}; "
                                   f"allowed: '' (the default), {', '.join(ADAPTIVE_METHODS[s.backend])}")

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from scoresde import checkpoint, controllable, data, features, losses, plotting, samplers
 from scoresde.models.classifier import NoiseConditionalClassifier
 from scoresde.models.ema import ExponentialMovingAverage
-from scoresde.run_lib import Experiment, sampler_options, to_data_space, to_model_tensor
+from scoresde.run_lib import Experiment, named_time_grid, sampler_options, to_data_space, to_model_tensor
 
 CLASSIFIER_DIR = "classifier"
 
@@ -185,7 +185,7 @@ def inpaint(config, workdir: str | Path) -> dict:
     else:
         x, info = controllable.inpaint(s.sampler, exp.sde, exp.score_fn, x_true, mask, noise=c.noise or None, generator=generator,
                                        steps=None if s.sampler == "probability_flow" else s.steps, eps=s.eps, denoise=s.denoise,
-                                       time_grid=s.time_grid or None, **sampler_options(config))
+                                       time_grid=named_time_grid(config, 'controllable'), **sampler_options(config))
     seconds = time.perf_counter() - start
     out = workdir / "inpaint" / (f"smc_{c.particles}" if c.method == "smc" else s.sampler)
     out.mkdir(parents=True, exist_ok=True)
@@ -227,7 +227,7 @@ def colorize(config, workdir: str | Path) -> dict:
     else:
         x, info = controllable.colorize(s.sampler, exp.sde, exp.score_fn, gray, noise=c.noise or None, generator=generator,
                                         steps=None if s.sampler == "probability_flow" else s.steps, eps=s.eps, denoise=s.denoise,
-                                        time_grid=s.time_grid or None, **sampler_options(config))
+                                        time_grid=named_time_grid(config, 'controllable'), **sampler_options(config))
     seconds = time.perf_counter() - start
     out = workdir / "colorize" / (f"smc_{c.particles}" if c.method == "smc" else s.sampler)
     out.mkdir(parents=True, exist_ok=True)
@@ -282,7 +282,7 @@ def conditional(config, workdir: str | Path) -> dict:
         start = time.perf_counter()
         x, info = samplers.sample(s.sampler, exp.sde, guided_for(labels, scale), (len(labels), *exp.train_data.shape),
                                   steps=None if s.sampler == "probability_flow" else s.steps, eps=s.eps, denoise=s.denoise,
-                                  generator=generator, device=exp.device, time_grid=s.time_grid or None, **sampler_options(config))
+                                  generator=generator, device=exp.device, time_grid=named_time_grid(config, 'controllable'), **sampler_options(config))
         seconds = time.perf_counter() - start
         images = to_data_space(config, x, exp.train_data.is_image)
         recognised = float((_predict(clean, torch.as_tensor(to_model_tensor_like(config, images))) == labels.cpu()).float().mean())

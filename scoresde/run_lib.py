@@ -128,6 +128,20 @@ def validate(config) -> None:
     config_schema.check(config)
 
 
+def named_time_grid(config, mode: str) -> str | None:
+    """config.sampling.time_grid for modes that take a named grid only ("" -> the sampler's default).
+
+    Raises:
+        ValueError: for "tuned", which only the train and sample modes tune (Experiment.sample).
+    """
+    grid = config.sampling.time_grid
+    if grid == "tuned":
+        raise ValueError(f"config.sampling.time_grid='tuned' is tuned by --mode sample and training samples only, not by "
+                         f"--mode {mode}; name a grid ({', '.join(samplers.TIME_GRIDS)}) or tune one with "
+                         "samplers.tune_time_grid and pass it from Python")
+    return grid or None
+
+
 def sampler_options(config) -> dict:
     """The config.sampling values that the chosen sampler takes as options (empty strings skipped)."""
     accepted = samplers.sampler_options(config.sampling.sampler)
@@ -163,11 +177,35 @@ class Experiment:
         warmup = self.config.optim.warmup
         return self.config.optim.lr * min(1.0, (step + 1) / warmup) if warmup else self.config.optim.lr
 
+    def tuned_time_grid(self, seed: int) -> torch.Tensor:
+        """The configured sampler's grid tuned to this network (sampling.time_grid = "tuned"): on
+        sampling.tune_samples starting points of their own seed, against the network's flow solved
+        by the adaptive solver (`samplers.tune_time_grid`); computed once per Experiment."""
+        s = self.config.sampling
+        if getattr(self, "_tuned_grid", None) is None:
+            self.model.eval()
+            x_T = self.sde.prior_sampling((s.tune_samples, *self.train_data.shape),
+                                          generator=torch.Generator(self.device).manual_seed(seed + 104729), device=self.device)
+
+            def run(x, grid):
+                return samplers.sample(s.sampler, self.sde, self.score_fn, x_T=x, time_grid=grid, denoise=s.denoise,
+                                       **sampler_options(self.config))[0]
+
+            start = time.perf_counter()
+            init = samplers.DEFAULT_TIME_GRIDS.get(s.sampler, "log_snr")
+            self._tuned_grid, info = samplers.tune_time_grid(run, self.sde, x_T, s.steps, score_fn=self.score_fn, init=init,
+                                                             eps=s.eps, max_evaluations=s.tune_evaluations)
+            logging.info("tuned the %s grid of %d steps in %.0f s: RMS to the flow %.3g (from %s) -> %.3g; times %s", s.sampler,
+                         s.steps, time.perf_counter() - start, info["rms_initial"], init, info["rms"],
+                         [round(t, 5) for t in self._tuned_grid.tolist()])
+        return self._tuned_grid
+
     def sample(self, n: int, *, seed: int, progress: bool = False) -> tuple[torch.Tensor, dict]:
         """n samples (in model space) with the configured sampler, in batches, in eval mode."""
         s = self.config.sampling
         if n == 0:  # a process's share of a sharded draw can be empty
             return torch.empty((0, *self.train_data.shape), device=self.device), {"nfe": 0}
+        time_grid = self.tuned_time_grid(seed) if s.time_grid == "tuned" else (s.time_grid or None)
         generator = torch.Generator(self.device).manual_seed(seed)
         self.model.eval()
         chunks, info = [], {}
@@ -176,7 +214,7 @@ class Experiment:
             shape = (min(s.batch_size, n - start), *self.train_data.shape)
             x, info = samplers.sample(
                 s.sampler, self.sde, self.score_fn, shape, steps=None if s.sampler == "probability_flow" else s.steps,
-                eps=s.eps, denoise=s.denoise, generator=generator, device=self.device, time_grid=s.time_grid or None,
+                eps=s.eps, denoise=s.denoise, generator=generator, device=self.device, time_grid=time_grid,
                 callback=lambda i, k: bar.update(1), **sampler_options(self.config),
             )
             chunks.append(x)
@@ -284,7 +322,8 @@ def sample(config, workdir: str | Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "samples.npz", samples=samples, step=step, nfe=info["nfe"])
     _save_pictures(exp, samples, out / "samples.png")
-    figures = {"checkpoint": str(found), "ema": config.sampling.use_ema, "nfe": info["nfe"], **quality(exp, samples)}
+    figures = {"checkpoint": str(found), "ema": config.sampling.use_ema, "nfe": info["nfe"],
+               "time_grid": [round(t, 6) for t in info["time_grid"].tolist()], **quality(exp, samples)}
     (out / "quality.json").write_text(json.dumps(figures, indent=2))
     logging.info("wrote %s; quality: %s", out, json.dumps(figures))
     return figures
@@ -462,7 +501,7 @@ def benchmark(config, workdir: str | Path) -> dict:
     grid = []
     for spec in b.samplers:
         sampler = bench.parse_sampler_spec(spec, _sampler_options_for(config, spec.partition(":")[0].partition("@")[0]))
-        if sampler.time_grid is None and config.sampling.time_grid:
+        if sampler.time_grid is None and named_time_grid(config, "benchmark"):
             sampler = bench.Sampler(sampler.label, sampler.sampler, sampler.options, config.sampling.time_grid)
         grid.append(sampler)
     targets = _oracle_targets(config) if b.target == "oracle" else [_checkpoint_target(config, workdir)]

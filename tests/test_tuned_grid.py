@@ -64,3 +64,23 @@ def test_tune_time_grid_errors():
         tune_time_grid(run, sde, x_T, 3, reference=torch.zeros(4, 3))
     with pytest.raises(ValueError, match="steps must be an integer"):
         tune_time_grid(run, sde, x_T, 0, reference=x_T)
+
+
+def test_sample_mode_tunes_the_grid_of_a_trained_model(tmp_path):
+    """sampling.time_grid = "tuned": sample mode tunes the solver's grid to the network and records it;
+    other modes and stochastic samplers refuse it by name."""
+    from scoresde import run_controllable, run_lib
+    from tests.test_training import tiny_config
+
+    config = tiny_config(**{"sampling.sampler": "dpmpp_2m", "sampling.steps": 4, "sampling.time_grid": "tuned",
+                            "sampling.tune_samples": 32, "sampling.tune_evaluations": 20, "training.sample_freq": 0})
+    run_lib.train(config, tmp_path)
+    figures = run_lib.sample(config, tmp_path)
+    grid = torch.tensor(figures["time_grid"])
+    assert len(grid) == 5 and bool(torch.all(grid[1:] < grid[:-1]))
+    assert not torch.allclose(grid, samplers.get_time_grid("log_snr", VPSDE(), 4, 1e-3).float(), atol=1e-6)  # it moved
+    with pytest.raises(ValueError, match="'tuned' needs a fixed-step ODE solver"):
+        run_lib.validate(tiny_config(**{"sampling.time_grid": "tuned", "sampling.sampler": "ancestral"}))
+    with pytest.raises(ValueError, match="not by --mode benchmark"):
+        run_lib.named_time_grid(config, "benchmark")
+    assert run_controllable.named_time_grid is run_lib.named_time_grid

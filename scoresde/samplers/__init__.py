@@ -36,6 +36,7 @@ from scoresde.samplers.langevin import annealed_langevin, langevin_step
 from scoresde.samplers.ode import ddim, ddim_step, dpm_solver_pp, dpmpp_2m, dpmpp_3m, heun, ipndm, lms, ode_euler, unipc
 from scoresde.samplers.predictor_corrector import predictor_corrector, reverse_diffusion, reverse_diffusion_step
 from scoresde.samplers.time_grids import TIME_GRIDS, get_time_grid
+from scoresde.samplers.tuned_grid import tune_time_grid
 from scoresde.score import denoise as tweedie_denoise
 from scoresde.sde_lib import SDE
 
@@ -240,6 +241,7 @@ __all__ = [
     "DETERMINISTIC",
     "SAMPLERS",
     "TIME_GRIDS",
+    "tune_time_grid",
     "ancestral",
     "ancestral_step",
     "annealed_langevin",
