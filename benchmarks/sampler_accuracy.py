@@ -190,7 +190,7 @@ def main() -> None:
         print_table(records)
     if not args.no_overhead:
         print("\n## sampler overhead per step, 4096 x 64 float32, free score (median of 9)")
-        for name in ("euler_maruyama", "ancestral", "ddim", "dpmpp_2m", "dpmpp_3m", "ipndm", "lms", "heun"):
+        for name in ("euler_maruyama", "ancestral", "ddim", "dpmpp_2m", "dpmpp_3m", "ipndm", "lms", "unipc", "heun"):
             print(f"  {name:15s} {overhead_per_step(name) * 1e3:.3f} ms")
 
 
