@@ -12,9 +12,16 @@ def python_blocks():
     return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 
+def block_with(marker: str) -> str:
+    """The one README python block that contains `marker` (robust to blocks added elsewhere)."""
+    found = [b for b in python_blocks() if marker in b]
+    assert len(found) == 1, f"{len(found)} README python blocks contain {marker!r}"
+    return found[0]
+
+
 def test_library_example_runs(capsys):
     namespace: dict = {}
-    exec(compile(python_blocks()[0], "README.md", "exec"), namespace)
+    exec(compile(block_with('make_toy'), "README.md", "exec"), namespace)
     x, info = namespace["x"], namespace["info"]
     assert x.shape == (500, 2) and torch.isfinite(x).all()
     assert info["nfe"] == 501
@@ -23,7 +30,7 @@ def test_library_example_runs(capsys):
 
 def test_sampler_example_runs(capsys):
     namespace: dict = {}
-    exec(compile(python_blocks()[1], "README.md", "exec"), namespace)
+    exec(compile(block_with('samplers.sample("dpmpp_3m"'), "README.md", "exec"), namespace)
     assert namespace["info"]["nfe"] == 20
     assert namespace["x"].shape == (1000, 2)
     assert "dpmpp_3m" in capsys.readouterr().out
@@ -31,7 +38,7 @@ def test_sampler_example_runs(capsys):
 
 def test_user_defined_sde_example_runs(capsys):
     namespace: dict = {}
-    exec(compile(python_blocks()[2], "README.md", "exec"), namespace)
+    exec(compile(block_with('from scoresde.sde_lib import SDE'), "README.md", "exec"), namespace)
     assert namespace["info"]["nfe"] == 20
     x = namespace["x"]
     assert x.shape == (1000, 2) and torch.isfinite(x).all()
@@ -42,7 +49,7 @@ def test_user_defined_sde_example_runs(capsys):
 
 def test_benchmark_example_runs(capsys):
     namespace: dict = {}
-    exec(compile(python_blocks()[3], "README.md", "exec"), namespace)
+    exec(compile(block_with('from scoresde import VPSDE, benchmark, oracle'), "README.md", "exec"), namespace)
     rows = {(r["sampler"], r["nfe"]): r for r in namespace["benchmark"].summarize(namespace["records"], ["flow_rms"])}
     assert set(rows) == {("my_euler", 10), ("my_euler", 20), ("dpmpp_2m", 10), ("dpmpp_2m", 20)}
     assert rows["dpmpp_2m", 20]["flow_rms"] < rows["my_euler", 20]["flow_rms"]  # second order beats Euler
@@ -52,7 +59,7 @@ def test_benchmark_example_runs(capsys):
 
 def test_likelihood_example_runs(capsys):
     namespace: dict = {}
-    exec(compile(python_blocks()[4], "README.md", "exec"), namespace)
+    exec(compile(block_with('from scoresde import likelihood'), "README.md", "exec"), namespace)
     logp, true = namespace["logp"], namespace["true"]
     assert (logp - true).abs().max() < 0.05  # the p_T-vs-prior mismatch; the solver's own error is far below
     assert namespace["z"].shape == (64, 2)
@@ -61,8 +68,17 @@ def test_likelihood_example_runs(capsys):
 
 def test_controllable_example_runs(capsys):
     namespace: dict = {}
-    exec(compile(python_blocks()[5], "README.md", "exec"), namespace)
+    exec(compile(block_with('from scoresde import controllable, samplers'), "README.md", "exec"), namespace)
     assert float(namespace["in_class"].double().mean()) > 0.99
     replaced, particles = namespace["replaced"], namespace["particles"]
     assert float((particles[0, :, 1] > 0).double().mean()) > 0.97 > float((replaced[:, 1] > 0).double().mean())
     assert "SMC" in capsys.readouterr().out
+
+
+def test_tuned_grid_example_runs(capsys):
+    namespace: dict = {}
+    exec(compile(block_with("tune_time_grid"), "README.md", "exec"), namespace)
+    rms, run, x_T, grid = namespace["rms"], namespace["run"], namespace["x_T"], namespace["grid"]
+    sde, samplers = namespace["sde"], namespace["samplers"]
+    assert rms(run(x_T, grid)) < 0.7 * rms(run(x_T, samplers.get_time_grid("log_snr", sde, 9, 1e-5)))  # on held-out noise
+    assert "tuned on other noise" in capsys.readouterr().out
