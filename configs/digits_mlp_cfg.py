@@ -10,8 +10,8 @@ training labels are replaced by "no class", so the one network also learns the u
 from configs.digits_mlp_vp import get_config as digits_config
 
 
-def get_config():
-    config = digits_config()
+def with_classifier_free_guidance(config):
+    """A class embedding, 10 % of the labels dropped to "no class", and guided grids at scales 0, 1, 2, 4."""
     config.model.num_classes = 10
     config.training.label_dropout = 0.1
     config.sampling.sampler = "dpmpp_2m"
@@ -19,3 +19,7 @@ def get_config():
     config.controllable.guidance = "free"
     config.controllable.scales = "0,1,2,4"
     return config
+
+
+def get_config():
+    return with_classifier_free_guidance(digits_config())

@@ -8,15 +8,9 @@ by "no class", so the one network learns both the conditional and the unconditio
     python main.py --config configs/digits_unet_cfg.py --workdir runs/unet_cfg --mode conditional   # guided grids
 """
 
+from configs.digits_mlp_cfg import with_classifier_free_guidance
 from configs.digits_unet_vp import get_config as digits_unet_config
 
 
 def get_config():
-    config = digits_unet_config()
-    config.model.num_classes = 10
-    config.training.label_dropout = 0.1
-    config.sampling.sampler = "dpmpp_2m"
-    config.sampling.steps = 50
-    config.controllable.guidance = "free"
-    config.controllable.scales = "0,1,2,4"
-    return config
+    return with_classifier_free_guidance(digits_unet_config())

@@ -27,6 +27,7 @@ import json
 import math
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -165,6 +166,28 @@ def _save_rows(path: Path, rows: list[np.ndarray]) -> None:
     plotting.save_image_grid(path, np.concatenate([r[:shown] for r in rows]), nrow=shown)
 
 
+def _complete(config, exp: Experiment, out_root: Path, smc: Callable, replacement: Callable) -> tuple[torch.Tensor, Path, dict]:
+    """Runs controllable.method on the chosen images: `smc(**kwargs)` (particles, info) or
+    `replacement(sampler, **kwargs)` (x, info) with the configured sampler. Returns one completion
+    per image, the output folder out_root/<sampler or smc_K>/ (created) and the summary's common part."""
+    c, s = config.controllable, config.sampling
+    generator = torch.Generator(exp.device).manual_seed(s.seed)
+    start = time.perf_counter()
+    if c.method == "smc":
+        particles, info = smc(n_particles=c.particles, steps=s.steps, eps=s.eps, generator=generator)
+        x = particles[:, 0]  # particles are equally weighted after the final resampling: any one is a draw
+    else:
+        x, info = replacement(s.sampler, noise=c.noise or None, generator=generator,
+                              steps=None if s.sampler == "probability_flow" else s.steps, eps=s.eps, denoise=s.denoise,
+                              time_grid=named_time_grid(config, "controllable"), **sampler_options(config))
+    seconds = time.perf_counter() - start
+    out = out_root / (f"smc_{c.particles}" if c.method == "smc" else s.sampler)
+    out.mkdir(parents=True, exist_ok=True)
+    common = {"method": c.method, "sampler": s.sampler if c.method != "smc" else "smc_ancestral", "n_images": len(x),
+              "nfe": info["nfe"], "seconds": seconds}
+    return x, out, common
+
+
 def inpaint(config, workdir: str | Path) -> dict:
     """Inpaint the first controllable.n_images test images with controllable.mask (module docstring)."""
     workdir = Path(workdir)
@@ -175,27 +198,16 @@ def inpaint(config, workdir: str | Path) -> dict:
     x_true = to_model_tensor(config, exp.test_data, exp.device)[: c.n_images]
     mask = controllable.masks(c.mask, exp.test_data.shape, generator=torch.Generator().manual_seed(config.seed),
                               fraction=c.mask_fraction).to(exp.device)
-    generator = torch.Generator(exp.device).manual_seed(config.sampling.seed)
-    s = config.sampling
-    start = time.perf_counter()
-    if c.method == "smc":
-        particles, info = controllable.smc_inpaint(exp.sde, exp.score_fn, x_true, mask, n_particles=c.particles, steps=s.steps,
-                                                   eps=s.eps, generator=generator)
-        x = particles[:, 0]  # particles are equally weighted after the final resampling: any one is a draw
-    else:
-        x, info = controllable.inpaint(s.sampler, exp.sde, exp.score_fn, x_true, mask, noise=c.noise or None, generator=generator,
-                                       steps=None if s.sampler == "probability_flow" else s.steps, eps=s.eps, denoise=s.denoise,
-                                       time_grid=named_time_grid(config, 'controllable'), **sampler_options(config))
-    seconds = time.perf_counter() - start
-    out = workdir / "inpaint" / (f"smc_{c.particles}" if c.method == "smc" else s.sampler)
-    out.mkdir(parents=True, exist_ok=True)
+    x, out, common = _complete(
+        config, exp, workdir / "inpaint",
+        smc=lambda **kw: controllable.smc_inpaint(exp.sde, exp.score_fn, x_true, mask, **kw),
+        replacement=lambda sampler, **kw: controllable.inpaint(sampler, exp.sde, exp.score_fn, x_true, mask, **kw))
     images = {k: to_data_space(config, v, True) for k, v in
               {"original": x_true, "masked": x_true * mask + (1 - mask) * x_true.min(), "inpainted": x}.items()}
     n = len(x)
     _save_rows(out / "grid.png", [images["original"], images["masked"], images["inpainted"]])
     np.savez(out / "results.npz", mask=mask.cpu().numpy(), **images)
-    summary = {"checkpoint": str(found), "method": c.method, "sampler": s.sampler if c.method != "smc" else "smc_ancestral",
-               "mask": c.mask, "n_images": n, "nfe": info["nfe"], "seconds": seconds,
+    summary = {"checkpoint": str(found), **common, "mask": c.mask,
                "rms_error_unknown_pixels": float(torch.sqrt((((x - x_true) * (1 - mask)) ** 2).sum() / ((1 - mask).sum() * n)))}
     if exp.test_data.labels is not None:
         classifier, clf_info = _clean_classifier(config, exp, workdir)
@@ -211,33 +223,23 @@ def inpaint(config, workdir: str | Path) -> dict:
 def colorize(config, workdir: str | Path) -> dict:
     """Colour the gray versions of the first controllable.n_images test images (module docstring)."""
     workdir = Path(workdir)
-    c, s = config.controllable, config.sampling
+    c = config.controllable
     exp = Experiment(config)
     if not exp.test_data.is_image or exp.test_data.shape[0] != 3:
         raise ValueError(f"colorize needs RGB images (3 channels); {config.data.dataset!r} has shape {exp.test_data.shape}")
     exp, found = _load_score_model(config, workdir, exp)
     x_true = to_model_tensor(config, exp.test_data, exp.device)[: c.n_images]
     gray = x_true.mean(dim=1, keepdim=True)
-    generator = torch.Generator(exp.device).manual_seed(s.seed)
-    start = time.perf_counter()
-    if c.method == "smc":
-        particles, info = controllable.smc_colorize(exp.sde, exp.score_fn, gray, n_particles=c.particles, steps=s.steps,
-                                                    eps=s.eps, generator=generator)
-        x = particles[:, 0]  # equally weighted after the final resampling: any one is a draw
-    else:
-        x, info = controllable.colorize(s.sampler, exp.sde, exp.score_fn, gray, noise=c.noise or None, generator=generator,
-                                        steps=None if s.sampler == "probability_flow" else s.steps, eps=s.eps, denoise=s.denoise,
-                                        time_grid=named_time_grid(config, 'controllable'), **sampler_options(config))
-    seconds = time.perf_counter() - start
-    out = workdir / "colorize" / (f"smc_{c.particles}" if c.method == "smc" else s.sampler)
-    out.mkdir(parents=True, exist_ok=True)
+    x, out, common = _complete(
+        config, exp, workdir / "colorize",
+        smc=lambda **kw: controllable.smc_colorize(exp.sde, exp.score_fn, gray, **kw),
+        replacement=lambda sampler, **kw: controllable.colorize(sampler, exp.sde, exp.score_fn, gray, **kw))
     images = {k: to_data_space(config, v, True) for k, v in
               {"original": x_true, "gray": gray.expand_as(x_true), "colorized": x}.items()}
     n = len(x)
     _save_rows(out / "grid.png", [images["original"], images["gray"], images["colorized"]])
     np.savez(out / "results.npz", **images)
-    summary = {"checkpoint": str(found), "method": c.method, "sampler": s.sampler if c.method != "smc" else "smc_ancestral",
-               "n_images": n, "nfe": info["nfe"], "seconds": seconds,
+    summary = {"checkpoint": str(found), **common,
                "rms_error_pixels": float(np.sqrt(((images["colorized"] - images["original"]) ** 2).mean())),
                "max_gray_error": float((x.mean(dim=1, keepdim=True) - gray).abs().max())}
     if config.data.dataset == "colored_digits":
