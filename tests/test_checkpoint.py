@@ -120,16 +120,16 @@ def test_truncated_files_give_clear_errors(tmp_path):
 
 
 def test_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    """A failure between two files of a checkpoint leaves the previous one selected and loadable."""
+    """A kill between two files of a checkpoint leaves the previous one selected and loadable."""
     model, ema, optimizer = make_state()
     good = checkpoint.save(tmp_path, 10, model, ema, optimizer, {})
     real_save = checkpoint.torch.save
 
-    def crash(*args, **kwargs):
-        raise OSError("disk vanished")  # after both safetensors files, before state.pt
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # after both safetensors files, before state.pt: nothing gets to clean up
 
-    monkeypatch.setattr(checkpoint.torch, "save", crash)
-    with pytest.raises(OSError):
+    monkeypatch.setattr(checkpoint.torch, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
         checkpoint.save(tmp_path, 20, model, ema, optimizer, {})
     monkeypatch.setattr(checkpoint.torch, "save", real_save)
     assert checkpoint.latest(tmp_path) == good
@@ -139,6 +139,20 @@ def test_crash_while_writing_keeps_the_previous_checkpoint(tmp_path, monkeypatch
     other, other_ema, other_opt = make_state(1)
     assert checkpoint.restore(checkpoint.latest(tmp_path), other, other_ema, other_opt)[0] == 10
     assert {p.name for p in checkpoint.clean_partial(tmp_path)} == {p.name for p in partial}
+
+
+def test_a_failed_write_names_the_directory_and_cleans_up(tmp_path, monkeypatch):
+    """An OS error while writing (a full disk) is one CheckpointWriteError naming the place; no partial stays."""
+    model, ema, optimizer = make_state()
+    good = checkpoint.save(tmp_path, 10, model, ema, optimizer, {})
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    with pytest.raises(checkpoint.CheckpointWriteError, match=f"step 20 into {tmp_path}: No space left on device"):
+        checkpoint.save(tmp_path, 20, model, ema, optimizer, {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest", good.name]
 
 
 def test_latest_pointer_follows_complete_checkpoints(tmp_path):
