@@ -53,6 +53,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from scoresde.samplers.adaptive import check_tolerances
 from scoresde.sde_lib import SDE, broadcast_to_data
 
 METHODS = ("dopri5", "torchdiffeq", "scipy", "rk4")
@@ -193,7 +194,7 @@ def dopri5_per_sample(fn, y0: torch.Tensor, t0: float, t1: float, *, rtol: float
         k1[accepted] = stages[6][accept]
         h[rows] = ha * factor
         active[rows[last]] = False
-    raise RuntimeError(f"the ODE solver did not reach t={t1} within {max_steps} steps; loosen rtol/atol")
+    raise FloatingPointError(f"the ODE solver did not reach t={t1} within {max_steps} steps; loosen rtol/atol")
 
 
 def _rk4(fn, y0, t0, t1, steps):
@@ -243,18 +244,18 @@ def _solve(fn, y0, t0, t1, method, rtol, atol, steps, dim):
 
         solution = solve_ivp(f, (t0, t1), y0.detach().cpu().double().numpy().ravel(), rtol=rtol, atol=atol, method="RK45")
         if not solution.success:
-            raise RuntimeError(f"scipy RK45 failed: {solution.message}")
+            raise FloatingPointError(f"scipy RK45 failed: {solution.message}")
         y = torch.from_numpy(np.ascontiguousarray(solution.y[:, -1])).reshape(shape).to(y0)
     return y, torch.full((y0.shape[0],), fn.calls - before, dtype=torch.long)
 
 
-def _check(method, rtol, atol, steps, eps, sde):
+def _check(method, rtol, atol, steps, eps, sde, dtype):
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     if method == "rk4" and not (isinstance(steps, int) and steps >= 1):
         raise ValueError(f"method 'rk4' needs steps >= 1, got {steps!r}")
-    if not (rtol > 0 and atol > 0):
-        raise ValueError(f"rtol and atol must be > 0, got {rtol!r}, {atol!r}")
+    if method != "rk4":  # scipy integrates in float64
+        check_tolerances(rtol, atol, torch.float64 if method == "scipy" else dtype)
     if not 0 < eps < sde.T:
         raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
 
@@ -303,13 +304,13 @@ def log_likelihood(
         ValueError: unknown method or probe kind, bad tolerances, eps outside (0, T), n_probes < 1.
     """
     eps = DEFAULT_EPS if eps is None else float(eps)
-    _check(method, rtol, atol, steps, eps, sde)
+    if not x.is_floating_point() or x.ndim < 2:
+        raise ValueError(f"x must be a floating-point tensor of shape (batch, *dims), got {x.dtype} {tuple(x.shape)}")
+    _check(method, rtol, atol, steps, eps, sde, x.dtype)
     if probe not in PROBES:
         raise ValueError(f"unknown probe {probe!r}; valid: {', '.join(PROBES)}")
     if n_probes < 1:
         raise ValueError(f"n_probes must be >= 1, got {n_probes}")
-    if not x.is_floating_point() or x.ndim < 2:
-        raise ValueError(f"x must be a floating-point tensor of shape (batch, *dims), got {x.dtype} {tuple(x.shape)}")
     data_shape, dim = tuple(x.shape[1:]), math.prod(x.shape[1:])
     if exact_divergence is None:
         exact_divergence = dim <= EXACT_DIVERGENCE_MAX_DIM
@@ -333,7 +334,7 @@ def log_likelihood(
 
 def _transport(sde, score_fn, x, t0, t1, rtol, atol, method, steps):
     dim = math.prod(x.shape[1:])
-    _check(method, rtol, atol, steps, min(t0, t1), sde)
+    _check(method, rtol, atol, steps, min(t0, t1), sde, x.dtype)
     fn = _Augmented(flow_drift(sde, score_fn), x.shape[1:], None, None)
     y, per_sample = _solve(fn, x.detach().reshape(x.shape[0], -1), t0, t1, method, rtol, atol, steps, dim)
     return y.reshape(x.shape), {"nfe": fn.calls, "nfe_per_sample": per_sample}

@@ -381,7 +381,7 @@ class GaussianMixture:
         y_T = (x_T.detach().cpu().double() / alpha).numpy().ravel()
         solution = solve_ivp(rhs, (s_max, 0.0), y_T, method="DOP853", rtol=rtol, atol=atol)
         if not solution.success:
-            raise RuntimeError(f"the reference flow solve failed: {solution.message}")
+            raise FloatingPointError(f"the reference flow solve failed: {solution.message}")
         return torch.from_numpy(solution.y[:, -1]).reshape(shape)
 
 

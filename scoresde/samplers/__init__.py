@@ -35,7 +35,7 @@ from scoresde.samplers.euler_maruyama import euler_maruyama, euler_maruyama_step
 from scoresde.samplers.langevin import annealed_langevin, langevin_step
 from scoresde.samplers.ode import ddim, ddim_step, dpm_solver_pp, dpmpp_2m, dpmpp_3m, heun, ipndm, lms, ode_euler, unipc
 from scoresde.samplers.predictor_corrector import predictor_corrector, reverse_diffusion, reverse_diffusion_step
-from scoresde.samplers.time_grids import TIME_GRIDS, get_time_grid
+from scoresde.samplers.time_grids import MAX_STEPS, TIME_GRIDS, get_time_grid
 from scoresde.samplers.tuned_grid import tune_time_grid
 from scoresde.score import denoise as tweedie_denoise
 from scoresde.sde_lib import SDE
@@ -86,6 +86,11 @@ DENOISE_MODES = (True, False, "tweedie", "extrapolate")
 class CountingScore:
     """Wraps a score function and counts its evaluations (one per call, whatever the batch).
 
+    The first evaluation is checked (a score of another shape than x would broadcast silently into
+    a wrong result; a NaN or infinite one would give NaN samples): `ValueError` / `FloatingPointError`
+    naming the problem. Later evaluations are not checked (a host synchronisation per step); the
+    newest output is kept by reference, so a solver failure can be explained cheaply.
+
     With `record`, it also keeps copies of the newest evaluation at each of the last two distinct
     times, as (t, x, score), for `denoise="extrapolate"`.
     """
@@ -95,14 +100,39 @@ class CountingScore:
         self.calls = 0
         self.record = record
         self.history: list[tuple[float, torch.Tensor, torch.Tensor]] = []
+        self.last: tuple[torch.Tensor, torch.Tensor] | None = None  # (t, score) of the newest evaluation
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         self.calls += 1
         score = self.score_fn(x, t)
+        if self.calls == 1:
+            _check_first_score(score, x, t)
+        self.last = (t, score)
         if self.record:
             t0 = float(t.reshape(-1)[0])
             self.history = [h for h in self.history if h[0] != t0][-1:] + [(t0, x.clone(), score.clone())]
         return score
+
+
+def _check_first_score(score, x: torch.Tensor, t: torch.Tensor) -> None:
+    if not isinstance(score, torch.Tensor):
+        raise TypeError(f"score_fn must return a tensor, returned {type(score).__name__}")
+    if score.shape != x.shape:
+        raise ValueError(f"score_fn returned shape {tuple(score.shape)} for x of shape {tuple(x.shape)}; a score has x's shape")
+    if not bool(torch.isfinite(score).all()):
+        raise FloatingPointError(f"score_fn returned NaN or infinity at its first evaluation (t = {float(t.reshape(-1)[0]):.6g})")
+
+
+def _check_result(x: torch.Tensor, counted: CountingScore, name: str) -> None:
+    """Samples that are not finite raise, naming how many and the score's last state."""
+    finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+    if bool(finite.all()):
+        return
+    t, score = counted.last if counted.last is not None else (None, None)
+    where = "" if t is None else (f"; the score function's last output (t = {float(t.reshape(-1)[0]):.6g}) was "
+                                  f"{'finite' if bool(torch.isfinite(score).all()) else 'NaN / infinite'}")
+    raise FloatingPointError(f"{name}: {int((~finite).sum())} of {x.shape[0]} samples are NaN or infinite after "
+                             f"{counted.calls} score evaluations{where}; check the score function, or take more steps")
 
 
 def _denoise_extrapolated(sde: SDE, counted: CountingScore, x: torch.Tensor, t_end: float) -> torch.Tensor:
@@ -206,8 +236,11 @@ def sample(
         "time_grid" (the times used), "sampler".
 
     Raises:
-        ValueError: unknown sampler, unknown option, or inconsistent arguments; the message lists
-            what is valid.
+        ValueError: unknown sampler, unknown option, or inconsistent arguments (a generator list
+            of another length than the batch, more than `MAX_STEPS` steps, a score of the wrong
+            shape); the message lists what is valid.
+        FloatingPointError: the score is NaN / infinite at its first evaluation, or samples end
+            NaN / infinite (how many is named).
     """
     valid = sampler_options(name)
     fn = SAMPLERS[name]
@@ -226,6 +259,8 @@ def sample(
         steps = sde.N
     grid = get_time_grid(time_grid, sde, steps, eps)
     x = initial_state(sde, shape, x_T, generator, device)
+    if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != x.shape[0]:
+        raise ValueError(f"got {len(generator)} generators for a batch of {x.shape[0]} samples; give one per sample")
     counted = CountingScore(score_fn, record=denoise == "extrapolate")
     x = fn(sde, counted, x, grid, generator=generator, callback=callback, **options)
     if denoise and sde.sigma(grid[-1]).item() > 0:  # at sigma = 0, x is already noise-free
@@ -233,11 +268,13 @@ def sample(
             x = _denoise_extrapolated(sde, counted, x, grid[-1].item())
         else:
             x = tweedie_denoise(sde, counted, x, torch.full((x.shape[0],), grid[-1].item(), dtype=x.dtype, device=x.device))
+    _check_result(x, counted, name)
     return x, {"nfe": counted.calls, "time_grid": grid, "sampler": name}
 
 
 __all__ = [
     "DEFAULT_TIME_GRIDS",
+    "MAX_STEPS",
     "DETERMINISTIC",
     "SAMPLERS",
     "TIME_GRIDS",

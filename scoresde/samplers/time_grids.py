@@ -17,11 +17,14 @@ import torch
 from scoresde.sde_lib import SDE
 
 TIME_GRIDS = ("uniform", "log_snr", "karras")
+MAX_STEPS = 1_000_000  # more is a typo (10**9 steps would allocate an 8 GB grid before the first step)
 
 
 def _check_steps(steps: int, eps: float, sde: SDE) -> None:
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if steps > MAX_STEPS:
+        raise ValueError(f"steps={steps} exceeds the limit of {MAX_STEPS:,} steps (samplers.MAX_STEPS)")
     if not 0 < eps < sde.T:
         raise ValueError(f"eps (the final time) must lie in (0, T={sde.T}), got {eps!r}")
 
@@ -75,6 +78,8 @@ def get_time_grid(kind: str | Sequence[float] | torch.Tensor, sde: SDE, steps: i
             raise ValueError(f"unknown time grid {kind!r}; valid: {', '.join(TIME_GRIDS)} or a sequence of times")
         return builders[kind](sde, steps, eps)
     grid = torch.as_tensor(kind, dtype=torch.float64).flatten()
+    if grid.numel() - 1 > MAX_STEPS:
+        raise ValueError(f"a custom time grid of {grid.numel() - 1} intervals exceeds the limit of {MAX_STEPS:,} steps")
     if grid.numel() < 2:
         raise ValueError("a custom time grid needs at least two times")
     if steps is not None and steps != grid.numel() - 1:
