@@ -25,6 +25,13 @@ grid) and/or `"name:key=value,key=value"` (options), e.g. `"unipc@karras"`,
 `"predictor_corrector:snr=0.16,corrector_steps=2"`, `"probability_flow:rtol=1e-3"`: the same sampler
 with several options or grids makes an option sweep, each spec one line of the report.
 
+Records are keyed by a digest of everything that determines them (`record_digest`): the target's
+identity (`target.identity()`: the problem or checkpoint with its step and weights digest, the SDE
+and its parameters, eps, the sample count, the metric networks), the sampler spec with its options
+and grid, the budget and the seed. A record is reused only when its digest matches; records of the
+same target name computed under other settings (an earlier checkpoint, another sample count, other
+SDE parameters) are stale: they are not reused, not reported, and stay in the file for the record.
+
 Budgets are in score evaluations (NFE). Each sampler's evaluations per step are measured once (dry
 runs on one example, read from `info["nfe"]`), and the step count is the largest that fits the budget
 including the final denoising evaluation. Samplers whose evaluations do not depend on the step count
@@ -36,10 +43,12 @@ on the same batch), per step.
 
 from __future__ import annotations
 
+import ast
 import csv
 import dataclasses
-import ast
 import difflib
+import hashlib
+import inspect
 import json
 import math
 import time
@@ -48,11 +57,13 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
+from absl import logging
 
-from scoresde import metrics, oracle, samplers
-from scoresde.sde_lib import SDE, get_sde
+from scoresde import files, metrics, oracle, samplers
+from scoresde.sde_lib import SDE, get_sde_from_options
 
 RECORDS_FILE = "records.jsonl"
+RECORD_VERSION = 2  # bump when a metric's definition changes: older records then no longer match
 HIGHER_IS_BETTER = ("precision", "recall", "inception_score")
 ZERO_IS_BEST = ("nll_gap",)  # a negative gap means over-concentrated samples, no better than a positive one
 
@@ -90,6 +101,43 @@ def _literal(text: str) -> Any:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text  # a bare word: a string option such as a method name
+
+
+def fingerprint(value: Any, depth: int = 3) -> Any:
+    """A JSON-able description of `value` for record digests: numbers, strings and None as they
+    are; tensors and arrays by shape, dtype and the SHA-256 of their bytes; containers element by
+    element; other objects (an SDE, a mixture) by their class and attributes, `depth` levels deep;
+    functions by their qualified name."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return repr(value)  # exact, and NaN-safe in JSON
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        array = np.ascontiguousarray(value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value)
+        return {"shape": list(array.shape), "dtype": str(array.dtype), "sha256": hashlib.sha256(array.tobytes()).hexdigest()}
+    if isinstance(value, (list, tuple)):
+        return [fingerprint(v, depth) for v in value]
+    if isinstance(value, dict):
+        return {str(k): fingerprint(v, depth) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, type) or inspect.isroutine(value):
+        return f"{value.__module__}.{value.__qualname__}"
+    attributes = vars(value) if depth > 0 and hasattr(value, "__dict__") else {}
+    return {"class": f"{type(value).__module__}.{type(value).__qualname__}",
+            **{k: fingerprint(v, depth - 1) for k, v in sorted(attributes.items())}}
+
+
+def _sha256_json(content: Any) -> str:
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def target_digest(target) -> str:
+    """The SHA-256 (hex) of a target's `identity()` (of its name alone for a target without one)."""
+    return _sha256_json({"version": RECORD_VERSION, "target": target.identity() if hasattr(target, "identity") else target.name})
+
+
+def record_digest(target_sha256: str, sampler: "Sampler", budget: int, seed: int) -> str:
+    """The SHA-256 (hex) of everything that determines one record: target, sampler spec, budget, seed."""
+    return _sha256_json({"target": target_sha256, "sampler": sampler.key(), "budget": budget, "seed": seed})
 
 
 def parse_sampler_spec(spec: str, base_options: dict | None = None) -> Sampler:
@@ -155,6 +203,11 @@ class OracleTarget:
             for k in range(5)]))
         self.data_nll = -mixture.log_prob(self.data.double()).mean().item()
 
+    def identity(self) -> dict:
+        """What determines this target's records: the mixture, the SDE with its parameters, eps, n_samples."""
+        return {"kind": "oracle", "name": self.name, "mixture": fingerprint(self.mixture), "sde": fingerprint(self.sde),
+                "eps": fingerprint(self.eps), "n_samples": self.n_samples}
+
     def initial_noise(self, seed: int) -> torch.Tensor:
         return self.sde.prior_sampling(self.shape, generator=torch.Generator().manual_seed(seed))
 
@@ -195,6 +248,10 @@ class NetworkTarget:
         real_features: features of held-out real data; train_features: of training data (floors).
         postprocess: applied to samples before features (e.g. clipping to the data range).
         reference_rtol: tolerance of the reference flow solve.
+        identity: what determines the score function and the metric networks beyond the SDE, eps
+            and sample count, which the target adds itself: e.g. the checkpoint, its step and the
+            digest of its weights, the network's config, the feature classifier's weights digest.
+            Records are reused only for the same identity (see the module docstring).
         inception: optional `(inception_fn, real_images, train_images)`: `inception_fn(images)`
             returns the FID Inception network's (pool features, logits) of images in the model's
             space (`scoresde.inception.inception_features` of a user-supplied, hash-checked weights
@@ -211,9 +268,12 @@ class NetworkTarget:
     def __init__(self, name: str, sde: SDE, score_fn: Callable, example_shape: tuple[int, ...], eps: float,
                  n_samples: int, feature_fn: Callable, real_features: np.ndarray, train_features: np.ndarray, *,
                  postprocess: Callable | None = None, reference_rtol: float = 1e-5, device: torch.device | str = "cpu",
-                 inception: tuple[Callable, np.ndarray, np.ndarray] | None = None):
+                 inception: tuple[Callable, np.ndarray, np.ndarray] | None = None, identity: dict | None = None):
         if n_samples < 4:
             raise ValueError(f"n_samples must be >= 4, got {n_samples}")
+        self._identity = {"kind": "network", "name": name, "sde": fingerprint(sde), "eps": fingerprint(eps),
+                          "n_samples": n_samples, "reference_rtol": fingerprint(reference_rtol),
+                          "inception": inception is not None, **fingerprint(identity or {})}
         self.name, self.sde, self.score_fn, self.eps, self.n_samples = name, sde, score_fn, eps, n_samples
         self.shape = (n_samples, *example_shape)
         self.feature_fn, self.real_features = feature_fn, real_features
@@ -231,6 +291,10 @@ class NetworkTarget:
             self.real_inception = self.inception_fn(real_images)[0]
             floor_images = train_images[rng.choice(len(train_images), min(n_samples, len(train_images)), replace=False)]
             self.fid_inception_floor = metrics.frechet_distance_from_samples(self.inception_fn(floor_images)[0], self.real_inception)
+
+    def identity(self) -> dict:
+        """What determines this target's records (see the `identity` argument)."""
+        return self._identity
 
     def initial_noise(self, seed: int) -> torch.Tensor:
         return self.sde.prior_sampling(self.shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
@@ -270,10 +334,11 @@ DEFAULT_EPS = {"vesde": 1e-5, "vpsde": 1e-4, "subvpsde": 1e-4, "cosinevpsde": 1e
 
 def oracle_target(problem: str, sde_name: str, n_samples: int, **sde_options) -> OracleTarget:
     """A standard oracle problem ("ring": 8 narrow Gaussians on a circle in 2-D; "stiff64": a 64-D
-    mixture with per-dimension stds from 0.01 to 1) under the SDE `sde_name`."""
+    mixture with per-dimension stds from 0.01 to 1) under the SDE `sde_name`, built with those of
+    `sde_options` its constructor takes (the others are ignored)."""
     if problem not in ORACLE_PROBLEMS:
         raise ValueError(f"unknown oracle problem {problem!r}; valid: {', '.join(ORACLE_PROBLEMS)}")
-    sde = get_sde(sde_name, **sde_options)
+    sde = get_sde_from_options(sde_name, sde_options)
     key = sde_name.lower().replace("-", "").replace("_", "")
     return OracleTarget(f"{problem}_{key}", ORACLE_PROBLEMS[problem](), sde, DEFAULT_EPS.get(key, 1e-4), n_samples)
 
@@ -312,16 +377,7 @@ def score_seconds_per_call(target) -> float:
 
 def read_records(path: str | Path) -> list[dict]:
     """The records of a (possibly interrupted) benchmark; a torn last line is ignored."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by an interruption: its cell is simply run again
-    return records
+    return files.read_jsonl(path)[0]
 
 
 def run(target, grid: Sequence[Sampler], budgets: Sequence[int], *, seeds: Sequence[int] = (0, 1, 2),
@@ -329,7 +385,8 @@ def run(target, grid: Sequence[Sampler], budgets: Sequence[int], *, seeds: Seque
     """Evaluate every (sampler, budget, seed) of the grid on the target; resumable through `records_path`.
 
     Args:
-        target: e.g. an `OracleTarget`.
+        target: e.g. an `OracleTarget`; its `identity()` (when it has one) decides which stored
+            records are still valid.
         grid: the samplers with their options and time grids.
         budgets: NFE budgets.
         seeds: one run per seed (initial noise and sampler noise both seeded by it).
@@ -344,13 +401,13 @@ def run(target, grid: Sequence[Sampler], budgets: Sequence[int], *, seeds: Seque
         raise ValueError(f"sampler labels must be unique, got {labels}")
     if not budgets or min(budgets) < 1:
         raise ValueError(f"budgets must be positive NFE counts, got {list(budgets)}")
-    done = {}
+    this_target = target_digest(target)
+    done, stale = {}, 0
     if records_path:
-        done = {(r["target"], r["sampler_key"], r["budget"], r["seed"]): r for r in read_records(records_path)}
-        path = Path(records_path)
-        if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
-            with open(path, "a") as f:  # end a line torn by an interruption, so new records start clean
-                f.write("\n")
+        for r in read_records(records_path):
+            if "digest" in r:
+                done[r["digest"]] = r
+            stale += r.get("target") == target.name and r.get("target_digest") != this_target
     score_seconds = None
     results = []
     for sampler in grid:
@@ -361,9 +418,9 @@ def run(target, grid: Sequence[Sampler], budgets: Sequence[int], *, seeds: Seque
             if steps is None:
                 continue
             for seed in seeds:
-                key = (target.name, sampler.key(), budget, seed)
-                if key in done:
-                    results.append(done[key])
+                digest = record_digest(this_target, sampler, budget, seed)
+                if digest in done:
+                    results.append(done[digest])
                     continue
                 if score_seconds is None:
                     score_seconds = score_seconds_per_call(target)
@@ -373,7 +430,7 @@ def run(target, grid: Sequence[Sampler], budgets: Sequence[int], *, seeds: Seque
                     x, info = sampler.run(target.sde, target.score_fn, x_T=x_T, steps=steps, eps=target.eps, seed=seed)
                 wall = time.perf_counter() - start
                 record = {
-                    "target": target.name, "sampler": sampler.label, "sampler_key": sampler.key(),
+                    "target": target.name, "target_digest": this_target, "digest": digest, "sampler": sampler.label, "sampler_key": sampler.key(),
                     "options": sampler.options, "time_grid": sampler.time_grid or "default", "budget": budget,
                     "steps": steps, "nfe": int(info["nfe"]), "seed": seed, "n_samples": int(x.shape[0]),
                     "wall_seconds": wall,
@@ -381,11 +438,14 @@ def run(target, grid: Sequence[Sampler], budgets: Sequence[int], *, seeds: Seque
                     **target.evaluate(x, seed),
                 }
                 if records_path:
-                    with open(records_path, "a") as f:
-                        f.write(json.dumps(record) + "\n")
+                    files.append_jsonl(records_path, record)
                 if callback:
                     callback(record)
                 results.append(record)
+    if stale > 0:
+        logging.warning("%s: %d stored records of target %s were computed under other settings (another checkpoint, "
+                        "sample count, SDE parameters, sampler options, ...): not reused, not reported, kept in the file",
+                        records_path, stale, target.name)
     return results
 
 

@@ -18,8 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from absl import logging
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from scoresde import files
 
 
 class FeatureClassifier(nn.Module):
@@ -91,18 +95,22 @@ def load_or_train(cache_dir: str | Path, x_train, y_train, x_test, y_test, *, se
     weights, meta = cache_dir / "classifier.safetensors", cache_dir / "classifier.json"
     wanted = data_hash(x_train, y_train)
     if weights.exists() and meta.exists():
-        info = json.loads(meta.read_text())
-        if info.get("data_sha256") == wanted:
-            model = FeatureClassifier(torch.as_tensor(x_train)[0].numel(), int(torch.as_tensor(y_train).max()) + 1)
-            model.load_state_dict(load_file(weights))
-            if weights_hash(model) == info["weights_sha256"]:
-                return model.eval(), info
+        try:
+            info = files.read_json(meta)
+            if isinstance(info, dict) and info.get("data_sha256") == wanted:
+                model = FeatureClassifier(torch.as_tensor(x_train)[0].numel(), int(torch.as_tensor(y_train).max()) + 1)
+                model.load_state_dict(load_file(weights))
+                if weights_hash(model) == info["weights_sha256"]:
+                    return model.eval(), info
+                logging.warning("the cached feature classifier in %s does not match its recorded hash: retraining it", cache_dir)
+        except (ValueError, OSError, SafetensorError, RuntimeError, KeyError) as err:  # a cache: damaged -> rebuilt
+            logging.warning("the cached feature classifier in %s is unreadable (%s): retraining it", cache_dir, err)
     model = train_classifier(x_train, y_train, seed=seed)
     info = {"data_sha256": wanted, "weights_sha256": weights_hash(model), "test_accuracy": accuracy(model, x_test, y_test),
             "n_train": len(x_train), "n_test": len(x_test), "seed": seed}
     cache_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights)
-    meta.write_text(json.dumps(info, indent=1))
+    files.write_atomic(meta, json.dumps(info, indent=1))
     return model, info
 
 

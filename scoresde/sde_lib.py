@@ -39,8 +39,9 @@ every method works for data of any shape (batch, *dims).
 from __future__ import annotations
 
 import abc
+import inspect
 import math
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -675,3 +676,16 @@ def get_sde(name: str, **kwargs) -> SDE:
     if key not in SDES:
         raise ValueError(f"unknown SDE {name!r}; valid names: {', '.join(SDES)}")
     return SDES[key](**kwargs)
+
+
+def get_sde_from_options(name: str, options: Mapping[str, Any], **kwargs) -> SDE:
+    """`get_sde(name, **kwargs)` plus the entries of `options` that the SDE's constructor takes.
+
+    `options` may hold the parameters of every SDE (a config section: beta_min, sigma_max, s, ...);
+    only those in the chosen SDE's signature are passed on.
+    """
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in SDES:
+        raise ValueError(f"unknown SDE {name!r}; valid names: {', '.join(SDES)}")
+    accepted = inspect.signature(SDES[key]).parameters
+    return SDES[key](**{k: v for k, v in options.items() if k in accepted and k not in kwargs}, **kwargs)
