@@ -10,6 +10,7 @@ def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 42
     config.device = "auto"  # "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+    config.allow_config_mismatch = False  # load a checkpoint whose SDE / network / data config differs from this one (warns)
 
     config.data = data = ml_collections.ConfigDict()
     data.dataset = "eight_gaussians"  # a toy name, "digits", "colored_digits", "mnist5k", "npz", "folder" or "cifar10"

@@ -17,19 +17,24 @@ machine can tell (is CUDA there, does the file exist, the world size) is checked
 from __future__ import annotations
 
 import difflib
+import inspect
+import json
 import math
 import re
+from pathlib import Path
 from typing import Any, Callable
 
 import ml_collections
+import torch
+from absl import logging
 
 from configs import base
 from scoresde import benchmark, controllable, data, likelihood, losses, samplers, score
 from scoresde.models import MODELS, mlp, unet
-from scoresde.samplers.adaptive import BACKENDS, METHODS, SCIPY_METHODS
+from scoresde.samplers.adaptive import BACKENDS, METHODS, SCIPY_METHODS, min_rtol
 from scoresde.samplers.langevin import STEP_RULES
 from scoresde.samplers.predictor_corrector import CORRECTORS, ORDERS, PREDICTORS
-from scoresde.sde_lib import SDES
+from scoresde.sde_lib import SDES, get_sde_from_options
 
 Rule = Callable[[str, Any], list]  # (dotted key, value) -> problem lines (empty: fine)
 
@@ -179,7 +184,7 @@ def _section(section: str, /, **rules: Rule) -> dict[str, Rule]:
 
 # -- one rule per key of configs/base.py (see its comments for what each key means) ---------------
 RULES: dict[str, Rule] = {
-    "seed": count0, "device": device(),
+    "seed": count0, "device": device(), "allow_config_mismatch": flag,
     **_section(
         "data", dataset=one_of(data.DATASETS, "dataset"), path=text(), image_size=count0, grayscale=flag,
         n_examples=count, pad_to=count0, centered=flag, random_flip=flag, test_fraction=real(0, 1, open_min=True, open_max=True),
@@ -214,7 +219,7 @@ RULES: dict[str, Rule] = {
         "optim", lr=positive, beta1=probability, eps=positive, weight_decay=non_negative, warmup=count0, grad_clip=non_negative,
     ),
     **_section(
-        "sampling", sampler=one_of(samplers.available(), "sampler"), steps=count, eps=positive,
+        "sampling", sampler=one_of(samplers.available(), "sampler"), steps=integer(1, samplers.MAX_STEPS), eps=positive,
         time_grid=one_of(("", "tuned") + tuple(samplers.TIME_GRIDS), "time grid"), tune_samples=count, tune_evaluations=count,
         predictor=one_of(PREDICTORS, "predictor"), corrector=one_of(CORRECTORS, "corrector"), order=one_of(ORDERS, "order"),
         snr=positive, corrector_steps=count, steps_per_level=count, step_rule=one_of(STEP_RULES, "step rule"),
@@ -325,6 +330,30 @@ def _cross_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
     if fine("model.name", "model.embedding_type", "model.nf") and m.name == "unet" and m.embedding_type == "positional" \
             and (m.nf < 4 or m.nf % 2):
         yield "model.nf", f"must be even and >= 4 for positional embeddings, got {m.nf}"
+    yield from _time_and_tolerance_checks(c, fine)
+
+
+def _time_and_tolerance_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
+    """Times against the SDE's end time T (a dry build of the SDE), tolerances against float32."""
+    sde_keys = [f"sde.{k}" for k in c.sde.keys()]
+    if fine(*sde_keys):
+        try:
+            T = float(get_sde_from_options(c.sde.name, c.sde, N=c.sde.num_scales).T)
+        except ValueError:  # its parameters' own problems are reported by the checks above
+            T = math.inf
+        for key in ("training.eps", "sampling.eps", "likelihood.eps"):
+            section, name = key.split(".")
+            if fine(key) and not c[section][name] < T:
+                yield key, f"must be < T = {T:g}, the end time of SDE {c.sde.name!r}, got {c[section][name]!r}"
+    low = min_rtol(torch.float32)  # the networks run in float32
+    s, l = c.sampling, c.likelihood
+    checks = [("sampling.rtol", fine("sampling.rtol", "sampling.backend") and s.backend != "scipy", s.rtol),
+              ("likelihood.rtol", fine("likelihood.rtol", "likelihood.method") and l.method not in ("scipy", "rk4"), l.rtol),
+              ("benchmark.reference_rtol", fine("benchmark.reference_rtol"), c.benchmark.reference_rtol)]
+    for key, applies, value in checks:
+        if applies and value < low:
+            yield key, (f"must be >= {low:.2g}: float32 (the network's precision) cannot resolve a smaller relative "
+                        f"tolerance and the adaptive solver would stall; got {value!r}")
 
 
 def check(config: ml_collections.ConfigDict) -> None:
@@ -342,3 +371,62 @@ def check(config: ml_collections.ConfigDict) -> None:
         problems += [_line(key, text) for key, text in _cross_checks(config, lambda *keys: bad.isdisjoint(keys))]
     if problems:
         raise ValueError(f"{len(problems)} problem(s) in the config:\n" + "\n".join(problems))
+
+
+# -- a checkpoint's config against this run's ------------------------------------------------------
+# What the weights of a checkpoint compute is fixed by these values (with the SDE's and the network's
+# own constructor arguments, read from their signatures): loading the weights under other values runs
+# without an error and produces garbage, so a mismatch is refused (config.allow_config_mismatch).
+DATA_DEFINING = ("dataset", "pad_to", "image_size", "grayscale", "centered")
+ADAPTER_DEFINING = ("name", "parameterization", "time_label", "scale_input", "sigma_data", "num_classes")
+NOT_DEFINING = {"data_shape", "dropout", "init_scale"}  # training-only knobs of the constructors
+
+
+def model_defining_values(config: dict) -> dict[str, Any]:
+    """The values of a config (as a plain dict, e.g. a checkpoint's config.json) that decide what
+    its network computes: the data's shape and range, the SDE and its parameters, the network's
+    architecture and its score adapter. Keys the config lacks are left out."""
+    values: dict[str, Any] = {}
+
+    def take(section: str, keys) -> None:
+        part = config.get(section) or {}
+        for key in keys:
+            if key in part:
+                values[f"{section}.{key}"] = json.loads(json.dumps(part[key]))  # tuples and lists alike
+
+    take("data", DATA_DEFINING)
+    sde, model = config.get("sde") or {}, config.get("model") or {}
+    sde_class = SDES.get(str(sde.get("name", "")).lower())
+    take("sde", ("name", *(inspect.signature(sde_class).parameters if sde_class else ())))
+    if model.get("time_label") == "index":  # the label t (N - 1) / T depends on N
+        take("sde", ("num_scales",))
+    model_class = MODELS.get(model.get("name"))
+    take("model", (*ADAPTER_DEFINING, *(set(inspect.signature(model_class).parameters) - NOT_DEFINING if model_class else ())))
+    return values
+
+
+def check_checkpoint_config(config: ml_collections.ConfigDict, directory: str | Path) -> None:
+    """Refuse a checkpoint whose saved config.json differs from `config` in a model-defining value.
+
+    With config.allow_config_mismatch the differences are logged as a warning instead. A
+    checkpoint without config.json (written by other code) is accepted with a warning.
+
+    Raises:
+        ValueError: the differences, one line each, naming the checkpoint; or an unreadable config.json.
+    """
+    from scoresde import checkpoint
+
+    saved = checkpoint.read_config(directory)
+    if saved is None:
+        logging.warning("checkpoint %s has no config.json: cannot check that it was trained with this config", directory)
+        return
+    ours, theirs = model_defining_values(config.to_dict()), model_defining_values(saved)
+    differences = [f"config.{key}: {theirs[key]!r} in the checkpoint, {ours[key]!r} in this run"
+                   for key in ours if key in theirs and ours[key] != theirs[key]]
+    if not differences:
+        return
+    text = f"checkpoint {directory} was written under another model-defining config:\n" + "\n".join(differences)
+    if config.allow_config_mismatch:
+        logging.warning("%s\nloading it anyway (config.allow_config_mismatch=True)", text)
+        return
+    raise ValueError(f"{text}\nRun with the checkpoint's values, or set --config.allow_config_mismatch=True to load it anyway")

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from scoresde import checkpoint, controllable, data, features, losses, plotting, samplers
 from scoresde.models.classifier import NoiseConditionalClassifier
 from scoresde.models.ema import ExponentialMovingAverage
-from scoresde.run_lib import Experiment, named_time_grid, sampler_options, to_data_space, to_model_tensor
+from scoresde.run_lib import Experiment, load_checkpoint, named_time_grid, sampler_options, to_data_space, to_model_tensor
 
 CLASSIFIER_DIR = "classifier"
 
@@ -59,10 +59,7 @@ def parse_scales(text: str) -> list[float]:
 
 def _load_score_model(config, workdir: Path, exp: Experiment | None = None) -> tuple[Experiment, Path]:
     exp = exp or Experiment(config)
-    found = Path(config.sampling.checkpoint) if config.sampling.checkpoint else checkpoint.latest(workdir / "checkpoints")
-    if found is None:
-        raise FileNotFoundError(f"no complete checkpoint in {workdir / 'checkpoints'}; train first or set config.sampling.checkpoint")
-    checkpoint.load_weights(found, exp.model, ema=config.sampling.use_ema)
+    found = load_checkpoint(config, workdir, exp.model, ema=config.sampling.use_ema)
     exp.model.eval()
     return exp, found
 

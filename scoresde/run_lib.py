@@ -23,6 +23,7 @@ import math
 import re
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from tqdm.auto import tqdm
 from scoresde import checkpoint, config_schema, data, distributed, metrics, plotting, samplers, training
 from scoresde.models import MODELS, ExponentialMovingAverage, get_model
 from scoresde.score import NetworkScore
-from scoresde.sde_lib import SDES, SDE, get_sde
+from scoresde.sde_lib import SDES, SDE, get_sde_from_options
 
 METRICS_FILE = training.METRICS_FILE
 
@@ -53,12 +54,9 @@ def resolve_device(name: str) -> torch.device:
 
 def build_sde(config) -> SDE:
     """The SDE named by config.sde.name with the constructor arguments it takes from config.sde."""
-    key = config.sde.name.lower()
-    if key not in SDES:
+    if config.sde.name.lower() not in SDES:
         raise ValueError(f"config.sde.name: unknown SDE {config.sde.name!r}; valid: {', '.join(SDES)}")
-    accepted = inspect.signature(SDES[key]).parameters
-    kwargs = {k: v for k, v in config.sde.items() if k in accepted}
-    return get_sde(key, N=config.sde.num_scales, **kwargs)
+    return get_sde_from_options(config.sde.name.lower(), config.sde, N=config.sde.num_scales)
 
 
 def build_model(config, data_shape: tuple[int, ...]) -> torch.nn.Module:
@@ -148,6 +146,28 @@ def sampler_options(config) -> dict:
     return {k: v for k, v in config.sampling.items() if k in accepted and v != ""}
 
 
+def load_checkpoint(config, workdir: Path, model: torch.nn.Module, *, ema: bool) -> Path:
+    """Load config.sampling.checkpoint (or the newest complete checkpoint of workdir) into `model`.
+
+    The checkpoint's saved config is checked against this run's model-defining values first
+    (`config_schema.check_checkpoint_config`); the weights are loaded strictly and must be finite.
+
+    Returns:
+        The checkpoint directory.
+
+    Raises:
+        FileNotFoundError: no complete checkpoint.
+        ValueError: a config mismatch, a damaged checkpoint, weights that do not fit or are not finite.
+    """
+    found = Path(config.sampling.checkpoint) if config.sampling.checkpoint else checkpoint.latest(Path(workdir) / "checkpoints")
+    if found is None:
+        raise FileNotFoundError(f"no complete checkpoint in {Path(workdir) / 'checkpoints'}; train first or set config.sampling.checkpoint")
+    checkpoint.check_identity(found)
+    config_schema.check_checkpoint_config(config, found)
+    checkpoint.load_weights(found, model, ema=ema)
+    return found
+
+
 class Experiment:
     """Everything built from a config: data, SDE, network, EMA, optimizer, score function."""
 
@@ -200,20 +220,30 @@ class Experiment:
                          [round(t, 5) for t in self._tuned_grid.tolist()])
         return self._tuned_grid
 
-    def sample(self, n: int, *, seed: int, progress: bool = False) -> tuple[torch.Tensor, dict]:
-        """n samples (in model space) with the configured sampler, in batches, in eval mode."""
+    def sample(self, n: int, *, seed: int, progress: bool = False,
+               should_stop: Callable[[], bool] | None = None) -> tuple[torch.Tensor, dict]:
+        """n samples (in model space) with the configured sampler, in batches, in eval mode.
+
+        `should_stop` is called before every score evaluation (any sampler, adaptive ones too); it
+        may raise to abandon the draw (training's periodic pictures do, on a stop signal).
+        """
         s = self.config.sampling
         if n == 0:  # a process's share of a sharded draw can be empty
             return torch.empty((0, *self.train_data.shape), device=self.device), {"nfe": 0}
         time_grid = self.tuned_time_grid(seed) if s.time_grid == "tuned" else (s.time_grid or None)
         generator = torch.Generator(self.device).manual_seed(seed)
         self.model.eval()
+        score_fn = self.score_fn
+        if should_stop is not None:
+            def score_fn(x, t, **kwargs):
+                should_stop()
+                return self.score_fn(x, t, **kwargs)
         chunks, info = [], {}
         bar = tqdm(total=math.ceil(n / s.batch_size) * s.steps, desc="sampling", disable=None if progress else True, leave=False)
         for start in range(0, n, s.batch_size):
             shape = (min(s.batch_size, n - start), *self.train_data.shape)
             x, info = samplers.sample(
-                s.sampler, self.sde, self.score_fn, shape, steps=None if s.sampler == "probability_flow" else s.steps,
+                s.sampler, self.sde, score_fn, shape, steps=None if s.sampler == "probability_flow" else s.steps,
                 eps=s.eps, denoise=s.denoise, generator=generator, device=self.device, time_grid=time_grid,
                 callback=lambda i, k: bar.update(1), **sampler_options(self.config),
             )
@@ -289,8 +319,8 @@ def train(config, workdir: str | Path) -> dict:
 
         def pictures(done: int) -> None:
             if c.sample_freq and done % c.sample_freq == 0 and done != c.n_steps:
-                x, _ = trainer.sample(min(config.sampling.n_samples, 256), seed=config.sampling.seed)
-                if ctx.is_main:
+                x, info = trainer.sample(min(config.sampling.n_samples, 256), seed=config.sampling.seed, interruptible=True)
+                if ctx.is_main and not info["interrupted"]:
                     path = workdir / "samples" / f"step_{done:08d}.png"
                     _save_pictures(exp, to_data_space(config, torch.as_tensor(x), exp.train_data.is_image), path)
 
@@ -311,15 +341,12 @@ def sample(config, workdir: str | Path) -> dict:
     """Load a checkpoint (EMA weights unless config.sampling.use_ema is False) and write samples."""
     workdir = Path(workdir)
     exp = Experiment(config)
-    found = Path(config.sampling.checkpoint) if config.sampling.checkpoint else checkpoint.latest(workdir / "checkpoints")
-    if found is None:
-        raise FileNotFoundError(f"no complete checkpoint in {workdir / 'checkpoints'}; train first or set config.sampling.checkpoint")
-    checkpoint.load_weights(found, exp.model, ema=config.sampling.use_ema)
+    found = load_checkpoint(config, workdir, exp.model, ema=config.sampling.use_ema)
     step = checkpoint.step_of(found)
+    out = workdir / "sample" / config.sampling.sampler
+    out.mkdir(parents=True, exist_ok=True)  # before the work: a directory that cannot be made fails now
     x, info = exp.sample(config.sampling.n_samples, seed=config.sampling.seed, progress=True)
     samples = to_data_space(config, x, exp.train_data.is_image)
-    out = workdir / "sample" / config.sampling.sampler
-    out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "samples.npz", samples=samples, step=step, nfe=info["nfe"])
     _save_pictures(exp, samples, out / "samples.png")
     figures = {"checkpoint": str(found), "ema": config.sampling.use_ema, "nfe": info["nfe"],
@@ -341,10 +368,7 @@ def likelihood(config, workdir: str | Path) -> dict:
 
     workdir, l = Path(workdir), config.likelihood
     exp = Experiment(config)
-    found = Path(config.sampling.checkpoint) if config.sampling.checkpoint else checkpoint.latest(workdir / "checkpoints")
-    if found is None:
-        raise FileNotFoundError(f"no complete checkpoint in {workdir / 'checkpoints'}; train first or set config.sampling.checkpoint")
-    checkpoint.load_weights(found, exp.model, ema=l.use_ema)
+    found = load_checkpoint(config, workdir, exp.model, ema=l.use_ema)
     exp.model.eval()
     split = exp.test_data if l.split == "test" else exp.train_data
     x_all = split.x[: l.n_examples] if l.n_examples else split.x
@@ -424,8 +448,7 @@ def _oracle_targets(config) -> list:
         for sde_name in b.sdes:
             if sde_name not in SDES:
                 raise ValueError(f"config.benchmark.sdes: unknown SDE {sde_name!r}; valid: {', '.join(SDES)}")
-            sde_kwargs = {k: v for k, v in config.sde.items() if k in inspect.signature(SDES[sde_name]).parameters}
-            targets.append(bench.oracle_target(problem, sde_name, b.n_samples, **sde_kwargs))
+            targets.append(bench.oracle_target(problem, sde_name, b.n_samples, **{k: v for k, v in config.sde.items() if k != "name"}))
     return targets
 
 
@@ -449,15 +472,12 @@ def _inception_metric_inputs(config, exp: Experiment, x_test: torch.Tensor):
 def _checkpoint_target(config, workdir: Path):
     """The trained model of `workdir` (EMA weights), scored with a classifier trained on its data."""
     from scoresde import benchmark as bench
-    from scoresde import features
+    from scoresde import features, inception
 
     exp = Experiment(config)
     if exp.train_data.labels is None:
         raise ValueError(f"benchmarking a checkpoint needs labelled data for its feature classifier; {config.data.dataset!r} has none")
-    found = Path(config.sampling.checkpoint) if config.sampling.checkpoint else checkpoint.latest(workdir / "checkpoints")
-    if found is None:
-        raise FileNotFoundError(f"no complete checkpoint in {workdir / 'checkpoints'}; train first or set config.sampling.checkpoint")
-    checkpoint.load_weights(found, exp.model, ema=config.sampling.use_ema)
+    found = load_checkpoint(config, workdir, exp.model, ema=config.sampling.use_ema)
     exp.model.eval()
     x_test = to_model_tensor(config, exp.test_data, torch.device("cpu"))
     classifier, info = features.load_or_train(workdir / "benchmark", exp.x_train.cpu(), torch.as_tensor(exp.train_data.labels),
@@ -473,6 +493,12 @@ def _checkpoint_target(config, workdir: Path):
         config.sampling.eps, config.benchmark.n_samples, feature_fn, feature_fn(x_test), feature_fn(exp.x_train),
         postprocess=lambda x: x.clamp(low, high), reference_rtol=config.benchmark.reference_rtol, device=exp.device,
         inception=_inception_metric_inputs(config, exp, x_test),
+        identity={"step": checkpoint.step_of(found), "ema": config.sampling.use_ema,
+                  "weights_sha256": features.weights_hash(exp.model), "config": config_schema.model_defining_values(config.to_dict()),
+                  "split": {"seed": config.seed, "test_fraction": config.data.test_fraction},
+                  "feature_classifier_sha256": info["weights_sha256"], "data_sha256": info["data_sha256"],
+                  "inception_weights_sha256": (config.benchmark.inception_sha256 or inception.FID_WEIGHTS_SHA256)
+                  if config.benchmark.inception_weights else ""},
     )
     target.classifier_info = {**info, "checkpoint": str(found), "step": checkpoint.step_of(found)}
     return target

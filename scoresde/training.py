@@ -37,6 +37,7 @@ import contextlib
 import functools
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -49,12 +50,13 @@ from absl import logging
 from torch import nn
 from tqdm.auto import tqdm
 
-from scoresde import checkpoint, data, distributed, losses
+from scoresde import checkpoint, config_schema, data, distributed, files, losses
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 NONFINITE_POLICIES = ("stop", "skip")
 CHECKPOINTS, META_CHECKPOINTS = "checkpoints", "checkpoints-meta"
 METRICS_FILE = "metrics.jsonl"
+DROPPED_METRICS_FILE = "metrics.dropped.jsonl"  # records of lost steps and unreadable lines, kept rather than deleted
 TENSORBOARD_DIR = "tensorboard"
 _DROPOUT_STREAM = 0x64726F70  # "drop": keeps dropout seeds apart from the other per-step streams
 
@@ -70,6 +72,10 @@ class TrainingInterrupted(Exception):
 
 class NonFiniteLossError(FloatingPointError):
     """The loss or the gradient went NaN / inf and config.training.nonfinite is "stop"."""
+
+
+class _SamplingStopped(Exception):
+    """A stop signal arrived while a periodic picture was being sampled."""
 
 
 def micro_batch_slices(batch_size: int, world_size: int, grad_accum: int, rank: int) -> list[slice]:
@@ -153,6 +159,12 @@ class Trainer:
         self.checkpoint_roots = (self.workdir / CHECKPOINTS, self.workdir / META_CHECKPOINTS)
         self.last_checkpoint: Path | None = None
         self.skipped_steps = 0
+        self._signals: _StopSignals | None = None  # set while `run` runs
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether a SIGTERM / SIGINT arrived during `run` (checked inside periodic sampling too)."""
+        return bool(self._signals is not None and self._signals.signum)
 
     # -- resume ---------------------------------------------------------------------------------
     def resume(self, resume_from: str = "") -> int:
@@ -171,6 +183,7 @@ class Trainer:
             found = checkpoint.newest(*self.checkpoint_roots)
         if found is None:
             return 0
+        config_schema.check_checkpoint_config(self.exp.config, found)
         step, extra = checkpoint.restore(found, self.exp.model, self.exp.ema, self.exp.optimizer)
         if self.scaler is not None and extra.get("scaler"):
             self.scaler.load_state_dict(extra["scaler"])
@@ -328,13 +341,14 @@ class Trainer:
         is_main = self.ctx.is_main
         if is_main:
             self.workdir.mkdir(parents=True, exist_ok=True)
-            _truncate_metrics(self.workdir / METRICS_FILE, start)
+            _truncate_metrics(self.workdir, start)
         writer = self._tensorboard(start)
         bar = tqdm(total=c.n_steps, initial=start, desc="training", disable=None if (c.progress and is_main) else True)
         window, skipped, tick = [], 0, time.perf_counter()
         log = open(self.workdir / METRICS_FILE, "a") if is_main else None
         try:
             with _StopSignals() as signals:
+                self._signals = signals
                 for step in range(start, c.n_steps):
                     loss, stepped, stop = self.train_step(step, stop_requested=bool(signals.signum))
                     window.append(loss)
@@ -362,6 +376,7 @@ class Trainer:
                     if on_step is not None:
                         on_step(done)
         finally:
+            self._signals = None
             bar.close()
             if log is not None:
                 log.close()
@@ -380,18 +395,37 @@ class Trainer:
         return record
 
     # -- sampling under DDP ---------------------------------------------------------------------
-    def sample(self, n: int, *, seed: int, progress: bool = False) -> tuple[np.ndarray, dict]:
+    def sample(self, n: int, *, seed: int, progress: bool = False, interruptible: bool = False) -> tuple[np.ndarray, dict]:
         """n samples with the EMA weights, sharded over the processes and gathered (in model space).
 
         Each process draws its share with its own seed (seed, rank) on the unwrapped network, so
         the samples of a K-process run differ from a single-process run's (both are exact draws).
+
+        With `interruptible`, a stop signal arriving while sampling abandons this process's share
+        (checked at every score evaluation) so that the checkpoint is written within a training
+        step, not after the whole draw; the gathered result then has fewer than n samples and
+        info["interrupted"] is True. The gather still runs on every process, so DDP never hangs.
         """
         ctx = self.ctx
         share = [n // ctx.world_size + (r < n % ctx.world_size) for r in range(ctx.world_size)]
         rank_seed = seed if not ctx.enabled else int(np.random.SeedSequence([seed, ctx.rank]).generate_state(1)[0])
-        with self.exp.ema.average_parameters(self.exp.model):
-            x, info = self.exp.sample(share[ctx.rank], seed=rank_seed, progress=progress and ctx.is_main)
-        return distributed.gather_arrays(x.detach().cpu().numpy(), ctx), info
+
+        def should_stop() -> bool:
+            if self.stop_requested:
+                raise _SamplingStopped
+            return False
+
+        try:
+            with self.exp.ema.average_parameters(self.exp.model):
+                x, info = self.exp.sample(share[ctx.rank], seed=rank_seed, progress=progress and ctx.is_main,
+                                          should_stop=should_stop if interruptible else None)
+            x = x.detach().cpu().numpy()
+        except _SamplingStopped:
+            x, info = np.zeros((0, *self.exp.train_data.shape), np.float32), {"nfe": 0, "interrupted": True}
+            logging.warning("stop requested: the samples of this picture were abandoned")
+        gathered = distributed.gather_arrays(x, ctx)
+        info["interrupted"] = info.get("interrupted", False) or len(gathered) < n
+        return gathered, info
 
 
 def _global_rng_state() -> dict:
@@ -410,13 +444,29 @@ def _set_global_rng_state(state: dict) -> None:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """The records of a metrics.jsonl file (a torn last line, from a kill mid-write, is dropped)."""
-    from scoresde.benchmark import read_records  # the same JSON-lines reader
+    """The records of a metrics.jsonl file; lines that are not records (a line torn by a kill
+    mid-write) are skipped."""
+    return files.read_jsonl(path, required=("step", "loss"))[0]
 
-    return read_records(path)
 
+def _truncate_metrics(workdir: Path, step: int) -> None:
+    """Keep the log's records up to `step`; move the others to metrics.dropped.jsonl, with a warning.
 
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop records logged after `step` (they belong to steps lost to an interruption)."""
-    kept = [r for r in read_metrics(path) if r["step"] <= step]
-    path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    Records after `step` belong to steps lost to an interruption (they will be logged again), and
+    lines that are not records with an integer step cannot be placed; neither is deleted. The
+    dropped lines are appended (and flushed) before the log is replaced atomically, so a kill at
+    any moment loses nothing.
+    """
+    path = workdir / METRICS_FILE
+    records, unreadable = files.read_jsonl(path)
+    kept = [r for r in records if isinstance(r.get("step"), int) and 0 <= r["step"] <= step]
+    dropped = [json.dumps(r) for r in records if not (isinstance(r.get("step"), int) and 0 <= r["step"] <= step)]
+    if not dropped and not unreadable:
+        return
+    with open(workdir / DROPPED_METRICS_FILE, "a") as handle:
+        handle.writelines(line + "\n" for line in [*dropped, *unreadable])
+        handle.flush()
+        os.fsync(handle.fileno())
+    files.write_jsonl(path, kept)
+    logging.warning("%s: kept %d records up to step %d; moved %d records of later (lost) steps and %d unreadable lines "
+                    "to %s", path, len(kept), step, len(dropped), len(unreadable), workdir / DROPPED_METRICS_FILE)
