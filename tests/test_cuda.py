@@ -11,7 +11,7 @@ from scoresde.models import ScoreUNet
 from scoresde.oracle import GaussianMixture
 from scoresde.samplers.noise import per_sample_generators
 from scoresde.sde_lib import VESDE, VPSDE, subVPSDE
-from tests.test_training import final_tensors, logged_losses, tiny_config
+from tests.helpers import final_tensors, logged_losses, tiny_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -178,7 +178,7 @@ def test_likelihood_mode_writes_per_example_values_and_a_summary(dataset, tmp_pa
     import numpy as np
 
     from scoresde import run_lib
-    from tests.test_training import tiny_config
+    from tests.helpers import tiny_config
 
     overrides = {"data.dataset": dataset, "training.n_steps": 3, "likelihood.n_examples": 6, "likelihood.batch_size": 4,
                  "likelihood.rtol": 1e-3, "likelihood.atol": 1e-3}

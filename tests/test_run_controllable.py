@@ -12,7 +12,7 @@ import torch
 from scoresde import run_controllable, run_lib, training
 from scoresde.distributed import Context
 from scoresde.models.mlp import ScoreMLP
-from tests.test_training import tiny_config
+from tests.helpers import tiny_config
 
 DIGITS = {"data.dataset": "digits", "training.n_steps": 3, "classifier.n_steps": 4, "classifier.batch_size": 32,
           "classifier.width": 16, "classifier.depth": 1, "classifier.embed_dim": 16, "classifier.checkpoint_freq": 2,

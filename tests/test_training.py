@@ -16,58 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from safetensors.torch import load_file
 
-from configs.toy_vp import get_config
 from scoresde import checkpoint, losses, run_lib, training
+from tests.helpers import assert_same_tensors, cli_overrides, final_tensors, logged_losses, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-
-TINY = {
-    "training.n_steps": 12, "training.batch_size": 32, "training.log_freq": 1, "training.checkpoint_freq": 6,
-    "training.meta_checkpoint_freq": 0, "training.sample_freq": 0, "training.progress": False,
-    "training.tensorboard": False, "model.width": 16, "model.depth": 1, "model.embed_dim": 16,
-    "data.n_examples": 400, "sampling.steps": 4, "sampling.n_samples": 20, "sampling.batch_size": 20,
-    "eval.n_projections": 8, "device": "cpu", "optim.warmup": 2,
-}
-
-
-def tiny_config(**overrides):
-    config = get_config()
-    for key, value in {**TINY, **overrides}.items():
-        group, name = key.rsplit(".", 1) if "." in key else ("", key)
-        target = config
-        for part in filter(None, group.split(".")):
-            target = target[part]
-        target[name] = value
-    return config
-
-
-def cli_overrides(**overrides):
-    return [f"--config.{k}={v}" for k, v in {**TINY, **overrides}.items()]
-
-
-def logged_losses(workdir):
-    return [(r["step"], r["loss"]) for r in training.read_metrics(Path(workdir) / "metrics.jsonl")]
-
-
-def final_tensors(workdir):
-    path = checkpoint.latest(Path(workdir) / "checkpoints")
-    state = checkpoint.read_state(path)
-    tensors = {f"model.{k}": v for k, v in load_file(str(path / "model.safetensors")).items()}
-    tensors.update({f"ema.{k}": v for k, v in load_file(str(path / "ema.safetensors")).items()})
-    for index, per_param in state["optimizer"]["state"].items():
-        tensors.update({f"optim.{index}.{k}": v for k, v in per_param.items() if torch.is_tensor(v)})
-    return checkpoint.step_of(path), tensors
-
-
-def assert_same_tensors(a, b, atol=0.0):
-    assert a.keys() == b.keys()
-    for key in a:
-        if atol:
-            torch.testing.assert_close(a[key], b[key], atol=atol, rtol=0, msg=key)
-        else:
-            assert torch.equal(a[key], b[key]), key
 
 
 @pytest.fixture(scope="module")

@@ -70,7 +70,7 @@ def test_sample_mode_tunes_the_grid_of_a_trained_model(tmp_path):
     """sampling.time_grid = "tuned": sample mode tunes the solver's grid to the network and records it;
     other modes and stochastic samplers refuse it by name."""
     from scoresde import run_controllable, run_lib
-    from tests.test_training import tiny_config
+    from tests.helpers import tiny_config
 
     config = tiny_config(**{"sampling.sampler": "dpmpp_2m", "sampling.steps": 4, "sampling.time_grid": "tuned",
                             "sampling.tune_samples": 32, "sampling.tune_evaluations": 20, "training.sample_freq": 0})

@@ -1,0 +1,190 @@
+"""Replay the faults of the hardening review many times and count the runs that lost anything.
+
+    python benchmarks/fault_probes.py                      # 20 runs of each scenario
+    python benchmarks/fault_probes.py --runs 50 --scenarios startup two_trainers --seed 3
+
+Scenarios (each run in a fresh copy of a work directory that already holds a trained toy run):
+
+startup       SIGKILL at a random moment of a trainer's start-up (imports, data, resume, the log's
+              rewrite). The log holds records past its newest checkpoint, so every start rewrites
+              it. Lost: any (step, loss) record of the original log missing from metrics.jsonl and
+              metrics.dropped.jsonl together, or no loadable checkpoint left.
+two_trainers  a second trainer started at a random moment on the work directory of a running one.
+              Lost: the second is not refused (exit 1 naming the holder), or the first does not
+              stop cleanly on SIGTERM (exit 143) with a loadable checkpoint at its last step and
+              a log without gaps.
+mid_save      SIGKILL at a random moment of a run that writes a checkpoint after every step, so
+              most kills land inside a save. Lost: the newest loadable checkpoint goes back in
+              steps, a checkpoint cannot be restored, or the resumed run's per-step losses and
+              final tensors differ from an uninterrupted run's.
+
+Prints one line per run and a summary: runs per scenario and how many lost anything (goal: 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from kill_resume_soak import command, environment, final_state, logged_losses  # noqa: E402
+
+from configs.toy_vp import get_config  # noqa: E402
+from scoresde import checkpoint, run_lib, training  # noqa: E402
+from scoresde.models import ExponentialMovingAverage  # noqa: E402
+
+SCENARIOS = ("startup", "two_trainers", "mid_save")
+
+
+def settings(steps: int, checkpoint_freq: int, meta_freq: int = 0):
+    return argparse.Namespace(steps=steps, checkpoint_freq=checkpoint_freq, meta_freq=meta_freq)
+
+
+def start(workdir: Path, run_settings) -> subprocess.Popen:
+    return subprocess.Popen(command(workdir, run_settings), cwd=ROOT, env=environment(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def restorable(path: Path | None) -> bool:
+    """Whether a checkpoint restores into a fresh network of the probes' config."""
+    if path is None:
+        return False
+    config = get_config()
+    config.model.width, config.model.depth = 32, 1  # as kill_resume_soak.command
+    model = run_lib.build_model(config, (2,))
+    try:
+        checkpoint.restore(path, model, ExponentialMovingAverage(model), torch.optim.Adam(model.parameters()))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def newest(workdir: Path) -> Path | None:
+    return checkpoint.newest(workdir / training.CHECKPOINTS, workdir / training.META_CHECKPOINTS)
+
+
+def all_records(workdir: Path) -> set[tuple[int, float]]:
+    found = set()
+    for name in (training.METRICS_FILE, training.DROPPED_METRICS_FILE):
+        found |= {(r["step"], r["loss"]) for r in training.read_metrics(workdir / name)}
+    return found
+
+
+def probe_startup(base: Path, tmp: Path, rng: random.Random, startup_seconds: float) -> str | None:
+    workdir = tmp / "startup"
+    shutil.copytree(base, workdir)
+    original = all_records(workdir)
+    proc = start(workdir, settings(steps=400, checkpoint_freq=200))
+    time.sleep(rng.uniform(0, startup_seconds))
+    proc.kill()
+    proc.wait()
+    missing = original - all_records(workdir)
+    if missing:
+        return f"{len(missing)} of {len(original)} log records gone"
+    if not restorable(newest(workdir)):
+        return "no restorable checkpoint"
+    return None
+
+
+def probe_two_trainers(base: Path, tmp: Path, rng: random.Random, startup_seconds: float) -> str | None:
+    workdir = tmp / "two"
+    shutil.copytree(base, workdir)
+    long_run = settings(steps=100_000, checkpoint_freq=50)
+    first = start(workdir, long_run)
+    time.sleep(rng.uniform(0.5, 2 * startup_seconds))
+    second = subprocess.run(command(workdir, long_run), cwd=ROOT, env=environment(), capture_output=True, text=True)
+    refused = second.returncode == 1 and "is in use by --mode train" in second.stderr
+    first.send_signal(signal.SIGTERM)
+    code = first.wait()
+    if not refused:
+        return f"the second trainer was not refused (exit {second.returncode}: {second.stderr.strip()[-200:]})"
+    if code != 128 + signal.SIGTERM:
+        return f"the first trainer ended with exit {code}: {first.stderr.read().strip()[-300:]}"
+    steps = [s for s, _ in logged_losses(workdir)]
+    saved = newest(workdir)
+    if steps != list(range(1, steps[-1] + 1)):
+        return "the log has gaps or repeats"
+    if not restorable(saved) or checkpoint.step_of(saved) != steps[-1]:
+        return f"no restorable checkpoint at the last logged step {steps[-1]}"
+    return None
+
+
+def probe_mid_save(tmp: Path, rng: random.Random, kills: int, startup_seconds: float) -> list[str | None]:
+    """`kills` SIGKILLs of one run saving every step, then its resumed end against an uninterrupted run."""
+    workdir, reference = tmp / "mid_save", tmp / "mid_save_reference"
+    every_step = settings(steps=60 + 8 * kills, checkpoint_freq=1)
+    outcomes, previous = [], 0
+    for _ in range(kills):
+        proc = start(workdir, every_step)
+        time.sleep(startup_seconds + rng.uniform(0, 1.0))
+        proc.kill()
+        proc.wait()
+        path = newest(workdir)
+        step = checkpoint.step_of(path) if path is not None else 0
+        if step < previous:
+            outcomes.append(f"the newest checkpoint went back from step {previous} to {step}")
+        elif path is not None and not restorable(path):
+            outcomes.append(f"checkpoint {path.name} does not restore")
+        else:
+            outcomes.append(None)
+        previous = max(previous, step)
+    finish = subprocess.run(command(workdir, every_step), cwd=ROOT, env=environment(), capture_output=True, text=True)
+    subprocess.run(command(reference, every_step), cwd=ROOT, env=environment(), capture_output=True, check=True)
+    a, b = final_state(workdir), final_state(reference)
+    if finish.returncode or logged_losses(workdir) != logged_losses(reference) or a.keys() != b.keys() \
+            or not all(torch.equal(a[k], b[k]) for k in a):
+        outcomes[-1] = "the resumed run differs from an uninterrupted one"
+    return outcomes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=20, help="runs (kills) per scenario")
+    parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    results: dict[str, list[str | None]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        base = tmp / "base"  # a finished run whose log runs 100 steps past its newest checkpoint
+        started = time.perf_counter()
+        subprocess.run(command(base, settings(steps=200, checkpoint_freq=50)), cwd=ROOT, env=environment(),
+                       capture_output=True, check=True)
+        startup_seconds = time.perf_counter() - started  # an upper bound of start-up: the whole short run
+        for path in checkpoint.list_complete(base / training.CHECKPOINTS)[1:]:  # keep only the oldest
+            shutil.rmtree(path)
+        shutil.rmtree(base / training.META_CHECKPOINTS, ignore_errors=True)
+        print(f"base run: {len(training.read_metrics(base / training.METRICS_FILE))} log records, newest checkpoint "
+              f"step {checkpoint.step_of(newest(base))}; start-up window {startup_seconds:.1f} s")
+        for scenario in args.scenarios:
+            if scenario == "mid_save":
+                results[scenario] = probe_mid_save(tmp, rng, args.runs, min(startup_seconds, 4.0))
+            else:
+                probe = probe_startup if scenario == "startup" else probe_two_trainers
+                results[scenario] = []
+                for _ in range(args.runs):
+                    results[scenario].append(probe(base, tmp, rng, startup_seconds))
+                    shutil.rmtree(tmp / ("startup" if scenario == "startup" else "two"), ignore_errors=True)
+            for k, outcome in enumerate(results[scenario]):
+                print(f"{scenario:12s} run {k + 1:3d}: {outcome or 'nothing lost'}")
+    print()
+    for scenario, outcomes in results.items():
+        print(f"{scenario:12s} {len(outcomes):3d} runs, {sum(o is not None for o in outcomes):3d} lost anything")
+    if any(o is not None for outcomes in results.values() for o in outcomes):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
