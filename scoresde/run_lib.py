@@ -10,6 +10,8 @@ Work directory layout:
     checkpoints/step_<k>/   complete checkpoints, `latest` names the newest (see scoresde.checkpoint)
     checkpoints-meta/       the single preemption checkpoint, written more often
     metrics.jsonl           one JSON record per log interval: step, loss, lr, steps/s
+    metrics.dropped.jsonl   records of steps lost to an interruption and unreadable lines, kept
+    .lock                   held (flock) by the run using the directory (scoresde.workdir)
     tensorboard/            the same scalars as TensorBoard events (when tensorboard is installed)
     samples/step_<k>.png    sample pictures during training
     samples.npz, samples.png, loss.png, quality.json   written at the end of training / by sample
@@ -221,11 +223,11 @@ class Experiment:
         return self._tuned_grid
 
     def sample(self, n: int, *, seed: int, progress: bool = False,
-               should_stop: Callable[[], bool] | None = None) -> tuple[torch.Tensor, dict]:
+               before_evaluation: Callable[[], None] | None = None) -> tuple[torch.Tensor, dict]:
         """n samples (in model space) with the configured sampler, in batches, in eval mode.
 
-        `should_stop` is called before every score evaluation (any sampler, adaptive ones too); it
-        may raise to abandon the draw (training's periodic pictures do, on a stop signal).
+        `before_evaluation` is called before every score evaluation (of any sampler, adaptive ones
+        too); raising in it abandons the draw (training's periodic pictures do, on a stop signal).
         """
         s = self.config.sampling
         if n == 0:  # a process's share of a sharded draw can be empty
@@ -234,9 +236,9 @@ class Experiment:
         generator = torch.Generator(self.device).manual_seed(seed)
         self.model.eval()
         score_fn = self.score_fn
-        if should_stop is not None:
+        if before_evaluation is not None:
             def score_fn(x, t, **kwargs):
-                should_stop()
+                before_evaluation()
                 return self.score_fn(x, t, **kwargs)
         chunks, info = [], {}
         bar = tqdm(total=math.ceil(n / s.batch_size) * s.steps, desc="sampling", disable=None if progress else True, leave=False)

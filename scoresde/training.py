@@ -410,15 +410,14 @@ class Trainer:
         share = [n // ctx.world_size + (r < n % ctx.world_size) for r in range(ctx.world_size)]
         rank_seed = seed if not ctx.enabled else int(np.random.SeedSequence([seed, ctx.rank]).generate_state(1)[0])
 
-        def should_stop() -> bool:
+        def stop_if_requested() -> None:
             if self.stop_requested:
                 raise _SamplingStopped
-            return False
 
         try:
             with self.exp.ema.average_parameters(self.exp.model):
                 x, info = self.exp.sample(share[ctx.rank], seed=rank_seed, progress=progress and ctx.is_main,
-                                          should_stop=should_stop if interruptible else None)
+                                          before_evaluation=stop_if_requested if interruptible else None)
             x = x.detach().cpu().numpy()
         except _SamplingStopped:
             x, info = np.zeros((0, *self.exp.train_data.shape), np.float32), {"nfe": 0, "interrupted": True}
