@@ -31,7 +31,6 @@ summarises a metric over repeated seeds.
 from collections.abc import Callable
 
 import numpy as np
-import scipy.stats
 import torch
 
 from scoresde.data import to_numpy
@@ -604,6 +603,8 @@ def mean_confidence_interval(values: np.ndarray | torch.Tensor | list[float],
     mean = float(values.mean())
     if n == 1:
         return mean, float("nan")
+    import scipy.stats  # here: importing it costs a second and a half, on every start of main.py
+
     quantile = scipy.stats.t.ppf((1.0 + level) / 2.0, df=n - 1)
     return mean, float(quantile * np.std(values, ddof=1) / np.sqrt(n))
 

@@ -4,18 +4,22 @@ Figures are built with ``matplotlib.figure.Figure`` on an Agg canvas, so nothing
 pyplot or the global matplotlib backend and the functions are safe in headless runs and threads.
 Image grids are composed in numpy and written by Pillow. Every function creates the parent
 directories of its output path, accepts numpy arrays or torch tensors, and returns the path it
-wrote.
+wrote. matplotlib is imported on the first figure (it costs a second on every start of main.py).
 """
+
+from __future__ import annotations
 
 import math
 import os
 import pathlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from PIL import Image
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 from scoresde.data import to_numpy
 
@@ -31,7 +35,15 @@ def _output_path(path: str | os.PathLike) -> pathlib.Path:
     return path
 
 
+def _new_figure(**options) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(**options)
+
+
 def _save_figure(figure: Figure, path: str | os.PathLike) -> pathlib.Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     path = _output_path(path)
     FigureCanvasAgg(figure)
     figure.savefig(path, dpi=DPI)
@@ -84,7 +96,7 @@ def save_scatter(path: str | os.PathLike, samples: np.ndarray | torch.Tensor,
         limits = _auto_limits(panels[0][1])
     if len(limits) != 2 or not limits[0] < limits[1]:
         raise ValueError(f"limits must be a pair (low, high) with low < high, got {limits}")
-    figure = Figure(figsize=(PANEL_INCHES * len(panels), PANEL_INCHES + 0.4))
+    figure = _new_figure(figsize=(PANEL_INCHES * len(panels), PANEL_INCHES + 0.4))
     for index, (label, points, colour) in enumerate(panels):
         axes = figure.add_subplot(1, len(panels), index + 1)
         axes.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5, color=colour, linewidths=0)
@@ -184,7 +196,7 @@ def save_loss_curve(path: str | os.PathLike, steps: np.ndarray | torch.Tensor,
     finite = np.isfinite(losses) & np.isfinite(steps)
     steps, losses = steps[finite], losses[finite]
     window = min(window or max(1, len(losses) // 20), max(len(losses), 1))
-    figure = Figure(figsize=(6.0, 4.0))
+    figure = _new_figure(figsize=(6.0, 4.0))
     axes = figure.add_subplot(1, 1, 1)
     axes.plot(steps, losses, color="tab:blue", alpha=0.3, linewidth=0.8, label="loss")
     if len(losses) >= window > 1:
@@ -215,7 +227,7 @@ def save_metric_vs_nfe(path: str | os.PathLike, rows: list[dict], metric: str, *
     rows = [r for r in rows if metric in r and np.isfinite(r[metric])]
     if not rows:
         raise ValueError(f"no rows with a finite {metric!r}")
-    figure = Figure(figsize=(6.5, 4.2))
+    figure = _new_figure(figsize=(6.5, 4.2))
     axes = figure.add_subplot(1, 1, 1)
     for sampler in dict.fromkeys(r["sampler"] for r in rows):
         line = sorted((r for r in rows if r["sampler"] == sampler), key=lambda r: r["nfe"])
@@ -250,7 +262,7 @@ def save_sample_panels(path: str | os.PathLike, panels: dict[str, np.ndarray | t
     low, high = _auto_limits(everything)
     columns = min(columns, len(points))
     rows = math.ceil(len(points) / columns)
-    figure = Figure(figsize=(3.0 * columns, 3.0 * rows))
+    figure = _new_figure(figsize=(3.0 * columns, 3.0 * rows))
     for i, (name, xy) in enumerate(points.items()):
         axes = figure.add_subplot(rows, columns, i + 1)
         axes.scatter(xy[:, 0], xy[:, 1], s=1.5, alpha=0.5, linewidths=0)
