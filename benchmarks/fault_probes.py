@@ -18,6 +18,12 @@ mid_save      SIGKILL at a random moment of a run that writes a checkpoint after
               steps, a checkpoint cannot be restored, or the resumed run's per-step losses and
               final tensors differ from an uninterrupted run's.
 
+sigterm_picture
+              SIGTERM while a periodic sample picture is drawn (a slow one: 20,000 Euler-Maruyama
+              steps). Lost: the run does not exit with 143 and a checkpoint within the 30 s grace
+              period Slurm and Kubernetes give before SIGKILL. The seconds from the signal to the
+              exit are printed.
+
 Prints one line per run and a summary: runs per scenario and how many lost anything (goal: 0).
 """
 
@@ -27,6 +33,7 @@ import argparse
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,16 +51,24 @@ from configs.toy_vp import get_config  # noqa: E402
 from scoresde import checkpoint, run_lib, training  # noqa: E402
 from scoresde.models import ExponentialMovingAverage  # noqa: E402
 
-SCENARIOS = ("startup", "two_trainers", "mid_save")
+SCENARIOS = ("startup", "two_trainers", "mid_save", "sigterm_picture")
+GRACE_SECONDS = 30.0
 
 
 def settings(steps: int, checkpoint_freq: int, meta_freq: int = 0):
     return argparse.Namespace(steps=steps, checkpoint_freq=checkpoint_freq, meta_freq=meta_freq)
 
 
-def start(workdir: Path, run_settings) -> subprocess.Popen:
-    return subprocess.Popen(command(workdir, run_settings), cwd=ROOT, env=environment(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def start(workdir: Path, run_settings, **extra) -> subprocess.Popen:
+    """The trainer in the background, its log in a file next to the work directory (a pipe nobody
+    reads would fill up and block it)."""
+    log = open(workdir.with_name(workdir.name + ".log"), "w")
+    return subprocess.Popen(command(workdir, run_settings, **extra), cwd=ROOT, env=environment(),
+                            stdout=subprocess.DEVNULL, stderr=log)
+
+
+def log_tail(workdir: Path) -> str:
+    return workdir.with_name(workdir.name + ".log").read_text()[-300:].strip()
 
 
 def restorable(path: Path | None) -> bool:
@@ -110,7 +125,7 @@ def probe_two_trainers(base: Path, tmp: Path, rng: random.Random, startup_second
     if not refused:
         return f"the second trainer was not refused (exit {second.returncode}: {second.stderr.strip()[-200:]})"
     if code != 128 + signal.SIGTERM:
-        return f"the first trainer ended with exit {code}: {first.stderr.read().strip()[-300:]}"
+        return f"the first trainer ended with exit {code}: {log_tail(workdir)}"
     steps = [s for s, _ in logged_losses(workdir)]
     saved = newest(workdir)
     if steps != list(range(1, steps[-1] + 1)):
@@ -118,6 +133,33 @@ def probe_two_trainers(base: Path, tmp: Path, rng: random.Random, startup_second
     if not restorable(saved) or checkpoint.step_of(saved) != steps[-1]:
         return f"no restorable checkpoint at the last logged step {steps[-1]}"
     return None
+
+
+def probe_sigterm_picture(base: Path, tmp: Path, rng: random.Random, startup_seconds: float) -> str | None:
+    workdir = tmp / "picture"
+    shutil.copytree(base, workdir)
+    picture_step = 110  # the base run resumes at 100
+    proc = start(workdir, settings(steps=400, checkpoint_freq=200), **{
+        "training.sample_freq": picture_step, "sampling.steps": 20_000, "sampling.sampler": "euler_maruyama"})
+    while not [s for s, _ in logged_losses(workdir) if s >= picture_step] and proc.poll() is None:
+        time.sleep(0.01)
+    time.sleep(rng.uniform(0.2, 2.0))  # inside the picture
+    sent = time.perf_counter()
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        code = proc.wait()
+    seconds = time.perf_counter() - sent
+    saved = newest(workdir)
+    if code != 128 + signal.SIGTERM or seconds > GRACE_SECONDS or not restorable(saved):
+        return f"exit {code} {seconds:.1f} s after SIGTERM, newest checkpoint {saved}"
+    LATENCIES.append(seconds)
+    return None
+
+
+LATENCIES: list[float] = []
 
 
 def probe_mid_save(tmp: Path, rng: random.Random, kills: int, startup_seconds: float) -> list[str | None]:
@@ -172,16 +214,20 @@ def main() -> None:
             if scenario == "mid_save":
                 results[scenario] = probe_mid_save(tmp, rng, args.runs, min(startup_seconds, 4.0))
             else:
-                probe = probe_startup if scenario == "startup" else probe_two_trainers
+                probe, folder = {"startup": (probe_startup, "startup"), "two_trainers": (probe_two_trainers, "two"),
+                                 "sigterm_picture": (probe_sigterm_picture, "picture")}[scenario]
                 results[scenario] = []
                 for _ in range(args.runs):
                     results[scenario].append(probe(base, tmp, rng, startup_seconds))
-                    shutil.rmtree(tmp / ("startup" if scenario == "startup" else "two"), ignore_errors=True)
+                    shutil.rmtree(tmp / folder, ignore_errors=True)
             for k, outcome in enumerate(results[scenario]):
                 print(f"{scenario:12s} run {k + 1:3d}: {outcome or 'nothing lost'}")
     print()
     for scenario, outcomes in results.items():
         print(f"{scenario:12s} {len(outcomes):3d} runs, {sum(o is not None for o in outcomes):3d} lost anything")
+    if LATENCIES:
+        print(f"SIGTERM during a picture -> exit: median {statistics.median(LATENCIES):.2f} s, max {max(LATENCIES):.2f} s "
+              f"(grace period {GRACE_SECONDS:.0f} s)")
     if any(o is not None for outcomes in results.values() for o in outcomes):
         sys.exit(1)
 

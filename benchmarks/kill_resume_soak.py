@@ -34,13 +34,14 @@ from safetensors.torch import load_file  # noqa: E402
 from scoresde import checkpoint, training  # noqa: E402
 
 
-def command(workdir: Path, args) -> list[str]:
+def command(workdir: Path, args, **extra) -> list[str]:
+    """main.py --mode train on the soak's toy config; `extra` overrides config keys ({"training.sample_freq": 50})."""
     overrides = {
         "training.n_steps": args.steps, "training.batch_size": 64, "training.log_freq": 1,
         "training.checkpoint_freq": args.checkpoint_freq, "training.meta_checkpoint_freq": args.meta_freq,
         "training.sample_freq": 0, "training.progress": False, "training.tensorboard": False,
         "model.width": 32, "model.depth": 1, "data.n_examples": 2000, "sampling.steps": 10,
-        "sampling.n_samples": 100, "sampling.batch_size": 100, "eval.n_projections": 16, "device": "cpu",
+        "sampling.n_samples": 100, "sampling.batch_size": 100, "eval.n_projections": 16, "device": "cpu", **extra,
     }
     return [sys.executable, "main.py", "--config=configs/toy_vp.py", f"--workdir={workdir}", "--mode=train",
             *(f"--config.{k}={v}" for k, v in overrides.items())]
