@@ -3,7 +3,7 @@
 Sized to train in a few minutes on 2 CPU cores (see `make demo`).
 """
 
-from configs.base import get_config as base_config
+from scoresde.config.defaults import get_config as base_config
 
 
 def get_config():

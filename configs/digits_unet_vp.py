@@ -6,7 +6,7 @@ scaled down: nf=32, three levels (16, 8, 4), attention at 8x8, 1.3 M parameters.
 fast ODE solver (UniPC, 25 steps) so that the final grid costs seconds, not minutes.
 """
 
-from configs.base import get_config as base_config
+from scoresde.config.defaults import get_config as base_config
 
 
 def get_config():

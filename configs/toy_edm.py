@@ -6,7 +6,7 @@ sigma_max is 10 rather than the paper's 80 (chosen for CIFAR-10): like VE's, it 
 the largest distance between data points, about 4 here.
 """
 
-from configs.base import get_config as base_config
+from scoresde.config.defaults import get_config as base_config
 
 
 def edm_recipe(config, sigma_max: float):

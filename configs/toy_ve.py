@@ -4,7 +4,7 @@ sigma_max follows Song & Ermon (2020, technique 1): about the largest distance b
 points, which is about 4 for the toy sets here.
 """
 
-from configs.base import get_config as base_config
+from scoresde.config.defaults import get_config as base_config
 
 
 def get_config():

@@ -1,6 +1,6 @@
 """A residual MLP on a 2-D toy distribution under the VP SDE (the DDPM limit)."""
 
-from configs.base import get_config as base_config
+from scoresde.config.defaults import get_config as base_config
 
 
 def get_config():

@@ -1,6 +1,6 @@
 """Orchestration for main.py: train, sample and benchmark from a config.
 
-With `scoresde.training` (the training loop it drives) and `scoresde.config_schema` (the checks of
+With `scoresde.training` (the training loop it drives) and `scoresde.config.schema` (the checks of
 every value), the only modules that read configs: it translates an `ml_collections` config into
 keyword arguments for the library at the edge, and owns the side effects: the work directory,
 checkpoints, logs, pictures and progress bars.
@@ -32,7 +32,8 @@ import torch
 from absl import logging
 from tqdm.auto import tqdm
 
-from scoresde import checkpoint, config_schema, data, distributed, metrics, plotting, samplers, training
+from scoresde import checkpoint, data, distributed, metrics, plotting, samplers, training
+from scoresde.config import schema
 from scoresde.models import MODELS, ExponentialMovingAverage, get_model
 from scoresde.score import NetworkScore
 from scoresde.sde_lib import SDES, SDE, get_sde_from_options
@@ -124,8 +125,8 @@ def class_labels(config, dataset: data.Dataset, device: torch.device) -> torch.T
 
 
 def validate(config) -> None:
-    """Every config value checked before work starts (see scoresde.config_schema); one ValueError lists all problems."""
-    config_schema.check(config)
+    """Every config value checked before work starts (see scoresde.config.schema); one ValueError lists all problems."""
+    schema.check(config)
 
 
 def named_time_grid(config, mode: str) -> str | None:
@@ -152,7 +153,7 @@ def load_checkpoint(config, workdir: Path, model: torch.nn.Module, *, ema: bool)
     """Load config.sampling.checkpoint (or the newest complete checkpoint of workdir) into `model`.
 
     The checkpoint's saved config is checked against this run's model-defining values first
-    (`config_schema.check_checkpoint_config`); the weights are loaded strictly and must be finite.
+    (`scoresde.config.schema.check_checkpoint_config`); the weights are loaded strictly and must be finite.
 
     Returns:
         The checkpoint directory.
@@ -165,7 +166,7 @@ def load_checkpoint(config, workdir: Path, model: torch.nn.Module, *, ema: bool)
     if found is None:
         raise FileNotFoundError(f"no complete checkpoint in {Path(workdir) / 'checkpoints'}; train first or set config.sampling.checkpoint")
     checkpoint.check_identity(found)
-    config_schema.check_checkpoint_config(config, found)
+    schema.check_checkpoint_config(config, found)
     checkpoint.load_weights(found, model, ema=ema)
     return found
 
@@ -496,7 +497,7 @@ def _checkpoint_target(config, workdir: Path):
         postprocess=lambda x: x.clamp(low, high), reference_rtol=config.benchmark.reference_rtol, device=exp.device,
         inception=_inception_metric_inputs(config, exp, x_test),
         identity={"step": checkpoint.step_of(found), "ema": config.sampling.use_ema,
-                  "weights_sha256": features.weights_hash(exp.model), "config": config_schema.model_defining_values(config.to_dict()),
+                  "weights_sha256": features.weights_hash(exp.model), "config": schema.model_defining_values(config.to_dict()),
                   "split": {"seed": config.seed, "test_fraction": config.data.test_fraction},
                   "feature_classifier_sha256": info["weights_sha256"], "data_sha256": info["data_sha256"],
                   "inception_weights_sha256": (config.benchmark.inception_sha256 or inception.FID_WEIGHTS_SHA256)

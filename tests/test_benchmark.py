@@ -117,8 +117,8 @@ def test_sampler_specs_sweep_options_and_grids(ring_vp):
 @pytest.mark.parametrize("spec, message", [("unipcc", "unknown sampler 'unipcc'"), ("unipc@karrass", "unknown time grid"),
                                            ("unipc:foo=1", "no option 'foo'; valid: "), ("unipc:predictor_order", "key=value")])
 def test_bad_sampler_specs_are_named(spec, message):
-    from configs.base import get_config
-    from scoresde import config_schema
+    from scoresde.config.defaults import get_config
+    from scoresde.config import schema as config_schema
 
     with pytest.raises(ValueError, match=re.escape(message)):
         bench.parse_sampler_spec(spec)

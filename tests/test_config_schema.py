@@ -6,14 +6,14 @@ from pathlib import Path
 import ml_collections
 import pytest
 
-from configs import base
-from scoresde import config_schema
-from scoresde.config_schema import boolean, integer, one_of, real, sequence_of, text
+from scoresde.config import defaults as base
+from scoresde.config import schema as config_schema
+from scoresde.config.schema import boolean, integer, one_of, real, sequence_of, text
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 ALL_CONFIGS = sorted(
     ".".join(p.relative_to(CONFIG_DIR).with_suffix("").parts)
-    for p in CONFIG_DIR.rglob("*.py") if p.stem not in ("__init__", "presets")
+    for p in CONFIG_DIR.rglob("*.py") if p.stem not in ("__init__", "presets", "base")
 )
 
 
@@ -168,8 +168,8 @@ def test_rule_helpers():
 
 
 def test_inception_digest_must_be_sha256_hex():
-    from configs.base import get_config
-    from scoresde import config_schema
+    from scoresde.config.defaults import get_config
+    from scoresde.config import schema as config_schema
 
     config = get_config()
     config.benchmark.inception_sha256 = "6726825d"

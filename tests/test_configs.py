@@ -11,7 +11,7 @@ from scoresde import run_lib
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 ALL_CONFIGS = sorted(
     ".".join(p.relative_to(CONFIG_DIR).with_suffix("").parts)
-    for p in CONFIG_DIR.rglob("*.py") if p.stem not in ("__init__", "presets")
+    for p in CONFIG_DIR.rglob("*.py") if p.stem not in ("__init__", "presets", "base")
 )
 # CIFAR-10 needs torchvision and its files: those configs are checked by building their networks.
 CIFAR10 = [name for name in ALL_CONFIGS if name.startswith("cifar10.")]

@@ -619,7 +619,7 @@ def test_flip_seed_is_a_pure_function_of_seed_and_step():
 
 
 def _image_config(tmp_path, images, random_flip):
-    from configs.base import get_config
+    from scoresde.config.defaults import get_config
 
     path = tmp_path / "tiny.npz"
     np.savez(path, images=images)
@@ -686,7 +686,7 @@ def test_train_step_flips_the_batch_deterministically(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("dataset", ["two_moons", "digits", "mnist5k"])
 def test_random_flip_is_rejected_for_digits_and_toy_data(dataset):
-    from configs.base import get_config
+    from scoresde.config.defaults import get_config
     from scoresde import run_lib
 
     config = get_config()

@@ -23,8 +23,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from scoresde import benchmark as bench
-from scoresde import checkpoint, config_schema, data, features, files, likelihood, oracle, run_lib, samplers, training
+from scoresde import checkpoint, data, features, files, likelihood, oracle, run_lib, samplers, training
 from scoresde import workdir as workdir_lib
+from scoresde.config import schema as config_schema
 from scoresde.sde_lib import VPSDE
 from tests.helpers import ROOT, tiny_config
 

@@ -4,7 +4,7 @@ mixture) under VE and VP; the adaptive probability-flow solver for reference.
     python main.py --config configs/benchmark/oracle_fast.py --workdir runs/bench_fast --mode benchmark
 """
 
-from configs.base import get_config as base_config
+from scoresde.config.defaults import get_config as base_config
 
 
 def get_config():

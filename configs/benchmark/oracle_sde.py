@@ -5,7 +5,7 @@ best fast ODE solver for comparison.
     python main.py --config configs/benchmark/oracle_sde.py --workdir runs/bench_sde --mode benchmark
 """
 
-from configs.base import get_config as base_config
+from scoresde.config.defaults import get_config as base_config
 
 
 def get_config():

@@ -11,7 +11,7 @@ here is the same function as one trained there (and its checkpoints load either 
 These are for GPUs: a training step of NCSN++ at batch 128 is minutes on a 2-core CPU.
 """
 
-from configs.base import get_config as base_config
+from scoresde.config.defaults import get_config as base_config
 
 
 def cifar10(sde_name: str):
