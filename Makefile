@@ -11,7 +11,7 @@ PYTHON := .venv/bin/python
 endif
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup demo demo-unet test clean
+.PHONY: setup demo demo-unet test lint clean
 
 setup:
 	@if [ -z "$$VIRTUAL_ENV" ] && [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
@@ -35,6 +35,12 @@ demo-unet: setup
 
 test: setup
 	$(PYTHON) -m pytest -q
+
+# Lint, format and type check (ruff and mypy come with the test extra; configured in pyproject.toml).
+lint: setup
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
 
 clean:
 	rm -rf runs .pytest_cache

@@ -3,7 +3,7 @@
 The same command as the installed `scoresde` and `python -m scoresde`; see scoresde/cli.
 """
 
-from scoresde.cli import __doc__, run  # noqa: F401,E402  (absl prints __main__'s docstring for --help)
+from scoresde.cli import __doc__, run  # noqa: F401  (absl prints __main__'s docstring for --help)
 
 if __name__ == "__main__":
     run()

@@ -31,7 +31,7 @@ SEED, TEST_FRACTION = 42, 0.1
 def central_8x8(images: np.ndarray) -> np.ndarray:
     size = images.shape[-1]
     offset = (size - data.DIGITS_SIZE) // 2
-    return images[..., offset:offset + data.DIGITS_SIZE, offset:offset + data.DIGITS_SIZE].reshape(len(images), -1)
+    return images[..., offset : offset + data.DIGITS_SIZE, offset : offset + data.DIGITS_SIZE].reshape(len(images), -1)
 
 
 def main() -> None:
@@ -43,14 +43,17 @@ def main() -> None:
     x_train, x_test = central_8x8(train.x), central_8x8(test.x)
     classifier = LogisticRegression(max_iter=2000).fit(x_train, train.labels)
     real_top = classifier.predict_proba(x_test).max(axis=1)
-    print(f"classifier: held-out accuracy {classifier.score(x_test, test.labels):.3f} on {len(x_test)} digits; "
-          f"on them, mean top probability {real_top.mean():.3f}, share > 0.9: {(real_top > 0.9).mean():.3f}")
+    print(
+        f"classifier: held-out accuracy {classifier.score(x_test, test.labels):.3f} on {len(x_test)} digits; "
+        f"on them, mean top probability {real_top.mean():.3f}, share > 0.9: {(real_top > 0.9).mean():.3f}"
+    )
     for path in args.samples:
         samples = central_8x8(np.load(path)["samples"])
         n = min(len(samples), len(x_train))
         rng = np.random.default_rng(SEED)
-        floor = metrics.sliced_wasserstein(x_train[rng.choice(len(x_train), n, replace=False)], x_test,
-                                           n_projections=args.projections)
+        floor = metrics.sliced_wasserstein(
+            x_train[rng.choice(len(x_train), n, replace=False)], x_test, n_projections=args.projections
+        )
         sw = metrics.sliced_wasserstein(samples[:n], x_test, n_projections=args.projections)
         probs = classifier.predict_proba(samples)
         top = probs.max(axis=1)

@@ -63,8 +63,9 @@ def start(workdir: Path, run_settings, **extra) -> subprocess.Popen:
     """The trainer in the background, its log in a file next to the work directory (a pipe nobody
     reads would fill up and block it)."""
     log = open(workdir.with_name(workdir.name + ".log"), "w")
-    return subprocess.Popen(command(workdir, run_settings, **extra), cwd=ROOT, env=environment(),
-                            stdout=subprocess.DEVNULL, stderr=log)
+    return subprocess.Popen(
+        command(workdir, run_settings, **extra), cwd=ROOT, env=environment(), stdout=subprocess.DEVNULL, stderr=log
+    )
 
 
 def log_tail(workdir: Path) -> str:
@@ -139,8 +140,11 @@ def probe_sigterm_picture(base: Path, tmp: Path, rng: random.Random, startup_sec
     workdir = tmp / "picture"
     shutil.copytree(base, workdir)
     picture_step = 110  # the base run resumes at 100
-    proc = start(workdir, settings(steps=400, checkpoint_freq=200), **{
-        "training.sample_freq": picture_step, "sampling.steps": 20_000, "sampling.sampler": "euler_maruyama"})
+    proc = start(
+        workdir,
+        settings(steps=400, checkpoint_freq=200),
+        **{"training.sample_freq": picture_step, "sampling.steps": 20_000, "sampling.sampler": "euler_maruyama"},
+    )
     while not [s for s, _ in logged_losses(workdir) if s >= picture_step] and proc.poll() is None:
         time.sleep(0.01)
     time.sleep(rng.uniform(0.2, 2.0))  # inside the picture
@@ -184,8 +188,12 @@ def probe_mid_save(tmp: Path, rng: random.Random, kills: int, startup_seconds: f
     finish = subprocess.run(command(workdir, every_step), cwd=ROOT, env=environment(), capture_output=True, text=True)
     subprocess.run(command(reference, every_step), cwd=ROOT, env=environment(), capture_output=True, check=True)
     a, b = final_state(workdir), final_state(reference)
-    if finish.returncode or logged_losses(workdir) != logged_losses(reference) or a.keys() != b.keys() \
-            or not all(torch.equal(a[k], b[k]) for k in a):
+    if (
+        finish.returncode
+        or logged_losses(workdir) != logged_losses(reference)
+        or a.keys() != b.keys()
+        or not all(torch.equal(a[k], b[k]) for k in a)
+    ):
         outcomes[-1] = "the resumed run differs from an uninterrupted one"
     return outcomes
 
@@ -202,20 +210,26 @@ def main() -> None:
         tmp = Path(tmp)
         base = tmp / "base"  # a finished run whose log runs 100 steps past its newest checkpoint
         started = time.perf_counter()
-        subprocess.run(command(base, settings(steps=200, checkpoint_freq=50)), cwd=ROOT, env=environment(),
-                       capture_output=True, check=True)
+        subprocess.run(
+            command(base, settings(steps=200, checkpoint_freq=50)), cwd=ROOT, env=environment(), capture_output=True, check=True
+        )
         startup_seconds = time.perf_counter() - started  # an upper bound of start-up: the whole short run
         for path in checkpoint.list_complete(base / training.CHECKPOINTS)[1:]:  # keep only the oldest
             shutil.rmtree(path)
         shutil.rmtree(base / training.META_CHECKPOINTS, ignore_errors=True)
-        print(f"base run: {len(training.read_metrics(base / training.METRICS_FILE))} log records, newest checkpoint "
-              f"step {checkpoint.step_of(newest(base))}; start-up window {startup_seconds:.1f} s")
+        print(
+            f"base run: {len(training.read_metrics(base / training.METRICS_FILE))} log records, newest checkpoint "
+            f"step {checkpoint.step_of(newest(base))}; start-up window {startup_seconds:.1f} s"
+        )
         for scenario in args.scenarios:
             if scenario == "mid_save":
                 results[scenario] = probe_mid_save(tmp, rng, args.runs, min(startup_seconds, 4.0))
             else:
-                probe, folder = {"startup": (probe_startup, "startup"), "two_trainers": (probe_two_trainers, "two"),
-                                 "sigterm_picture": (probe_sigterm_picture, "picture")}[scenario]
+                probe, folder = {
+                    "startup": (probe_startup, "startup"),
+                    "two_trainers": (probe_two_trainers, "two"),
+                    "sigterm_picture": (probe_sigterm_picture, "picture"),
+                }[scenario]
                 results[scenario] = []
                 for _ in range(args.runs):
                     results[scenario].append(probe(base, tmp, rng, startup_seconds))
@@ -226,8 +240,10 @@ def main() -> None:
     for scenario, outcomes in results.items():
         print(f"{scenario:12s} {len(outcomes):3d} runs, {sum(o is not None for o in outcomes):3d} lost anything")
     if LATENCIES:
-        print(f"SIGTERM during a picture -> exit: median {statistics.median(LATENCIES):.2f} s, max {max(LATENCIES):.2f} s "
-              f"(grace period {GRACE_SECONDS:.0f} s)")
+        print(
+            f"SIGTERM during a picture -> exit: median {statistics.median(LATENCIES):.2f} s, max {max(LATENCIES):.2f} s "
+            f"(grace period {GRACE_SECONDS:.0f} s)"
+        )
     if any(o is not None for outcomes in results.values() for o in outcomes):
         sys.exit(1)
 

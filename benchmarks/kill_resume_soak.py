@@ -37,14 +37,32 @@ from scoresde import checkpoint, training  # noqa: E402
 def command(workdir: Path, args, **extra) -> list[str]:
     """main.py --mode train on the soak's toy config; `extra` overrides config keys ({"training.sample_freq": 50})."""
     overrides = {
-        "training.n_steps": args.steps, "training.batch_size": 64, "training.log_freq": 1,
-        "training.checkpoint_freq": args.checkpoint_freq, "training.meta_checkpoint_freq": args.meta_freq,
-        "training.sample_freq": 0, "training.progress": False, "training.tensorboard": False,
-        "model.width": 32, "model.depth": 1, "data.n_examples": 2000, "sampling.steps": 10,
-        "sampling.n_samples": 100, "sampling.batch_size": 100, "eval.n_projections": 16, "device": "cpu", **extra,
+        "training.n_steps": args.steps,
+        "training.batch_size": 64,
+        "training.log_freq": 1,
+        "training.checkpoint_freq": args.checkpoint_freq,
+        "training.meta_checkpoint_freq": args.meta_freq,
+        "training.sample_freq": 0,
+        "training.progress": False,
+        "training.tensorboard": False,
+        "model.width": 32,
+        "model.depth": 1,
+        "data.n_examples": 2000,
+        "sampling.steps": 10,
+        "sampling.n_samples": 100,
+        "sampling.batch_size": 100,
+        "eval.n_projections": 16,
+        "device": "cpu",
+        **extra,
     }
-    return [sys.executable, "main.py", "--config=configs/toy_vp.py", f"--workdir={workdir}", "--mode=train",
-            *(f"--config.{k}={v}" for k, v in overrides.items())]
+    return [
+        sys.executable,
+        "main.py",
+        "--config=configs/toy_vp.py",
+        f"--workdir={workdir}",
+        "--mode=train",
+        *(f"--config.{k}={v}" for k, v in overrides.items()),
+    ]
 
 
 def environment() -> dict:
@@ -92,8 +110,9 @@ def main() -> None:
             if before >= args.steps:
                 print(f"the run finished after {kills} kills; use more --steps for more kills")
                 break
-            proc = subprocess.Popen(command(workdir, args), cwd=ROOT, env=environment(),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                command(workdir, args), cwd=ROOT, env=environment(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             while last_logged(workdir) <= before and proc.poll() is None:  # start-up: imports, data, resume
                 time.sleep(0.01)
             time.sleep(rng.uniform(0, args.max_wait))
@@ -104,7 +123,9 @@ def main() -> None:
             kills += 1
             logged, saved = last_logged(workdir), saved_step(workdir)
             lost.append(logged - saved)
-            print(f"kill {kills:3d}: logged step {logged:5d}, newest complete checkpoint {saved:5d}, lost {logged - saved:3d} steps")
+            print(
+                f"kill {kills:3d}: logged step {logged:5d}, newest complete checkpoint {saved:5d}, lost {logged - saved:3d} steps"
+            )
         finish = subprocess.run(command(workdir, args), cwd=ROOT, env=environment(), capture_output=True, text=True)
         if finish.returncode:
             sys.exit(f"resuming after the kills failed:\n{finish.stderr[-3000:]}")
@@ -113,10 +134,14 @@ def main() -> None:
         same_losses = logged_losses(workdir) == logged_losses(reference)
         a, b = final_state(workdir), final_state(reference)
         same_tensors = a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-        print(f"\n{kills} SIGKILLs over {soak_seconds:.0f} s, meta checkpoint every {args.meta_freq} steps: steps lost per kill "
-              f"median {statistics.median(lost) if lost else 0}, max {max(lost, default=0)}, total {sum(lost)}")
-        print(f"after resuming to step {args.steps}: per-step losses identical to an uninterrupted run: {same_losses}; "
-              f"model, EMA and optimizer tensors identical: {same_tensors}")
+        print(
+            f"\n{kills} SIGKILLs over {soak_seconds:.0f} s, meta checkpoint every {args.meta_freq} steps: steps lost per kill "
+            f"median {statistics.median(lost) if lost else 0}, max {max(lost, default=0)}, total {sum(lost)}"
+        )
+        print(
+            f"after resuming to step {args.steps}: per-step losses identical to an uninterrupted run: {same_losses}; "
+            f"model, EMA and optimizer tensors identical: {same_tensors}"
+        )
         if not (same_losses and same_tensors):
             sys.exit(1)
 

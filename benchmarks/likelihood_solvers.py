@@ -25,17 +25,18 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scoresde import likelihood  # noqa: E402
-from scoresde.oracle import GaussianMixture  # noqa: E402
-from scoresde.sde_lib import VESDE, VPSDE, subVPSDE  # noqa: E402
+from scoresde import likelihood
+from scoresde.oracle import GaussianMixture
+from scoresde.sde_lib import VESDE, VPSDE, subVPSDE
 
 SDES = {"vpsde": VPSDE, "subvpsde": subVPSDE, "vesde": VESDE}
 
 
 def mixture(dim: int) -> GaussianMixture:
     g = torch.Generator().manual_seed(dim)
-    return GaussianMixture(torch.tensor([0.5, 0.3, 0.2]), 2 * torch.randn(3, dim, generator=g),
-                           0.3 + 0.5 * torch.rand(3, dim, generator=g))
+    return GaussianMixture(
+        torch.tensor([0.5, 0.3, 0.2]), 2 * torch.randn(3, dim, generator=g), 0.3 + 0.5 * torch.rand(3, dim, generator=g)
+    )
 
 
 def main() -> None:
@@ -49,8 +50,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}, float64, "
-          f"{args.n} examples, median of {args.repeats}")
+    print(
+        f"{platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}, float64, "
+        f"{args.n} examples, median of {args.repeats}"
+    )
     print(f"{'problem':<16}{'tol':>8}{'method':>13}{'max err':>11}{'mean err':>11}{'NFE':>7}{'NFE/ex':>8}{'seconds':>9}")
     for dim in args.dims:
         mix = mixture(dim)
@@ -67,13 +70,16 @@ def main() -> None:
                     times = []
                     for _ in range(args.repeats):
                         start = time.perf_counter()
-                        logp, info = likelihood.log_likelihood(sde, mix.score_fn(sde), x, rtol=tol, atol=tol, method=method,
-                                                               prior_logp=exact_prior)
+                        logp, info = likelihood.log_likelihood(
+                            sde, mix.score_fn(sde), x, rtol=tol, atol=tol, method=method, prior_logp=exact_prior
+                        )
                         times.append(time.perf_counter() - start)
                     error = (logp - truth).abs()
-                    print(f"{f'{dim}-D {sde_name}':<16}{tol:>8.0e}{method:>13}{float(error.max()):>11.2e}"
-                          f"{float(error.mean()):>11.2e}{info['nfe']:>7}{float(info['nfe_per_sample'].float().mean()):>8.1f}"
-                          f"{statistics.median(times):>9.2f}")
+                    print(
+                        f"{f'{dim}-D {sde_name}':<16}{tol:>8.0e}{method:>13}{float(error.max()):>11.2e}"
+                        f"{float(error.mean()):>11.2e}{info['nfe']:>7}{float(info['nfe_per_sample'].float().mean()):>8.1f}"
+                        f"{statistics.median(times):>9.2f}"
+                    )
 
 
 if __name__ == "__main__":

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from scoresde import samplers  # noqa: E402
-from scoresde.sde_lib import VPSDE  # noqa: E402
+from scoresde import samplers
+from scoresde.sde_lib import VPSDE
 
 
 def load_k_diffusion_sampling():
@@ -55,8 +55,9 @@ def main() -> None:
     zeros = torch.zeros_like(x0)
 
     def ours(name):
-        return lambda: samplers.sample(name, VPSDE(), lambda x, t: zeros, x_T=x0, steps=args.steps, time_grid="log_snr",
-                                       denoise=False)
+        return lambda: samplers.sample(
+            name, VPSDE(), lambda x, t: zeros, x_T=x0, steps=args.steps, time_grid="log_snr", denoise=False
+        )
 
     cases = {f"scoresde {name}": ours(name) for name in ("ddim", "dpmpp_2m", "dpmpp_3m", "unipc", "ipndm", "lms")}
     K = load_k_diffusion_sampling()
@@ -68,8 +69,13 @@ def main() -> None:
         def theirs(fn):
             return lambda: fn(lambda x, sigma, **kwargs: zeros, x0.clone(), sigmas, disable=True)
 
-        cases.update({"k-diffusion dpmpp_2m": theirs(K.sample_dpmpp_2m), "k-diffusion lms": theirs(K.sample_lms),
-                      "k-diffusion euler": theirs(K.sample_euler)})
+        cases.update(
+            {
+                "k-diffusion dpmpp_2m": theirs(K.sample_dpmpp_2m),
+                "k-diffusion lms": theirs(K.sample_lms),
+                "k-diffusion euler": theirs(K.sample_euler),
+            }
+        )
     times = {name: [] for name in cases}
     for round_ in range(2 + args.rounds):
         for name, run in cases.items():
@@ -77,8 +83,10 @@ def main() -> None:
             run()
             if round_ >= 2:
                 times[name].append((time.perf_counter() - start) / args.steps)
-    print(f"torch {torch.__version__}, {args.threads} threads, 4096 x 64 float32, {args.steps} steps, free score, "
-          f"median of {args.rounds} interleaved rounds")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, 4096 x 64 float32, {args.steps} steps, free score, "
+        f"median of {args.rounds} interleaved rounds"
+    )
     for name, values in times.items():
         print(f"  {name:22s} {1e3 * np.median(values):.3f} ms per step (min {1e3 * min(values):.3f})")
 

@@ -40,9 +40,10 @@ import time
 
 import numpy as np
 import torch
+
 from scoresde import metrics, oracle, samplers
 from scoresde.samplers.tuned_grid import tune_time_grid
-from scoresde.sde_lib import VESDE, VPSDE, CosineVPSDE, EDMSDE
+from scoresde.sde_lib import EDMSDE, VESDE, VPSDE, CosineVPSDE
 
 # (label, sampler, options): every fixed-step ODE solver with its defaults, and UniPC's s-variant.
 SOLVERS = [(name, name, {}) for name in samplers.DETERMINISTIC] + [
@@ -92,13 +93,32 @@ def run_problem(key: str, n: int, budgets: list[int]) -> list[dict]:
         for label, name, options in SOLVERS:
             for grid in GRIDS:
                 for denoise in DENOISE:
-                    x, info = samplers.sample(name, sde, mixture.score_fn(sde), x_T=x_T, steps=steps_for_budget(name, nfe),
-                                              eps=eps, time_grid=grid, denoise=denoise, **options)
+                    x, info = samplers.sample(
+                        name,
+                        sde,
+                        mixture.score_fn(sde),
+                        x_T=x_T,
+                        steps=steps_for_budget(name, nfe),
+                        eps=eps,
+                        time_grid=grid,
+                        denoise=denoise,
+                        **options,
+                    )
                     per_sample = (x - reference).pow(2).flatten(1).mean(1).sqrt()
-                    records.append({"problem": key, "budget": nfe, "sampler": label, "grid": grid, "denoise": denoise,
-                                    "nfe": info["nfe"], "rms": (x - reference).pow(2).mean().sqrt().item(),
-                                    "wrong": int((per_sample > 0.3).sum()),
-                                    "sw": metrics.sliced_wasserstein(x, data), "sw_floor": floor})
+                    records.append(
+                        {
+                            "problem": key,
+                            "budget": nfe,
+                            "sampler": label,
+                            "grid": grid,
+                            "denoise": denoise,
+                            "nfe": info["nfe"],
+                            "rms": (x - reference).pow(2).mean().sqrt().item(),
+                            "wrong": int((per_sample > 0.3).sum()),
+                            "sw": metrics.sliced_wasserstein(x, data),
+                            "sw_floor": floor,
+                        }
+                    )
     return records
 
 
@@ -121,18 +141,35 @@ def tuned_records(key: str, n: int, budgets: list[int], name: str, n_tune: int, 
             return samplers.sample(name, sde, score, x_T=x, time_grid=grid, denoise="extrapolate")[0]
 
         start = time.perf_counter()
-        tuned = [tune_time_grid(run, sde, x_tune, steps, reference=reference, init=init, eps=eps, max_evaluations=evaluations)
-                 for init in ("log_snr", "karras")]
+        tuned = [
+            tune_time_grid(run, sde, x_tune, steps, reference=reference, init=init, eps=eps, max_evaluations=evaluations)
+            for init in ("log_snr", "karras")
+        ]
         grid, info = min(tuned, key=lambda result: result[1]["rms"])
         seconds = time.perf_counter() - start
         x, sample_info = samplers.sample(name, sde, score, x_T=x_T, time_grid=grid, denoise="extrapolate")
         per_sample = (x - exact).pow(2).flatten(1).mean(1).sqrt()
-        records.append({"problem": key, "budget": nfe, "sampler": name, "grid": "tuned", "denoise": "extrapolate",
-                        "nfe": sample_info["nfe"], "rms": (x - exact).pow(2).mean().sqrt().item(),
-                        "wrong": int((per_sample > 0.3).sum()), "sw": metrics.sliced_wasserstein(x, data), "sw_floor": floor,
-                        "tune_rms": info["rms"], "tune_seconds": seconds, "grid_times": [round(t, 5) for t in grid.tolist()]})
-        print(f"  tuned {name} at {nfe} NFE in {seconds:.0f} s: tuning-set rms {info['rms_initial']:.2e} -> {info['rms']:.2e}; "
-              f"held-out rms {records[-1]['rms']:.2e}; grid {records[-1]['grid_times']}")
+        records.append(
+            {
+                "problem": key,
+                "budget": nfe,
+                "sampler": name,
+                "grid": "tuned",
+                "denoise": "extrapolate",
+                "nfe": sample_info["nfe"],
+                "rms": (x - exact).pow(2).mean().sqrt().item(),
+                "wrong": int((per_sample > 0.3).sum()),
+                "sw": metrics.sliced_wasserstein(x, data),
+                "sw_floor": floor,
+                "tune_rms": info["rms"],
+                "tune_seconds": seconds,
+                "grid_times": [round(t, 5) for t in grid.tolist()],
+            }
+        )
+        print(
+            f"  tuned {name} at {nfe} NFE in {seconds:.0f} s: tuning-set rms {info['rms_initial']:.2e} -> {info['rms']:.2e}; "
+            f"held-out rms {records[-1]['rms']:.2e}; grid {records[-1]['grid_times']}"
+        )
     return records
 
 
@@ -143,15 +180,18 @@ def print_table(records: list[dict]) -> None:
         best = min((r for r in records if r["budget"] == budget), key=lambda r: r["rms"])
         peer = PEERS.get(best["problem"], {}).get(budget)
         ratio = f"{peer / best['rms']:.2f}x" if peer else "-"
-        print(f"| {budget} | {best['sampler']} / {best['grid']} / {best['denoise']} | {best['nfe']} | {best['rms']:.2e} | {best['wrong']} | "
-              f"{peer if peer else '-'} | {ratio} | {best['sw']:.4f} ({best['sw_floor']:.4f}) |")
+        print(
+            f"| {budget} | {best['sampler']} / {best['grid']} / {best['denoise']} | {best['nfe']} | {best['rms']:.2e} | "
+            f"{best['wrong']} | "
+            f"{peer if peer else '-'} | {ratio} | {best['sw']:.4f} ({best['sw_floor']:.4f}) |"
+        )
     print("\nall (rms):")
     for name, _, _ in SOLVERS:
         for grid in (*GRIDS, "tuned"):
             for denoise in DENOISE:
                 row = [r for r in records if r["sampler"] == name and r["grid"] == grid and r["denoise"] == denoise]
                 if row:
-                        print(f"  {name:10s} {grid:8s} {denoise:11s} " + "  ".join(f"{r['budget']:>4d}:{r['rms']:.2e}" for r in row))
+                    print(f"  {name:10s} {grid:8s} {denoise:11s} " + "  ".join(f"{r['budget']:>4d}:{r['rms']:.2e}" for r in row))
 
 
 def overhead_per_step(name: str, steps: int = 50, repeats: int = 9) -> float:
@@ -162,8 +202,16 @@ def overhead_per_step(name: str, steps: int = 50, repeats: int = 9) -> float:
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        samplers.sample(name, sde, lambda x, t: zeros, x_T=x_T, steps=steps, time_grid="log_snr", denoise=False,
-                        generator=torch.Generator().manual_seed(0))
+        samplers.sample(
+            name,
+            sde,
+            lambda x, t: zeros,
+            x_T=x_T,
+            steps=steps,
+            time_grid="log_snr",
+            denoise=False,
+            generator=torch.Generator().manual_seed(0),
+        )
         times.append((time.perf_counter() - start) / steps)
     return float(np.median(times))
 
@@ -171,8 +219,13 @@ def overhead_per_step(name: str, steps: int = 50, repeats: int = 9) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=1024)
-    parser.add_argument("--problems", nargs="+", default=list(PEERS), choices=list(PROBLEMS),
-                        help="default: the problems with peer figures (VP and VE)")
+    parser.add_argument(
+        "--problems",
+        nargs="+",
+        default=list(PEERS),
+        choices=list(PROBLEMS),
+        help="default: the problems with peer figures (VP and VE)",
+    )
     parser.add_argument("--budgets", nargs="+", type=int, default=[5, 10, 20, 50, 100])
     parser.add_argument("--no-overhead", action="store_true")
     parser.add_argument("--overhead-only", action="store_true")
@@ -185,8 +238,14 @@ def main() -> None:
     for key in [] if args.overhead_only else args.problems:
         records = run_problem(key, args.samples, args.budgets)
         if args.tune:
-            records += tuned_records(key, args.samples, [b for b in args.tune_budgets if b in args.budgets], args.tune,
-                                     args.tune_samples, args.tune_evaluations)
+            records += tuned_records(
+                key,
+                args.samples,
+                [b for b in args.tune_budgets if b in args.budgets],
+                args.tune,
+                args.tune_samples,
+                args.tune_evaluations,
+            )
         print_table(records)
     if not args.no_overhead:
         print("\n## sampler overhead per step, 4096 x 64 float32, free score (median of 9)")

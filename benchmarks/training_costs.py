@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `configs`
-from scoresde import checkpoint, distributed, run_lib, training  # noqa: E402
+from scoresde import checkpoint, distributed, run_lib, training
 
 
 def load_config(path: str, overrides: dict):
@@ -132,22 +132,38 @@ def main() -> None:
         size = probe.data.pad_to or probe.data.image_size or 32
         channels = 1 if probe.data.dataset in ("digits", "mnist5k") or probe.data.grayscale else 3
         npz = synthetic_npz(tmp, (channels, size, size), max(4 * args.batch, 64))
-        base = {"data.dataset": "npz", "data.path": str(npz), "data.pad_to": 0, "data.image_size": 0, "data.grayscale": False,
-                "data.random_flip": probe.data.random_flip, "device": args.device, "training.batch_size": args.batch,
-                "training.tensorboard": False, "training.progress": False}
-        print(f"{args.config}: data {channels}x{size}x{size}, batch {args.batch}, device {args.device}, torch {torch.__version__}, "
-              f"{torch.get_num_threads()} CPU threads; median of {args.repeats} steps after {args.warmup}")
+        base = {
+            "data.dataset": "npz",
+            "data.path": str(npz),
+            "data.pad_to": 0,
+            "data.image_size": 0,
+            "data.grayscale": False,
+            "data.random_flip": probe.data.random_flip,
+            "device": args.device,
+            "training.batch_size": args.batch,
+            "training.tensorboard": False,
+            "training.progress": False,
+        }
+        print(
+            f"{args.config}: data {channels}x{size}x{size}, batch {args.batch}, device {args.device}, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} CPU threads; median of {args.repeats} steps after {args.warmup}"
+        )
         print(f"{'precision':<10}{'compile':>8}{'s/step':>10}{'min':>10}{'images/s':>10}{'params':>12}")
-        for compiled in ([False, True] if args.compile else [False]):
+        for compiled in [False, True] if args.compile else [False]:
             for precision in args.precisions:
                 config = load_config(args.config, {**base, "training.precision": precision, "training.compile": compiled})
                 median, best, params = time_steps(config, tmp / f"run-{precision}-{compiled}", args.warmup, args.repeats)
-                print(f"{precision:<10}{str(compiled):>8}{median:>10.4f}{best:>10.4f}{args.batch / median:>10.1f}{params / 1e6:>11.1f}M")
+                print(
+                    f"{precision:<10}{str(compiled):>8}{median:>10.4f}{best:>10.4f}"
+                    f"{args.batch / median:>10.1f}{params / 1e6:>11.1f}M"
+                )
         if args.profile:
             profile_steps(load_config(args.config, base), tmp / "profile")
         costs = time_checkpoints(load_config(args.config, base), tmp / "ckpt", args.saves)
-        print(f"checkpoint: {costs['megabytes']:.0f} MB (model + EMA + Adam state); save {costs['save']:.2f} s, "
-              f"restore {costs['restore']:.2f} s (median of {args.saves})")
+        print(
+            f"checkpoint: {costs['megabytes']:.0f} MB (model + EMA + Adam state); save {costs['save']:.2f} s, "
+            f"restore {costs['restore']:.2f} s (median of {args.saves})"
+        )
 
 
 if __name__ == "__main__":

@@ -29,11 +29,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `configs`
-import torch.nn.functional as F  # noqa: E402
+import torch.nn.functional as F
 
-from scoresde import run_lib  # noqa: E402
-from scoresde.models import resampling  # noqa: E402
-from scoresde.models.unet import SelfAttention  # noqa: E402
+from scoresde import run_lib
+from scoresde.models import resampling
+from scoresde.models.unet import SelfAttention
 
 REFERENCE = {"ncsnpp_ve": (5.7, 1.24), "ddpmpp_vp": (3.7, 1.0)}  # score_sde_pytorch: (train step, forward) seconds
 
@@ -48,7 +48,6 @@ def naive_upfirdn2d(x, kernel, *, up=1, down=1, pad=(0, 0)):
     """upfirdn by its definition on a (batch * channels, 1, H, W) view: zero insertion by reshaping,
     padding, a single-channel convolution, decimation by slicing."""
     batch, channels, height, width = x.shape
-    size = kernel.shape[-1]
     y = x.reshape(-1, height, 1, width, 1)
     y = F.pad(y, (0, up - 1, 0, 0, 0, up - 1)).reshape(-1, 1, height * up, width * up)
     y = F.pad(y, (pad[0], pad[1], pad[0], pad[1]))
@@ -62,8 +61,7 @@ def naive_attention(self, x):
     batch, channels, height, width = x.shape
     h = self.norm(x)
     w_all, b_all = self.qkv.weight[:, :, 0, 0], self.qkv.bias
-    q, k, v = (torch.einsum("bchw,oc->bohw", h, w) + b[None, :, None, None]
-               for w, b in zip(w_all.chunk(3), b_all.chunk(3)))
+    q, k, v = (torch.einsum("bchw,oc->bohw", h, w) + b[None, :, None, None] for w, b in zip(w_all.chunk(3), b_all.chunk(3)))
     weights = torch.einsum("bchw,bcij->bhwij", q, k) * channels**-0.5
     weights = torch.softmax(weights.reshape(batch, height, width, height * width), dim=-1)
     a = torch.einsum("bhwij,bcij->bchw", weights.reshape(batch, height, width, height, width), v)
@@ -96,8 +94,10 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="print the top operators of one training step")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, median of {args.repeats}, "
-          "ours and the straightforward formulation interleaved")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}, median of {args.repeats}, "
+        "ours and the straightforward formulation interleaved"
+    )
     print(f"{'config':<14}{'params':>8}{'':>3}{'train step':>12}{'forward':>10}{'max |diff|':>12}")
     for name in args.configs:
         torch.manual_seed(0)
@@ -136,13 +136,19 @@ def main() -> None:
         n_params = sum(p.numel() for p in net.parameters()) / 1e6
         med = {key: statistics.median(value) for key, value in times.items()}
         for variant in ("before", "ours"):
-            print(f"{name:<14}{n_params:>7.1f}M{'':>3}{med['train', variant]:>11.2f}s{med['forward', variant]:>9.2f}s"
-                  f"{'' if variant == 'ours' else f'{diff:>12.1e}'}  {variant}")
-        print(f"{'':<25}{med['train', 'before'] / med['train', 'ours']:>11.2f}x"
-              f"{med['forward', 'before'] / med['forward', 'ours']:>9.2f}x  speed-up")
+            print(
+                f"{name:<14}{n_params:>7.1f}M{'':>3}{med['train', variant]:>11.2f}s{med['forward', variant]:>9.2f}s"
+                f"{'' if variant == 'ours' else f'{diff:>12.1e}'}  {variant}"
+            )
+        print(
+            f"{'':<25}{med['train', 'before'] / med['train', 'ours']:>11.2f}x"
+            f"{med['forward', 'before'] / med['forward', 'ours']:>9.2f}x  speed-up"
+        )
         if name in REFERENCE:
-            print(f"{'':<25}{REFERENCE[name][0]:>11.2f}s{REFERENCE[name][1]:>9.2f}s  score_sde_pytorch (issue 4's figures, "
-                  "another time on this machine kind)")
+            print(
+                f"{'':<25}{REFERENCE[name][0]:>11.2f}s{REFERENCE[name][1]:>9.2f}s  score_sde_pytorch (issue 4's figures, "
+                "another time on this machine kind)"
+            )
         if args.profile:
             from torch.profiler import ProfilerActivity, profile
 

@@ -7,7 +7,7 @@ The modules follow the dataflow of Song et al. (2021): `sde_lib` (forward SDEs) 
 
 from scoresde import losses, metrics, oracle, samplers, sde_lib
 from scoresde.score import NetworkScore, get_score_fn
-from scoresde.sde_lib import SDE, VESDE, VPSDE, CosineVPSDE, EDMSDE, get_sde, subVPSDE  # noqa: I001
+from scoresde.sde_lib import EDMSDE, SDE, VESDE, VPSDE, CosineVPSDE, get_sde, subVPSDE
 
 __version__ = "0.1.0"
 

@@ -122,8 +122,10 @@ def fingerprint(value: Any, depth: int = 3) -> Any:
     if isinstance(value, type) or inspect.isroutine(value):
         return f"{value.__module__}.{value.__qualname__}"
     attributes = vars(value) if depth > 0 and hasattr(value, "__dict__") else {}
-    return {"class": f"{type(value).__module__}.{type(value).__qualname__}",
-            **{k: fingerprint(v, depth - 1) for k, v in sorted(attributes.items())}}
+    return {
+        "class": f"{type(value).__module__}.{type(value).__qualname__}",
+        **{k: fingerprint(v, depth - 1) for k, v in sorted(attributes.items())},
+    }
 
 
 def _sha256_json(content: Any) -> str:
@@ -151,16 +153,21 @@ def parse_sampler_spec(spec: str, base_options: dict | None = None) -> Sampler:
     """
     head, _, tail = spec.partition(":")
     name, _, grid = head.partition("@")
+
     def hint(word, names):
         close = difflib.get_close_matches(word, names, n=1, cutoff=0.7)
         return f" (did you mean {close[0]!r}?)" if close else ""
 
     if name not in samplers.available():
-        raise ValueError(f"sampler spec {spec!r}: unknown sampler {name!r}{hint(name, samplers.available())}; "
-                         f"available: {', '.join(samplers.available())}")
+        raise ValueError(
+            f"sampler spec {spec!r}: unknown sampler {name!r}{hint(name, samplers.available())}; "
+            f"available: {', '.join(samplers.available())}"
+        )
     if grid and grid not in samplers.TIME_GRIDS:
-        raise ValueError(f"sampler spec {spec!r}: unknown time grid {grid!r}{hint(grid, samplers.TIME_GRIDS)}; "
-                         f"valid: {', '.join(samplers.TIME_GRIDS)}")
+        raise ValueError(
+            f"sampler spec {spec!r}: unknown time grid {grid!r}{hint(grid, samplers.TIME_GRIDS)}; "
+            f"valid: {', '.join(samplers.TIME_GRIDS)}"
+        )
     valid = samplers.sampler_options(name) - {"time_grid"}
     options = dict(base_options or {})
     for item in filter(None, (part.strip() for part in tail.split(","))):
@@ -194,19 +201,32 @@ class OracleTarget:
         self.name, self.mixture, self.sde, self.eps, self.n_samples = name, mixture, sde, eps, n_samples
         self.score_fn = mixture.score_fn(sde)
         self.shape = (n_samples, *mixture.event_shape)
-        self._references: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._references: dict[int, torch.Tensor] = {}
         self.data = mixture.sample(n_samples, generator=torch.Generator().manual_seed(10_000))
         # The floor: the distance from independent exact samples of the same size, averaged over 5 draws
         # (in few dimensions one draw swings by tens of percent with the samples' component proportions).
-        self.sw_floor = float(np.mean([
-            metrics.sliced_wasserstein(mixture.sample(n_samples, generator=torch.Generator().manual_seed(10_001 + k)), self.data)
-            for k in range(5)]))
+        self.sw_floor = float(
+            np.mean(
+                [
+                    metrics.sliced_wasserstein(
+                        mixture.sample(n_samples, generator=torch.Generator().manual_seed(10_001 + k)), self.data
+                    )
+                    for k in range(5)
+                ]
+            )
+        )
         self.data_nll = -mixture.log_prob(self.data.double()).mean().item()
 
     def identity(self) -> dict:
         """What determines this target's records: the mixture, the SDE with its parameters, eps, n_samples."""
-        return {"kind": "oracle", "name": self.name, "mixture": fingerprint(self.mixture), "sde": fingerprint(self.sde),
-                "eps": fingerprint(self.eps), "n_samples": self.n_samples}
+        return {
+            "kind": "oracle",
+            "name": self.name,
+            "mixture": fingerprint(self.mixture),
+            "sde": fingerprint(self.sde),
+            "eps": fingerprint(self.eps),
+            "n_samples": self.n_samples,
+        }
 
     def initial_noise(self, seed: int) -> torch.Tensor:
         return self.sde.prior_sampling(self.shape, generator=torch.Generator().manual_seed(seed))
@@ -262,18 +282,39 @@ class NetworkTarget:
             its floor, and `inception_score` (Salimans et al. 2016, in min(10, n / 2) splits).
     """
 
-    metric_names = ("fd", "kid", "precision", "recall", "flow_rms")
+    metric_names: tuple[str, ...] = ("fd", "kid", "precision", "recall", "flow_rms")
     inception_metric_names = ("fid_inception", "inception_score")
 
-    def __init__(self, name: str, sde: SDE, score_fn: Callable, example_shape: tuple[int, ...], eps: float,
-                 n_samples: int, feature_fn: Callable, real_features: np.ndarray, train_features: np.ndarray, *,
-                 postprocess: Callable | None = None, reference_rtol: float = 1e-5, device: torch.device | str = "cpu",
-                 inception: tuple[Callable, np.ndarray, np.ndarray] | None = None, identity: dict | None = None):
+    def __init__(
+        self,
+        name: str,
+        sde: SDE,
+        score_fn: Callable,
+        example_shape: tuple[int, ...],
+        eps: float,
+        n_samples: int,
+        feature_fn: Callable,
+        real_features: np.ndarray,
+        train_features: np.ndarray,
+        *,
+        postprocess: Callable | None = None,
+        reference_rtol: float = 1e-5,
+        device: torch.device | str = "cpu",
+        inception: tuple[Callable, np.ndarray, np.ndarray] | None = None,
+        identity: dict | None = None,
+    ):
         if n_samples < 4:
             raise ValueError(f"n_samples must be >= 4, got {n_samples}")
-        self._identity = {"kind": "network", "name": name, "sde": fingerprint(sde), "eps": fingerprint(eps),
-                          "n_samples": n_samples, "reference_rtol": fingerprint(reference_rtol),
-                          "inception": inception is not None, **fingerprint(identity or {})}
+        self._identity = {
+            "kind": "network",
+            "name": name,
+            "sde": fingerprint(sde),
+            "eps": fingerprint(eps),
+            "n_samples": n_samples,
+            "reference_rtol": fingerprint(reference_rtol),
+            "inception": inception is not None,
+            **fingerprint(identity or {}),
+        }
         self.name, self.sde, self.score_fn, self.eps, self.n_samples = name, sde, score_fn, eps, n_samples
         self.shape = (n_samples, *example_shape)
         self.feature_fn, self.real_features = feature_fn, real_features
@@ -284,13 +325,16 @@ class NetworkTarget:
         floor_features = train_features[rng.choice(len(train_features), min(n_samples, len(train_features)), replace=False)]
         self.fd_floor = metrics.frechet_distance_from_samples(floor_features, real_features)
         self.kid_floor = metrics.kernel_inception_distance(floor_features, real_features)[0]
-        self.inception_fn = None
+        self.inception_fn: Callable | None = None
+        self.classifier_info: dict = {}  # set by the caller that trained the feature classifier (run_lib)
         if inception is not None:
             self.inception_fn, real_images, train_images = inception
             self.metric_names = self.metric_names + self.inception_metric_names
             self.real_inception = self.inception_fn(real_images)[0]
             floor_images = train_images[rng.choice(len(train_images), min(n_samples, len(train_images)), replace=False)]
-            self.fid_inception_floor = metrics.frechet_distance_from_samples(self.inception_fn(floor_images)[0], self.real_inception)
+            self.fid_inception_floor = metrics.frechet_distance_from_samples(
+                self.inception_fn(floor_images)[0], self.real_inception
+            )
 
     def identity(self) -> dict:
         """What determines this target's records (see the `identity` argument)."""
@@ -302,8 +346,15 @@ class NetworkTarget:
     def exact_flow(self, seed: int) -> torch.Tensor:
         if seed not in self._references:
             with torch.no_grad():
-                x, _ = samplers.sample("probability_flow", self.sde, self.score_fn, x_T=self.initial_noise(seed), eps=self.eps,
-                                       rtol=self.reference_rtol, atol=self.reference_rtol)
+                x, _ = samplers.sample(
+                    "probability_flow",
+                    self.sde,
+                    self.score_fn,
+                    x_T=self.initial_noise(seed),
+                    eps=self.eps,
+                    rtol=self.reference_rtol,
+                    atol=self.reference_rtol,
+                )
             self._references[seed] = x.detach().cpu().double()
         return self._references[seed]
 
@@ -311,18 +362,24 @@ class NetworkTarget:
         fake = self.feature_fn(self.postprocess(x))
         precision, recall = metrics.precision_recall(self.real_features, fake, k=3)
         return {
-            "fd": metrics.frechet_distance_from_samples(fake, self.real_features), "fd_floor": self.fd_floor,
-            "kid": metrics.kernel_inception_distance(fake, self.real_features)[0], "kid_floor": self.kid_floor,
-            "precision": precision, "recall": recall,
+            "fd": metrics.frechet_distance_from_samples(fake, self.real_features),
+            "fd_floor": self.fd_floor,
+            "kid": metrics.kernel_inception_distance(fake, self.real_features)[0],
+            "kid_floor": self.kid_floor,
+            "precision": precision,
+            "recall": recall,
             "flow_rms": (x.detach().cpu().double() - self.exact_flow(seed)).pow(2).mean().sqrt().item(),
             **(self._inception_metrics(x) if self.inception_fn is not None else {}),
         }
 
     def _inception_metrics(self, x: torch.Tensor) -> dict:
+        assert self.inception_fn is not None
         pool, logits = self.inception_fn(self.postprocess(x))
-        return {"fid_inception": metrics.frechet_distance_from_samples(pool, self.real_inception),
-                "fid_inception_floor": self.fid_inception_floor,
-                "inception_score": metrics.inception_score(logits, n_splits=max(1, min(10, len(logits) // 2)))[0]}
+        return {
+            "fid_inception": metrics.frechet_distance_from_samples(pool, self.real_inception),
+            "fid_inception_floor": self.fid_inception_floor,
+            "inception_score": metrics.inception_score(logits, n_splits=max(1, min(10, len(logits) // 2)))[0],
+        }
 
 
 ORACLE_PROBLEMS = {
@@ -380,8 +437,15 @@ def read_records(path: str | Path) -> list[dict]:
     return files.read_jsonl(path)[0]
 
 
-def run(target, grid: Sequence[Sampler], budgets: Sequence[int], *, seeds: Sequence[int] = (0, 1, 2),
-        records_path: str | Path | None = None, callback: Callable[[dict], None] | None = None) -> list[dict]:
+def run(
+    target,
+    grid: Sequence[Sampler],
+    budgets: Sequence[int],
+    *,
+    seeds: Sequence[int] = (0, 1, 2),
+    records_path: str | Path | None = None,
+    callback: Callable[[dict], None] | None = None,
+) -> list[dict]:
     """Evaluate every (sampler, budget, seed) of the grid on the target; resumable through `records_path`.
 
     Args:
@@ -430,9 +494,18 @@ def run(target, grid: Sequence[Sampler], budgets: Sequence[int], *, seeds: Seque
                     x, info = sampler.run(target.sde, target.score_fn, x_T=x_T, steps=steps, eps=target.eps, seed=seed)
                 wall = time.perf_counter() - start
                 record = {
-                    "target": target.name, "target_digest": this_target, "digest": digest, "sampler": sampler.label, "sampler_key": sampler.key(),
-                    "options": sampler.options, "time_grid": sampler.time_grid or "default", "budget": budget,
-                    "steps": steps, "nfe": int(info["nfe"]), "seed": seed, "n_samples": int(x.shape[0]),
+                    "target": target.name,
+                    "target_digest": this_target,
+                    "digest": digest,
+                    "sampler": sampler.label,
+                    "sampler_key": sampler.key(),
+                    "options": sampler.options,
+                    "time_grid": sampler.time_grid or "default",
+                    "budget": budget,
+                    "steps": steps,
+                    "nfe": int(info["nfe"]),
+                    "seed": seed,
+                    "n_samples": int(x.shape[0]),
                     "wall_seconds": wall,
                     "overhead_ms_per_step": 1e3 * max(wall - info["nfe"] * score_seconds, 0.0) / steps,
                     **target.evaluate(x, seed),
@@ -443,9 +516,13 @@ def run(target, grid: Sequence[Sampler], budgets: Sequence[int], *, seeds: Seque
                     callback(record)
                 results.append(record)
     if stale > 0:
-        logging.warning("%s: %d stored records of target %s were computed under other settings (another checkpoint, "
-                        "sample count, SDE parameters, sampler options, ...): not reused, not reported, kept in the file",
-                        records_path, stale, target.name)
+        logging.warning(
+            "%s: %d stored records of target %s were computed under other settings (another checkpoint, "
+            "sample count, SDE parameters, sampler options, ...): not reused, not reported, kept in the file",
+            records_path,
+            stale,
+            target.name,
+        )
     return results
 
 
@@ -456,9 +533,16 @@ def summarize(records: Iterable[dict], metric_names: Sequence[str]) -> list[dict
         groups.setdefault((r["target"], r["sampler"], r["budget"]), []).append(r)
     rows = []
     for (target, sampler, budget), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
-        row = {"target": target, "sampler": sampler, "budget": budget, "nfe": round(float(np.mean([r["nfe"] for r in group]))),
-               "steps": group[0]["steps"],
-               "time_grid": group[0]["time_grid"], "n_seeds": len(group), "n_samples": group[0]["n_samples"]}
+        row = {
+            "target": target,
+            "sampler": sampler,
+            "budget": budget,
+            "nfe": round(float(np.mean([r["nfe"] for r in group]))),
+            "steps": group[0]["steps"],
+            "time_grid": group[0]["time_grid"],
+            "n_seeds": len(group),
+            "n_samples": group[0]["n_samples"],
+        }
         for name in (*metric_names, "wall_seconds", "overhead_ms_per_step"):
             mean, half = metrics.mean_confidence_interval([r[name] for r in group])
             row[name], row[f"{name}_ci95"] = mean, half
@@ -502,14 +586,23 @@ def markdown_table(rows: list[dict], metric_names: Sequence[str]) -> str:
                 lines.append("| " + " | ".join(cells) + " |")
         floors = {k[: -len("_floor")]: v for k, v in part[0].items() if k.endswith("_floor")}
         if floors:
-            lines += ["", "noise floors (the metric between two independent real samples of this size): "
-                      + ", ".join(f"{k} {v:.4g}" for k, v in floors.items())]
+            lines += [
+                "",
+                "noise floors (the metric between two independent real samples of this size): "
+                + ", ".join(f"{k} {v:.4g}" for k, v in floors.items()),
+            ]
         lines.append("")
     return "\n".join(lines)
 
 
-def write_report(records: list[dict], outdir: str | Path, metric_names: Sequence[str], *,
-                 samples: dict[str, torch.Tensor] | None = None, title: str = "Sampler benchmark") -> dict[str, Path]:
+def write_report(
+    records: list[dict],
+    outdir: str | Path,
+    metric_names: Sequence[str],
+    *,
+    samples: dict[str, torch.Tensor] | None = None,
+    title: str = "Sampler benchmark",
+) -> dict[str, Path]:
     """report.md, summary.csv, records.json and the plots (metric and wall time against NFE, one
     line per sampler; a scatter of samples per sampler when `samples` is given)."""
     from scoresde import plotting

@@ -132,8 +132,13 @@ def save(
     _check_finite(step, model=model_state, ema=ema_state)
     final = root / f"step_{step:08d}"
     tmp = root / f"{_TMP_PREFIX}{final.name}-{os.getpid()}"
-    state = {"step": step, "optimizer": optimizer.state_dict(), "ema_decay": ema.decay,
-             "ema_num_updates": ema.num_updates, "extra": extra or {}}
+    state = {
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "ema_decay": ema.decay,
+        "ema_num_updates": ema.num_updates,
+        "extra": extra or {},
+    }
     try:
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -157,8 +162,11 @@ def save(
         rust_io = re.search(r"I/O error: (.*) \(os error (\d+)\)", str(err))  # safetensors' wording of an OSError
         if rust_io:
             reason, number = rust_io.group(1), int(rust_io.group(2))
-        raise files.os_error(CheckpointWriteError, number, f"cannot write the checkpoint of step {step} into {root}: "
-                                                           f"{reason}; the earlier checkpoints are untouched") from None
+        raise files.os_error(
+            CheckpointWriteError,
+            number,
+            f"cannot write the checkpoint of step {step} into {root}: {reason}; the earlier checkpoints are untouched",
+        ) from None
     _rotate(root, keep)
     return final
 
@@ -192,8 +200,9 @@ def _marker_step(directory: Path) -> int:
     except files.UnreadableFileError as err:
         raise DamagedCheckpointError(f"damaged checkpoint {directory}: {err}") from None
     if not text.isdigit():
-        raise DamagedCheckpointError(f"damaged checkpoint {directory}: its marker {marker} should hold the step "
-                                     f"number, holds {text[:40]!r}")
+        raise DamagedCheckpointError(
+            f"damaged checkpoint {directory}: its marker {marker} should hold the step number, holds {text[:40]!r}"
+        )
     return int(text)
 
 
@@ -210,8 +219,9 @@ def check_identity(directory: str | Path) -> int:
     step = _marker_step(directory)
     match = _NAME.match(directory.name)
     if match and int(match.group(1)) != step:
-        raise DamagedCheckpointError(f"damaged checkpoint {directory}: its marker says step {step}, its name step "
-                                     f"{int(match.group(1))}")
+        raise DamagedCheckpointError(
+            f"damaged checkpoint {directory}: its marker says step {step}, its name step {int(match.group(1))}"
+        )
     return step
 
 
@@ -337,8 +347,10 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"corrupt checkpoint file {path}: {err}") from None
     name = _non_finite(state)
     if name is not None:
-        raise NonFiniteWeightsError(f"refusing to load {path}: tensor {name!r} holds NaN or infinity "
-                                    "(the weights were damaged after they were saved; use an earlier checkpoint)")
+        raise NonFiniteWeightsError(
+            f"refusing to load {path}: tensor {name!r} holds NaN or infinity "
+            "(the weights were damaged after they were saved; use an earlier checkpoint)"
+        )
     return state
 
 
@@ -357,7 +369,9 @@ def load_weights(directory: str | Path, model: nn.Module, *, ema: bool = False) 
         state.update(_load_tensors(directory / "ema.safetensors"))
     missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
     if missing or unexpected:
-        raise ValueError(f"checkpoint {directory} does not fit the model: missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+        raise ValueError(
+            f"checkpoint {directory} does not fit the model: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+        )
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -404,13 +418,16 @@ def restore(
     state = read_state(directory)
     stored = state["step"]
     if not isinstance(stored, int) or isinstance(stored, bool) or stored != step:
-        raise DamagedCheckpointError(f"damaged checkpoint {directory}: state.pt holds step {stored!r} but the "
-                                     f"checkpoint is of step {step}; refusing to resume from it")
+        raise DamagedCheckpointError(
+            f"damaged checkpoint {directory}: state.pt holds step {stored!r} but the "
+            f"checkpoint is of step {step}; refusing to resume from it"
+        )
     for index, per_param in state["optimizer"].get("state", {}).items():
         name = _non_finite(per_param)
         if name is not None:
-            raise NonFiniteWeightsError(f"refusing to resume from {directory}: the optimizer's {name!r} of parameter "
-                                        f"{index} holds NaN or infinity")
+            raise NonFiniteWeightsError(
+                f"refusing to resume from {directory}: the optimizer's {name!r} of parameter {index} holds NaN or infinity"
+            )
     shadow = _load_tensors(directory / "ema.safetensors")
     load_weights(directory, model)
     ema.load_state_dict({"shadow": shadow, "decay": 0.0, "num_updates": 0})

@@ -83,11 +83,14 @@ GUIDANCE = ("classifier", "free")
 
 # Rows: sqrt(3) * gray, then two orthonormal colour directions: an orthonormal basis of RGB space
 # whose first vector is (1, 1, 1) / sqrt(3).
-COLOR_DECOUPLING = torch.tensor([
-    [1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3)],
-    [1 / math.sqrt(2), -1 / math.sqrt(2), 0.0],
-    [1 / math.sqrt(6), 1 / math.sqrt(6), -2 / math.sqrt(6)],
-], dtype=torch.float64)
+COLOR_DECOUPLING = torch.tensor(
+    [
+        [1 / math.sqrt(3), 1 / math.sqrt(3), 1 / math.sqrt(3)],
+        [1 / math.sqrt(2), -1 / math.sqrt(2), 0.0],
+        [1 / math.sqrt(6), 1 / math.sqrt(6), -2 / math.sqrt(6)],
+    ],
+    dtype=torch.float64,
+)
 
 
 def _mix_channels(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -122,15 +125,26 @@ class Replacement:
         ValueError: unknown noise mode, a mask that does not broadcast, or "fixed" without x_T.
     """
 
-    def __init__(self, sde: SDE, known: torch.Tensor, mask: torch.Tensor, *, noise: str = "fresh",
-                 x_T: torch.Tensor | None = None, generator: sampler_noise.Generators = None, decoupled: bool = False):
+    def __init__(
+        self,
+        sde: SDE,
+        known: torch.Tensor,
+        mask: torch.Tensor,
+        *,
+        noise: str = "fresh",
+        x_T: torch.Tensor | None = None,
+        generator: sampler_noise.Generators = None,
+        decoupled: bool = False,
+    ):
         if noise not in NOISE_MODES:
             raise ValueError(f"unknown noise mode {noise!r}; valid: {', '.join(NOISE_MODES)}")
         mask = torch.as_tensor(mask, device=known.device)
         try:
             mask = torch.broadcast_to(mask, known.shape).to(known.dtype)
         except RuntimeError:
-            raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the data's shape {tuple(known.shape)}") from None
+            raise ValueError(
+                f"mask of shape {tuple(mask.shape)} does not broadcast to the data's shape {tuple(known.shape)}"
+            ) from None
         if not bool(((mask == 0) | (mask == 1)).all()):
             raise ValueError("mask must hold only 0 / 1 (or False / True)")
         self.sde, self.known, self.mask, self.noise = sde, known, mask, noise
@@ -179,7 +193,7 @@ def replaced_score(score_fn: Callable, replacement: Replacement) -> Callable:
 
 
 def default_noise_mode(sampler: str) -> str:
-    """"fixed" for deterministic samplers (the ODE solvers), "fresh" for stochastic ones."""
+    """ "fixed" for deterministic samplers (the ODE solvers), "fresh" for stochastic ones."""
     return "fixed" if sampler in samplers.DETERMINISTIC or sampler == "probability_flow" else "fresh"
 
 
@@ -194,8 +208,17 @@ def _sample_with_replacement(sampler, sde, score_fn, known, mask, noise, generat
     return replacement.paste(x), {**info, "noise": noise}
 
 
-def inpaint(sampler: str, sde: SDE, score_fn: Callable, known: torch.Tensor, mask: torch.Tensor, *,
-            noise: str | None = None, generator: sampler_noise.Generators = None, **sample_kwargs) -> tuple[torch.Tensor, dict]:
+def inpaint(
+    sampler: str,
+    sde: SDE,
+    score_fn: Callable,
+    known: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    noise: str | None = None,
+    generator: sampler_noise.Generators = None,
+    **sample_kwargs,
+) -> tuple[torch.Tensor, dict]:
     """Fill in the unknown coordinates of `known` (mask = 0) with `sampler`, by replacement.
 
     Args:
@@ -214,8 +237,16 @@ def inpaint(sampler: str, sde: SDE, score_fn: Callable, known: torch.Tensor, mas
     return _sample_with_replacement(sampler, sde, score_fn, known, mask, noise, generator, False, sample_kwargs)
 
 
-def colorize(sampler: str, sde: SDE, score_fn: Callable, gray: torch.Tensor, *, noise: str | None = None,
-             generator: sampler_noise.Generators = None, **sample_kwargs) -> tuple[torch.Tensor, dict]:
+def colorize(
+    sampler: str,
+    sde: SDE,
+    score_fn: Callable,
+    gray: torch.Tensor,
+    *,
+    noise: str | None = None,
+    generator: sampler_noise.Generators = None,
+    **sample_kwargs,
+) -> tuple[torch.Tensor, dict]:
     """Colour images whose channel mean is `gray`, by replacement in the decoupled colour space.
 
     Args:
@@ -231,13 +262,16 @@ def colorize(sampler: str, sde: SDE, score_fn: Callable, gray: torch.Tensor, *, 
 
 def _forward_path(g: GridScales, known: torch.Tensor, generator) -> list[torch.Tensor]:
     """y at every grid time, drawn upwards from y_0 with the forward transitions (one joint path)."""
-    path = [None] * (g.n + 1)
-    path[g.n] = g.alpha[g.n] * known + g.sigma[g.n] * torch.randn(known.shape, generator=generator, dtype=known.dtype, device=known.device)
+    y = g.alpha[g.n] * known + g.sigma[g.n] * torch.randn(
+        known.shape, generator=generator, dtype=known.dtype, device=known.device
+    )
+    upwards = [y]  # y at t_n, t_{n-1}, ..., t_0
     for i in range(g.n - 1, -1, -1):  # from t_{i+1} up to t_i > t_{i+1}
         a = g.alpha[i] / g.alpha[i + 1]
         std = math.sqrt(max(g.sigma[i] ** 2 - a**2 * g.sigma[i + 1] ** 2, 0.0))
-        path[i] = a * path[i + 1] + std * torch.randn(known.shape, generator=generator, dtype=known.dtype, device=known.device)
-    return path
+        y = a * y + std * torch.randn(known.shape, generator=generator, dtype=known.dtype, device=known.device)
+        upwards.append(y)
+    return upwards[::-1]
 
 
 def _systematic_resample(log_weights: torch.Tensor, generator) -> torch.Tensor:
@@ -255,10 +289,21 @@ def effective_sample_size(log_weights: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def smc_inpaint(sde: SDE, score_fn: Callable, known: torch.Tensor, mask: torch.Tensor, *, n_particles: int,
-                steps: int, time_grid: str = "log_snr", eps: float | None = None, ess_threshold: float = 0.5,
-                denoise: bool = True, generator: torch.Generator | None = None,
-                callback: Callable[[int, int], None] | None = None) -> tuple[torch.Tensor, dict]:
+def smc_inpaint(
+    sde: SDE,
+    score_fn: Callable,
+    known: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    n_particles: int,
+    steps: int,
+    time_grid: str = "log_snr",
+    eps: float | None = None,
+    ess_threshold: float = 0.5,
+    denoise: bool = True,
+    generator: torch.Generator | None = None,
+    callback: Callable[[int, int], None] | None = None,
+) -> tuple[torch.Tensor, dict]:
     """Inpainting by sequential Monte Carlo (module docstring): K particles per example.
 
     Args:
@@ -289,7 +334,10 @@ def smc_inpaint(sde: SDE, score_fn: Callable, known: torch.Tensor, mask: torch.T
     mask = Replacement(sde, known, mask).mask  # checked and broadcast
     grid = samplers.get_time_grid(time_grid, sde, steps, eps)
     g = GridScales(sde, grid)
-    expand = (lambda v: v.unsqueeze(1).expand(batch, k, *dims).reshape(batch * k, *dims))
+
+    def expand(v):
+        return v.unsqueeze(1).expand(batch, k, *dims).reshape(batch * k, *dims)
+
     path = [expand(y) for y in _forward_path(g, known, generator)]
     mask_k = expand(mask)
     x = sde.prior_sampling((batch * k, *dims), generator=generator, device=known.device).to(known.dtype)
@@ -300,8 +348,11 @@ def smc_inpaint(sde: SDE, score_fn: Callable, known: torch.Tensor, mask: torch.T
         d = g.denoise(score_fn, x, i)
         nfe += 1
         _, mean = samplers.ancestral_step(g, i, x, d, torch.zeros_like(x))
-        std = math.sqrt(max(g.sigma[i] ** 2 - (g.alpha[i] / g.alpha[i + 1]) ** 2 * g.sigma[i + 1] ** 2, 0.0)
-                        * g.sigma[i + 1] ** 2 / g.sigma[i] ** 2)
+        std = math.sqrt(
+            max(g.sigma[i] ** 2 - (g.alpha[i] / g.alpha[i + 1]) ** 2 * g.sigma[i + 1] ** 2, 0.0)
+            * g.sigma[i + 1] ** 2
+            / g.sigma[i] ** 2
+        )
         misfit = (((path[i + 1] - mean) / std) ** 2 * mask_k).reshape(batch, k, -1).sum(dim=2)
         log_weights = log_weights - 0.5 * misfit.double()
         ess = effective_sample_size(log_weights)
@@ -347,8 +398,9 @@ def _gray_as_known(gray: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return known, mask
 
 
-def smc_colorize(sde: SDE, score_fn: Callable, gray: torch.Tensor, *, n_particles: int, steps: int,
-                 **smc_kwargs) -> tuple[torch.Tensor, dict]:
+def smc_colorize(
+    sde: SDE, score_fn: Callable, gray: torch.Tensor, *, n_particles: int, steps: int, **smc_kwargs
+) -> tuple[torch.Tensor, dict]:
     """Colorization by sequential Monte Carlo: `smc_inpaint` of the colour axes in the decoupled space.
 
     Args:
@@ -359,8 +411,7 @@ def smc_colorize(sde: SDE, score_fn: Callable, gray: torch.Tensor, *, n_particle
         (x, info): RGB particles of shape (batch, K, 3, *spatial), each with channel mean `gray`.
     """
     known, mask = _gray_as_known(gray)
-    particles, info = smc_inpaint(sde, decoupled_score(score_fn), known, mask, n_particles=n_particles, steps=steps,
-                                  **smc_kwargs)
+    particles, info = smc_inpaint(sde, decoupled_score(score_fn), known, mask, n_particles=n_particles, steps=steps, **smc_kwargs)
     batch, k = particles.shape[:2]
     rgb = from_decoupled(particles.reshape(batch * k, *particles.shape[2:]))
     return rgb.reshape(particles.shape), info
@@ -405,7 +456,7 @@ def classifier_guidance(score_fn: Callable, classifier_fn: Callable, labels: tor
             x_in = x.detach().requires_grad_(True)
             log_probs = torch.log_softmax(classifier_fn(x_in, t).double(), dim=1)
             chosen = log_probs.gather(1, labels.to(x.device).unsqueeze(1)).sum()
-            grad, = torch.autograd.grad(chosen, x_in)
+            (grad,) = torch.autograd.grad(chosen, x_in)
         return score + scale * grad.to(score.dtype)
 
     return classifier_guided_score
@@ -458,15 +509,15 @@ def masks(name: str, shape: Sequence[int], *, generator: torch.Generator | None 
     c, h, w = shape
     mask = torch.ones(shape)
     if name == "left_half":
-        mask[..., w // 2:] = 0
+        mask[..., w // 2 :] = 0
     elif name == "right_half":
         mask[..., : w // 2] = 0
     elif name == "top_half":
-        mask[:, h // 2:, :] = 0
+        mask[:, h // 2 :, :] = 0
     elif name == "bottom_half":
         mask[:, : h // 2, :] = 0
     elif name == "center":
-        mask[:, h // 4: h // 4 + h // 2, w // 4: w // 4 + w // 2] = 0
+        mask[:, h // 4 : h // 4 + h // 2, w // 4 : w // 4 + w // 2] = 0
     elif name == "random":
         if not 0 < fraction < 1:
             raise ValueError(f"fraction (of unknown pixels) must lie in (0, 1), got {fraction!r}")

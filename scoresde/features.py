@@ -57,8 +57,9 @@ def weights_hash(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def train_classifier(x: torch.Tensor, labels: torch.Tensor, *, seed: int = 0, epochs: int = 40,
-                     batch_size: int = 128, lr: float = 1e-3) -> FeatureClassifier:
+def train_classifier(
+    x: torch.Tensor, labels: torch.Tensor, *, seed: int = 0, epochs: int = 40, batch_size: int = 128, lr: float = 1e-3
+) -> FeatureClassifier:
     """Adam on cross-entropy with a seeded shuffle: the same data and seed give the same weights."""
     if len(x) != len(labels) or len(x) < 2:
         raise ValueError(f"need at least 2 labelled examples with one label each, got {len(x)} and {len(labels)}")
@@ -72,7 +73,7 @@ def train_classifier(x: torch.Tensor, labels: torch.Tensor, *, seed: int = 0, ep
     for _ in range(epochs):
         order = torch.randperm(len(x), generator=generator)
         for start in range(0, len(x), batch_size):
-            batch = order[start:start + batch_size]
+            batch = order[start : start + batch_size]
             loss = nn.functional.cross_entropy(model(x[batch]), labels[batch])
             optimizer.zero_grad()
             loss.backward()
@@ -82,7 +83,12 @@ def train_classifier(x: torch.Tensor, labels: torch.Tensor, *, seed: int = 0, ep
 
 def accuracy(model: FeatureClassifier, x: torch.Tensor, labels: torch.Tensor) -> float:
     with torch.no_grad():
-        return (model(torch.as_tensor(x, dtype=torch.float32).cpu()).argmax(1) == torch.as_tensor(labels).cpu()).float().mean().item()
+        return (
+            (model(torch.as_tensor(x, dtype=torch.float32).cpu()).argmax(1) == torch.as_tensor(labels).cpu())
+            .float()
+            .mean()
+            .item()
+        )
 
 
 def load_or_train(cache_dir: str | Path, x_train, y_train, x_test, y_test, *, seed: int = 0) -> tuple[FeatureClassifier, dict]:
@@ -106,8 +112,14 @@ def load_or_train(cache_dir: str | Path, x_train, y_train, x_test, y_test, *, se
         except (ValueError, OSError, SafetensorError, RuntimeError, KeyError) as err:  # a cache: damaged -> rebuilt
             logging.warning("the cached feature classifier in %s is unreadable (%s): retraining it", cache_dir, err)
     model = train_classifier(x_train, y_train, seed=seed)
-    info = {"data_sha256": wanted, "weights_sha256": weights_hash(model), "test_accuracy": accuracy(model, x_test, y_test),
-            "n_train": len(x_train), "n_test": len(x_test), "seed": seed}
+    info = {
+        "data_sha256": wanted,
+        "weights_sha256": weights_hash(model),
+        "test_accuracy": accuracy(model, x_test, y_test),
+        "n_train": len(x_train),
+        "n_test": len(x_test),
+        "seed": seed,
+    }
     cache_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights)
     files.write_atomic(meta, json.dumps(info, indent=1))
@@ -118,4 +130,4 @@ def features(model: FeatureClassifier, x: torch.Tensor, batch_size: int = 1000) 
     """Penultimate-layer features, float64 numpy, shape (n, feature_dim)."""
     x = torch.as_tensor(x, dtype=torch.float32).cpu()
     with torch.no_grad():
-        return np.concatenate([model.features(x[i:i + batch_size]).double().numpy() for i in range(0, len(x), batch_size)])
+        return np.concatenate([model.features(x[i : i + batch_size]).double().numpy() for i in range(0, len(x), batch_size)])

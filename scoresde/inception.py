@@ -57,8 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 FID_WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
-FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-                   + FID_WEIGHTS_FILENAME)
+FID_WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FID_WEIGHTS_FILENAME
 # Full SHA-256 of pytorch-fid's file. torch.hub names files <name>-<first 8 hex digits of the
 # SHA-256>.<ext>, and the digest starts with the 6726825d of the file name; the full digest is the
 # one third-party projects that pin this file record next to its release URL (with its size,
@@ -80,8 +79,7 @@ class _ConvBN(nn.Module):
     """relu(BatchNorm(conv(x))): Conv2d without bias, BatchNorm2d with eps = 0.001 (the TF graph's
     batch-norm epsilon), then ReLU. Keyword arguments go to ``nn.Conv2d``."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
-                 **conv_options) -> None:
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], **conv_options) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, bias=False, **conv_options)
         self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
@@ -121,12 +119,15 @@ class _MixedA(nn.Module):
         self.branch_pool = _ConvBN(in_channels, pool_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([
-            self.branch1x1(x),
-            self.branch5x5_2(self.branch5x5_1(x)),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            self.branch_pool(_tf_average_pool(x)),
-        ], dim=1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch5x5_2(self.branch5x5_1(x)),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                self.branch_pool(_tf_average_pool(x)),
+            ],
+            dim=1,
+        )
 
 
 class _MixedB(nn.Module):
@@ -141,11 +142,14 @@ class _MixedB(nn.Module):
         self.branch3x3dbl_3 = _ConvBN(96, 96, 3, stride=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([
-            self.branch3x3(x),
-            self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-            _max_pool_reduce(x),
-        ], dim=1)
+        return torch.cat(
+            [
+                self.branch3x3(x),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                _max_pool_reduce(x),
+            ],
+            dim=1,
+        )
 
 
 class _MixedC(nn.Module):
@@ -170,15 +174,17 @@ class _MixedC(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         double = self.branch7x7dbl_1(x)
-        for layer in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4,
-                      self.branch7x7dbl_5):
+        for layer in (self.branch7x7dbl_2, self.branch7x7dbl_3, self.branch7x7dbl_4, self.branch7x7dbl_5):
             double = layer(double)
-        return torch.cat([
-            self.branch1x1(x),
-            self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))),
-            double,
-            self.branch_pool(_tf_average_pool(x)),
-        ], dim=1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))),
+                double,
+                self.branch_pool(_tf_average_pool(x)),
+            ],
+            dim=1,
+        )
 
 
 class _MixedD(nn.Module):
@@ -198,8 +204,7 @@ class _MixedD(nn.Module):
         tower = self.branch7x7x3_1(x)
         for layer in (self.branch7x7x3_2, self.branch7x7x3_3, self.branch7x7x3_4):
             tower = layer(tower)
-        return torch.cat([self.branch3x3_2(self.branch3x3_1(x)), tower, _max_pool_reduce(x)],
-                         dim=1)
+        return torch.cat([self.branch3x3_2(self.branch3x3_1(x)), tower, _max_pool_reduce(x)], dim=1)
 
 
 class _MixedE(nn.Module):
@@ -227,12 +232,17 @@ class _MixedE(nn.Module):
         single = self.branch3x3_1(x)
         double = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         pooled = _max_pool_same(x) if self.max_pool else _tf_average_pool(x)
-        return torch.cat([
-            self.branch1x1(x),
-            self.branch3x3_2a(single), self.branch3x3_2b(single),
-            self.branch3x3dbl_3a(double), self.branch3x3dbl_3b(double),
-            self.branch_pool(pooled),
-        ], dim=1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch3x3_2a(single),
+                self.branch3x3_2b(single),
+                self.branch3x3dbl_3a(double),
+                self.branch3x3dbl_3b(double),
+                self.branch_pool(pooled),
+            ],
+            dim=1,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,30 +299,31 @@ class FIDInceptionV3(nn.Module):
             ValueError: if ``images`` is not a floating N x C x H x W tensor with C in {1, 3}, or
                 (``resize_input=False``) H or W is below 75.
         """
-        if (not isinstance(images, torch.Tensor) or images.ndim != 4
-                or images.shape[1] not in (1, 3)):
+        if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] not in (1, 3):
             shape = tuple(images.shape) if hasattr(images, "shape") else type(images).__name__
-            raise ValueError(f"images must be a tensor of shape (N, C, H, W) with C = 1 or 3, got "
-                             f"{shape}")
+            raise ValueError(f"images must be a tensor of shape (N, C, H, W) with C = 1 or 3, got {shape}")
         if not images.is_floating_point():
-            raise ValueError(f"images must be floating point in [0, 1] (or [-1, 1] with "
-                             f"centered=True), got dtype {images.dtype}; convert uint8 images "
-                             f"with x / 255")
+            raise ValueError(
+                f"images must be floating point in [0, 1] (or [-1, 1] with "
+                f"centered=True), got dtype {images.dtype}; convert uint8 images "
+                f"with x / 255"
+            )
         weight = self.Conv2d_1a_3x3.conv.weight
         x = images.to(device=weight.device, dtype=weight.dtype)
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         height, width = x.shape[-2:]
         if self.resize_input and (height, width) != (INPUT_SIZE, INPUT_SIZE):
-            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear",
-                              align_corners=False)
+            x = F.interpolate(x, size=(INPUT_SIZE, INPUT_SIZE), mode="bilinear", align_corners=False)
         elif min(height, width) < MIN_INPUT_SIZE:
-            raise ValueError(f"without resizing the images must be at least {MIN_INPUT_SIZE} x "
-                             f"{MIN_INPUT_SIZE}, got {height} x {width}")
+            raise ValueError(
+                f"without resizing the images must be at least {MIN_INPUT_SIZE} x {MIN_INPUT_SIZE}, got {height} x {width}"
+            )
         return x if centered else 2.0 * x - 1.0
 
-    def forward(self, images: torch.Tensor, *, centered: bool = False,
-                logits_bias: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, images: torch.Tensor, *, centered: bool = False, logits_bias: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Pool features and class logits of a batch of images.
 
         Args:
@@ -335,9 +346,19 @@ class FIDInceptionV3(nn.Module):
             x = layer(x)
         x = self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(_max_pool_reduce(x)))
         x = _max_pool_reduce(x)
-        for block in (self.Mixed_5b, self.Mixed_5c, self.Mixed_5d, self.Mixed_6a, self.Mixed_6b,
-                      self.Mixed_6c, self.Mixed_6d, self.Mixed_6e, self.Mixed_7a, self.Mixed_7b,
-                      self.Mixed_7c):
+        for block in (
+            self.Mixed_5b,
+            self.Mixed_5c,
+            self.Mixed_5d,
+            self.Mixed_6a,
+            self.Mixed_6b,
+            self.Mixed_6c,
+            self.Mixed_6d,
+            self.Mixed_6e,
+            self.Mixed_7a,
+            self.Mixed_7b,
+            self.Mixed_7c,
+        ):
             x = block(x)
         features = x.mean(dim=(2, 3))
         logits = F.linear(features, self.fc.weight, self.fc.bias if logits_bias else None)
@@ -381,8 +402,7 @@ def _listed(keys: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
 
 
-def _checked_state_dict(state: object, model: FIDInceptionV3,
-                        source: str) -> dict[str, torch.Tensor]:
+def _checked_state_dict(state: object, model: FIDInceptionV3, source: str) -> dict[str, torch.Tensor]:
     """The state dict with the model's exact keys, or a ValueError that names what does not fit.
 
     Every parameter and running statistic of ``model`` must be present with its shape and no other
@@ -391,15 +411,19 @@ def _checked_state_dict(state: object, model: FIDInceptionV3,
     used).
     """
     if not isinstance(state, Mapping):
-        raise ValueError(f"{source} holds a {type(state).__name__}, not a state dict (a mapping "
-                         f"from names such as 'Conv2d_1a_3x3.conv.weight' to tensors)")
+        raise ValueError(
+            f"{source} holds a {type(state).__name__}, not a state dict (a mapping "
+            f"from names such as 'Conv2d_1a_3x3.conv.weight' to tensors)"
+        )
     expected = model.state_dict()
     not_tensors = [str(key) for key, value in state.items() if not isinstance(value, torch.Tensor)]
     missing = [key for key in expected if key not in state and not _is_optional_key(key)]
     unexpected = [str(key) for key in state if key not in expected]
-    wrong_shapes = [f"{key} {tuple(state[key].shape)} (expected {tuple(expected[key].shape)})"
-                    for key in expected if isinstance(state.get(key), torch.Tensor)
-                    and state[key].shape != expected[key].shape]
+    wrong_shapes = [
+        f"{key} {tuple(state[key].shape)} (expected {tuple(expected[key].shape)})"
+        for key in expected
+        if isinstance(state.get(key), torch.Tensor) and state[key].shape != expected[key].shape
+    ]
     problems = []
     if not_tensors:
         problems.append(f"{len(not_tensors)} values that are not tensors: {_listed(not_tensors)}")
@@ -410,15 +434,16 @@ def _checked_state_dict(state: object, model: FIDInceptionV3,
     if wrong_shapes:
         problems.append(f"{len(wrong_shapes)} tensors of the wrong shape: {_listed(wrong_shapes)}")
     if problems:
-        raise ValueError(f"{source} does not fit FIDInceptionV3 (the weights of "
-                         f"{FID_WEIGHTS_FILENAME}): " + "; ".join(problems))
-    return {key: state[key].to(value.dtype) if key in state
-            else torch.zeros(value.shape, dtype=value.dtype)
-            for key, value in expected.items()}
+        raise ValueError(f"{source} does not fit FIDInceptionV3 (the weights of {FID_WEIGHTS_FILENAME}): " + "; ".join(problems))
+    return {
+        key: state[key].to(value.dtype) if key in state else torch.zeros(value.shape, dtype=value.dtype)
+        for key, value in expected.items()
+    }
 
 
-def load_fid_inception(path: str | os.PathLike, *, device: str | torch.device = "cpu",
-                       check_hash: bool = True, expected_sha256: str | None = None) -> FIDInceptionV3:
+def load_fid_inception(
+    path: str | os.PathLike, *, device: str | torch.device = "cpu", check_hash: bool = True, expected_sha256: str | None = None
+) -> FIDInceptionV3:
     """The FID Inception network with the weights of a local copy of pytorch-fid's file.
 
     Steps: the file must exist; with ``check_hash`` its SHA-256 (``sha256_of_file``, streamed)
@@ -451,7 +476,8 @@ def load_fid_inception(path: str | os.PathLike, *, device: str | torch.device = 
         raise FileNotFoundError(
             f"no Inception weights file at '{path}'. Download {FID_WEIGHTS_FILENAME} from the "
             f"'fid_weights' release of pytorch-fid on GitHub ({FID_WEIGHTS_URL}) and pass its "
-            f"path; nothing is downloaded automatically")
+            f"path; nothing is downloaded automatically"
+        )
     expected = (expected_sha256 or FID_WEIGHTS_SHA256).lower()
     if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
         raise ValueError(f"expected_sha256 must be 64 hexadecimal digits, got {expected_sha256!r}")
@@ -462,12 +488,12 @@ def load_fid_inception(path: str | os.PathLike, *, device: str | torch.device = 
                 f"SHA-256 of '{path}' is {actual}, expected {expected} (the digest of "
                 f"pytorch-fid's {FID_WEIGHTS_FILENAME}): the file is corrupt, truncated or other "
                 f"weights; FIDs computed with it would not be comparable. Use check_hash=False "
-                f"only for deliberately different weights of this architecture")
+                f"only for deliberately different weights of this architecture"
+            )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as error:
-        raise ValueError(f"cannot read '{path}' as PyTorch weights with weights_only=True: "
-                         f"{error}") from error
+        raise ValueError(f"cannot read '{path}' as PyTorch weights with weights_only=True: {error}") from error
     with torch.device("meta"):  # no random initialisation of 24M parameters to overwrite
         model = FIDInceptionV3()
     model.load_state_dict(_checked_state_dict(state, model, f"'{path}'"), strict=True, assign=True)
@@ -479,9 +505,14 @@ def load_fid_inception(path: str | os.PathLike, *, device: str | torch.device = 
 # Features of many images
 # ---------------------------------------------------------------------------------------------
 @torch.no_grad()
-def inception_features(model: FIDInceptionV3, images: np.ndarray | torch.Tensor, *,
-                       batch_size: int = 50, centered: bool = False,
-                       logits_bias: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def inception_features(
+    model: FIDInceptionV3,
+    images: np.ndarray | torch.Tensor,
+    *,
+    batch_size: int = 50,
+    centered: bool = False,
+    logits_bias: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Pool features (for FID / KID) and logits (for the Inception Score) of N images, in batches.
 
     Each batch is moved to the model's device and run under ``torch.no_grad()`` with the model in
@@ -509,15 +540,13 @@ def inception_features(model: FIDInceptionV3, images: np.ndarray | torch.Tensor,
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     images = torch.as_tensor(images)
     if images.ndim != 4 or len(images) == 0:
-        raise ValueError(f"images must have shape (N, C, H, W) with N >= 1, got "
-                         f"{tuple(images.shape)}")
+        raise ValueError(f"images must have shape (N, C, H, W) with N >= 1, got {tuple(images.shape)}")
     was_training = model.training
     model.eval()
     features, logits = [], []
     try:
         for start in range(0, len(images), batch_size):
-            batch_features, batch_logits = model(images[start:start + batch_size],
-                                                 centered=centered, logits_bias=logits_bias)
+            batch_features, batch_logits = model(images[start : start + batch_size], centered=centered, logits_bias=logits_bias)
             features.append(batch_features.float().cpu().numpy())
             logits.append(batch_logits.float().cpu().numpy())
     finally:

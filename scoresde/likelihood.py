@@ -135,6 +135,7 @@ class _Augmented:
             if self.divergence == "exact":
                 div = _divergence_exact(out, x)[:, None]
             else:
+                assert self.probes is not None  # hutchinson is built with its probes
                 probes = self.probes if rows is None else self.probes[rows]
                 div = _divergence_hutchinson(out, x, probes)
         return torch.cat([out.detach().reshape(x.shape[0], -1), div.detach()], dim=1)
@@ -150,8 +151,9 @@ def _error_norm(error: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, dim: in
     return norm.sqrt()
 
 
-def dopri5_per_sample(fn, y0: torch.Tensor, t0: float, t1: float, *, rtol: float, atol: float, dim: int,
-                      max_steps: int = 100_000) -> tuple[torch.Tensor, torch.Tensor]:
+def dopri5_per_sample(
+    fn, y0: torch.Tensor, t0: float, t1: float, *, rtol: float, atol: float, dim: int, max_steps: int = 100_000
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Integrate dy/dt = fn(y, t, rows) from t0 to t1 (either direction) with a step size per sample.
 
     Each sample keeps its own time, step size and first-same-as-last stage; only the samples not yet
@@ -231,8 +233,7 @@ def _solve(fn, y0, t0, t1, method, rtol, atol, steps, dim):
         def norm(e):
             return e.reshape(e.shape[0], -1).pow(2).mean(dim=1).sqrt().max() if e.ndim else e.abs()
 
-        y = torchdiffeq.odeint(f, y0, span, rtol=rtol, atol=atol, method="dopri5",
-                               options={"norm": norm, "step_t": span})[-1]
+        y = torchdiffeq.odeint(f, y0, span, rtol=rtol, atol=atol, method="dopri5", options={"norm": norm, "step_t": span})[-1]
     else:
         from scipy.integrate import solve_ivp
 
@@ -324,8 +325,15 @@ def log_likelihood(
     delta = y1[:, dim:]
     estimates = prior[:, None] + delta
     logp = estimates.mean(dim=1)
-    info = {"nfe": fn.calls, "nfe_per_sample": per_sample, "latent": latent, "prior_logp": prior,
-            "delta_logp": delta.mean(dim=1), "method": method, "exact_divergence": exact_divergence}
+    info = {
+        "nfe": fn.calls,
+        "nfe_per_sample": per_sample,
+        "latent": latent,
+        "prior_logp": prior,
+        "delta_logp": delta.mean(dim=1),
+        "method": method,
+        "exact_divergence": exact_divergence,
+    }
     if not exact_divergence:
         info["probe_estimates"] = estimates
         info["stderr"] = estimates.std(dim=1) / math.sqrt(n_probes) if n_probes > 1 else torch.full_like(logp, float("nan"))
@@ -340,29 +348,55 @@ def _transport(sde, score_fn, x, t0, t1, rtol, atol, method, steps):
     return y.reshape(x.shape), {"nfe": fn.calls, "nfe_per_sample": per_sample}
 
 
-def encode(sde: SDE, score_fn: Callable, x: torch.Tensor, *, eps: float | None = None, rtol: float = 1e-5,
-           atol: float = 1e-5, method: str = "dopri5", steps: int | None = None) -> tuple[torch.Tensor, dict]:
+def encode(
+    sde: SDE,
+    score_fn: Callable,
+    x: torch.Tensor,
+    *,
+    eps: float | None = None,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    method: str = "dopri5",
+    steps: int | None = None,
+) -> tuple[torch.Tensor, dict]:
     """The latent z = x(T) of data x = x(eps) under the probability-flow ODE (a bijection)."""
     eps = DEFAULT_EPS if eps is None else float(eps)
     return _transport(sde, score_fn, x, eps, float(sde.T), rtol, atol, method, steps)
 
 
-def decode(sde: SDE, score_fn: Callable, z: torch.Tensor, *, eps: float | None = None, rtol: float = 1e-5,
-           atol: float = 1e-5, method: str = "dopri5", steps: int | None = None) -> tuple[torch.Tensor, dict]:
+def decode(
+    sde: SDE,
+    score_fn: Callable,
+    z: torch.Tensor,
+    *,
+    eps: float | None = None,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    method: str = "dopri5",
+    steps: int | None = None,
+) -> tuple[torch.Tensor, dict]:
     """The data x(eps) of a latent z = x(T): `encode`'s inverse, the same ODE backwards in time."""
     eps = DEFAULT_EPS if eps is None else float(eps)
     return _transport(sde, score_fn, z, float(sde.T), eps, rtol, atol, method, steps)
 
 
 # -- discrete data -----------------------------------------------------------------------------
-def dequantize(levels_k: torch.Tensor, levels: int, *, centered: bool, generator: torch.Generator | None = None,
-               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def dequantize(
+    levels_k: torch.Tensor,
+    levels: int,
+    *,
+    centered: bool,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """x = c (k + u) / L + b with u ~ U[0, 1): integers k in {0..L-1} to the model's range (module docstring)."""
     k = torch.as_tensor(levels_k)
     if k.is_floating_point() and not torch.equal(k, k.round()):
         raise ValueError("dequantize expects integer levels k (e.g. uint8 pixels), got non-integer values")
     if levels < 2 or int(k.min()) < 0 or int(k.max()) > levels - 1:
-        raise ValueError(f"levels must be >= 2 and k in [0, {levels - 1}], got levels={levels}, k in [{int(k.min())}, {int(k.max())}]")
+        raise ValueError(
+            f"levels must be >= 2 and k in [0, {levels - 1}], got levels={levels}, k in [{int(k.min())}, {int(k.max())}]"
+        )
     u = torch.rand(k.shape, generator=generator, dtype=dtype, device=k.device)
     v = (k.to(dtype) + u) / levels
     return 2 * v - 1 if centered else v

@@ -51,8 +51,16 @@ def _reduce(sq: torch.Tensor, reduce: str) -> torch.Tensor:
 
 
 def sample_time(
-    batch: int, sde: SDE, eps: float, *, generator: torch.Generator | None, device, dtype,
-    distribution: str = "uniform", p_mean: float = -1.2, p_std: float = 1.2,
+    batch: int,
+    sde: SDE,
+    eps: float,
+    *,
+    generator: torch.Generator | None,
+    device,
+    dtype,
+    distribution: str = "uniform",
+    p_mean: float = -1.2,
+    p_std: float = 1.2,
 ) -> torch.Tensor:
     """Training times of shape (batch,) from `distribution` (module docstring), within [eps, T].
 
@@ -112,8 +120,17 @@ def dsm_loss(
     if not (callable(weighting) or weighting in WEIGHTINGS):
         raise ValueError(f"unknown weighting {weighting!r}; valid: {', '.join(WEIGHTINGS)} or a callable")
     if t is None:
-        t = sample_time(x0.shape[0], sde, eps, generator=generator, device=x0.device, dtype=x0.dtype,
-                        distribution=time_distribution, p_mean=p_mean, p_std=p_std)
+        t = sample_time(
+            x0.shape[0],
+            sde,
+            eps,
+            generator=generator,
+            device=x0.device,
+            dtype=x0.dtype,
+            distribution=time_distribution,
+            p_mean=p_mean,
+            p_std=p_std,
+        )
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     x_t = sde.perturb(x0, t, noise)

@@ -56,18 +56,12 @@ def random_directions(dim: int, n_projections: int, seed: int = 0) -> np.ndarray
     return gaussian / np.linalg.norm(gaussian, axis=1, keepdims=True)
 
 
-def _flatten_pair(x: np.ndarray | torch.Tensor,
-                  y: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+def _flatten_pair(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     x, y = to_numpy(x), to_numpy(y)
     if x.ndim == 0 or y.ndim == 0 or len(x) == 0 or len(y) == 0:
-        raise ValueError(
-            f"need two non-empty point clouds of shape (n, ...), got {x.shape} and {y.shape}"
-        )
+        raise ValueError(f"need two non-empty point clouds of shape (n, ...), got {x.shape} and {y.shape}")
     if x.shape[1:] != y.shape[1:]:
-        raise ValueError(
-            f"per-example shapes differ: {x.shape[1:]} and {y.shape[1:]} (full shapes {x.shape}, "
-            f"{y.shape})"
-        )
+        raise ValueError(f"per-example shapes differ: {x.shape[1:]} and {y.shape[1:]} (full shapes {x.shape}, {y.shape})")
     return x.reshape(len(x), -1), y.reshape(len(y), -1)
 
 
@@ -97,8 +91,9 @@ def _squared_w2_1d(x_sorted: np.ndarray, y_sorted: np.ndarray) -> np.ndarray:
     return widths @ difference**2
 
 
-def sliced_wasserstein(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *,
-                       n_projections: int = 256, seed: int = 0) -> float:
+def sliced_wasserstein(
+    x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, n_projections: int = 256, seed: int = 0
+) -> float:
     """Sliced 2-Wasserstein distance between two point clouds (Bonneel et al., 2015).
 
     Computes sqrt( (1/P) sum_p W_2^2(theta_p . x, theta_p . y) ) with P = ``n_projections`` unit
@@ -127,8 +122,7 @@ def sliced_wasserstein(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tenso
     return float(np.sqrt(np.mean(_squared_w2_1d(x_projected, y_projected))))
 
 
-def noise_floor(data: np.ndarray | torch.Tensor, n: int, *, n_projections: int = 256,
-                seed: int = 0) -> float:
+def noise_floor(data: np.ndarray | torch.Tensor, n: int, *, n_projections: int = 256, seed: int = 0) -> float:
     """Sliced Wasserstein distance between two disjoint random subsets of ``data`` of size n.
 
     This is what a perfect sampler scores against ``n`` data points: ``sliced_wasserstein`` of
@@ -151,7 +145,7 @@ def noise_floor(data: np.ndarray | torch.Tensor, n: int, *, n_projections: int =
     if n < 1 or 2 * n > len(data):
         raise ValueError(f"need 1 <= n and 2 n <= len(data) = {len(data)}, got n = {n}")
     order = np.random.default_rng(seed).permutation(len(data))
-    first, second = data[order[:n]], data[order[n:2 * n]]
+    first, second = data[order[:n]], data[order[n : 2 * n]]
     return sliced_wasserstein(first, second, n_projections=n_projections, seed=seed)
 
 
@@ -161,16 +155,13 @@ def noise_floor(data: np.ndarray | torch.Tensor, n: int, *, n_projections: int =
 def _flatten_one(x: np.ndarray | torch.Tensor, name: str, min_size: int = 1) -> np.ndarray:
     x = to_numpy(x)
     if x.ndim == 0 or len(x) < min_size:
-        raise ValueError(
-            f"{name} must have shape (n, ...) with n >= {min_size}, got shape {x.shape}"
-        )
+        raise ValueError(f"{name} must have shape (n, ...) with n >= {min_size}, got shape {x.shape}")
     return x.reshape(len(x), -1)
 
 
 def _check_sizes(x: np.ndarray, y: np.ndarray, min_size: int, what: str) -> None:
     if len(x) < min_size or len(y) < min_size:
-        raise ValueError(f"{what} needs at least {min_size} examples in each cloud, got "
-                         f"{len(x)} and {len(y)}")
+        raise ValueError(f"{what} needs at least {min_size} examples in each cloud, got {len(x)} and {len(y)}")
 
 
 def _squared_distance_blocks(a: np.ndarray, b: np.ndarray, max_entries: int = 1 << 22):
@@ -227,8 +218,12 @@ def _symmetric_sqrt(matrix: np.ndarray) -> np.ndarray:
     return (eigenvectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ eigenvectors.T
 
 
-def frechet_distance(mu1: np.ndarray | torch.Tensor, cov1: np.ndarray | torch.Tensor,
-                     mu2: np.ndarray | torch.Tensor, cov2: np.ndarray | torch.Tensor) -> float:
+def frechet_distance(
+    mu1: np.ndarray | torch.Tensor,
+    cov1: np.ndarray | torch.Tensor,
+    mu2: np.ndarray | torch.Tensor,
+    cov2: np.ndarray | torch.Tensor,
+) -> float:
     """Squared Frechet (2-Wasserstein) distance between N(mu1, C1) and N(mu2, C2).
 
         d^2 = |mu1 - mu2|^2 + tr(C1 + C2 - 2 (C1^{1/2} C2 C1^{1/2})^{1/2})
@@ -258,12 +253,10 @@ def frechet_distance(mu1: np.ndarray | torch.Tensor, cov1: np.ndarray | torch.Te
     mu1, mu2 = to_numpy(mu1), to_numpy(mu2)
     cov1, cov2 = to_numpy(cov1), to_numpy(cov2)
     if mu1.ndim != 1 or mu1.shape != mu2.shape:
-        raise ValueError(f"means must be vectors of one shape (d,), got {mu1.shape} and "
-                         f"{mu2.shape}")
+        raise ValueError(f"means must be vectors of one shape (d,), got {mu1.shape} and {mu2.shape}")
     d = len(mu1)
     if cov1.shape != (d, d) or cov2.shape != (d, d):
-        raise ValueError(f"covariances must have shape ({d}, {d}) to match the means, got "
-                         f"{cov1.shape} and {cov2.shape}")
+        raise ValueError(f"covariances must have shape ({d}, {d}) to match the means, got {cov1.shape} and {cov2.shape}")
     root1 = _symmetric_sqrt(cov1)
     middle = root1 @ cov2 @ root1
     eigenvalues = np.linalg.eigh((middle + middle.T) / 2.0)[0]
@@ -273,8 +266,7 @@ def frechet_distance(mu1: np.ndarray | torch.Tensor, cov1: np.ndarray | torch.Te
     return float(max(value, 0.0))
 
 
-def frechet_distance_from_samples(x: np.ndarray | torch.Tensor,
-                                  y: np.ndarray | torch.Tensor) -> float:
+def frechet_distance_from_samples(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
     """``frechet_distance`` between the Gaussians fitted by ``gaussian_statistics`` to x and y.
 
     The plug-in estimate is biased upwards, by an amount that shrinks as the sample sizes grow
@@ -309,8 +301,7 @@ def _check_kernel(degree: int, gamma: float | None, d: int) -> float:
     return float(gamma)
 
 
-def _polynomial_mmd2(x: np.ndarray, y: np.ndarray, degree: int, gamma: float,
-                     coef0: float) -> float:
+def _polynomial_mmd2(x: np.ndarray, y: np.ndarray, degree: int, gamma: float, coef0: float) -> float:
     n, m = len(x), len(y)
     k_xx = (gamma * (x @ x.T) + coef0) ** degree
     k_yy = (gamma * (y @ y.T) + coef0) ** degree
@@ -320,8 +311,9 @@ def _polynomial_mmd2(x: np.ndarray, y: np.ndarray, degree: int, gamma: float,
     return float(within_x + within_y - 2.0 * k_xy.mean())
 
 
-def polynomial_mmd2(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *,
-                    degree: int = 3, gamma: float | None = None, coef0: float = 1.0) -> float:
+def polynomial_mmd2(
+    x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *, degree: int = 3, gamma: float | None = None, coef0: float = 1.0
+) -> float:
     """Unbiased estimate of the squared maximum mean discrepancy with a polynomial kernel.
 
     With k(a, b) = (gamma a.b + coef0)^degree and samples x_1..x_n, y_1..y_m,
@@ -354,10 +346,17 @@ def polynomial_mmd2(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, 
     return _polynomial_mmd2(x_flat, y_flat, int(degree), gamma, float(coef0))
 
 
-def kernel_inception_distance(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, *,
-                              degree: int = 3, gamma: float | None = None, coef0: float = 1.0,
-                              n_subsets: int = 100, subset_size: int = 1000,
-                              seed: int = 0) -> tuple[float, float]:
+def kernel_inception_distance(
+    x: np.ndarray | torch.Tensor,
+    y: np.ndarray | torch.Tensor,
+    *,
+    degree: int = 3,
+    gamma: float | None = None,
+    coef0: float = 1.0,
+    n_subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
     """Kernel distance of Binkowski et al. (2018, "Demystifying MMD GANs"), in any feature space.
 
     The unbiased squared MMD (``polynomial_mmd2``) with the polynomial kernel
@@ -391,8 +390,7 @@ def kernel_inception_distance(x: np.ndarray | torch.Tensor, y: np.ndarray | torc
     _check_sizes(x_flat, y_flat, 2, "kernel_inception_distance")
     gamma = _check_kernel(degree, gamma, x_flat.shape[1])
     if n_subsets < 1 or subset_size < 2:
-        raise ValueError(f"need n_subsets >= 1 and subset_size >= 2, got {n_subsets} and "
-                         f"{subset_size}")
+        raise ValueError(f"need n_subsets >= 1 and subset_size >= 2, got {n_subsets} and {subset_size}")
     size = min(subset_size, len(x_flat), len(y_flat))
     rng = np.random.default_rng(seed)
     estimates = np.empty(n_subsets)
@@ -412,7 +410,7 @@ kid = kernel_inception_distance
 def _sum_of_distances(a: np.ndarray, b: np.ndarray | None) -> float:
     """Sum of Euclidean distances |a_i - b_j| over all pairs, or over i != j when b is None."""
     same = b is None
-    other = a if same else b
+    other = a if b is None else b
     total = 0.0
     for start, stop, block in _squared_distance_blocks(a, other):
         if same:
@@ -463,9 +461,15 @@ def energy_distance(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) 
 # ---------------------------------------------------------------------------------------------
 # Noise floor of any two-sample metric
 # ---------------------------------------------------------------------------------------------
-def two_sample_noise_floor(metric: Callable[[np.ndarray, np.ndarray], float],
-                           reference: np.ndarray | torch.Tensor, n: int, *, m: int | None = None,
-                           n_repeats: int = 5, seed: int = 0) -> tuple[float, float]:
+def two_sample_noise_floor(
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    reference: np.ndarray | torch.Tensor,
+    n: int,
+    *,
+    m: int | None = None,
+    n_repeats: int = 5,
+    seed: int = 0,
+) -> tuple[float, float]:
     """What ``metric`` scores for two independent samples of one law, at given sample sizes.
 
     The generalisation of ``noise_floor`` to any metric: each repeat draws a random permutation of
@@ -499,15 +503,16 @@ def two_sample_noise_floor(metric: Callable[[np.ndarray, np.ndarray], float],
     reference = to_numpy(reference)
     m = n if m is None else m
     if reference.ndim == 0 or n < 1 or m < 1 or n + m > len(reference):
-        raise ValueError(f"need 1 <= n, 1 <= m and n + m <= len(reference) = "
-                         f"{len(reference) if reference.ndim else 0}, got n = {n}, m = {m}")
+        raise ValueError(
+            f"need 1 <= n, 1 <= m and n + m <= len(reference) = {len(reference) if reference.ndim else 0}, got n = {n}, m = {m}"
+        )
     if n_repeats < 1:
         raise ValueError(f"n_repeats must be >= 1, got {n_repeats}")
     rng = np.random.default_rng(seed)
     values = np.empty(n_repeats)
     for r in range(n_repeats):
         order = rng.permutation(len(reference))
-        values[r] = float(metric(reference[order[:n]], reference[order[n:n + m]]))
+        values[r] = float(metric(reference[order[:n]], reference[order[n : n + m]]))
     return float(values.mean()), _sample_std(values)
 
 
@@ -524,8 +529,7 @@ def _knn_squared_radii(points: np.ndarray, k: int) -> np.ndarray:
     return radii
 
 
-def _fraction_covered(queries: np.ndarray, centres: np.ndarray,
-                      squared_radii: np.ndarray) -> float:
+def _fraction_covered(queries: np.ndarray, centres: np.ndarray, squared_radii: np.ndarray) -> float:
     """Fraction of queries inside at least one ball |q - c_j| <= r_j."""
     covered = 0
     for _, _, block in _squared_distance_blocks(queries, centres):
@@ -533,9 +537,9 @@ def _fraction_covered(queries: np.ndarray, centres: np.ndarray,
     return covered / len(queries)
 
 
-def precision_recall(real_features: np.ndarray | torch.Tensor,
-                     fake_features: np.ndarray | torch.Tensor, *,
-                     k: int = 3) -> tuple[float, float]:
+def precision_recall(
+    real_features: np.ndarray | torch.Tensor, fake_features: np.ndarray | torch.Tensor, *, k: int = 3
+) -> tuple[float, float]:
     """Improved precision and recall of Kynkaanniemi et al. (2019).
 
     Each sample set spans a manifold estimate, the union of balls centred at its points with
@@ -576,8 +580,7 @@ def precision_recall(real_features: np.ndarray | torch.Tensor,
 # ---------------------------------------------------------------------------------------------
 # Results over seeds
 # ---------------------------------------------------------------------------------------------
-def mean_confidence_interval(values: np.ndarray | torch.Tensor | list[float],
-                             level: float = 0.95) -> tuple[float, float]:
+def mean_confidence_interval(values: np.ndarray | torch.Tensor | list[float], level: float = 0.95) -> tuple[float, float]:
     """Mean and Student-t confidence half-width of independent repeated results (e.g. seeds).
 
     With n values of mean v and sample standard deviation s (n - 1 denominator), the interval
@@ -652,8 +655,7 @@ def inception_score(logits: np.ndarray | torch.Tensor, n_splits: int = 10) -> tu
         raise ValueError(f"n_splits must be a positive integer, got {n_splits}")
     n, k = len(logits), int(n_splits)
     if n < 2 * k:
-        raise ValueError(f"need at least 2 samples per split: n_splits = {k} needs n >= {2 * k}, "
-                         f"got {n}")
+        raise ValueError(f"need at least 2 samples per split: n_splits = {k} needs n >= {2 * k}, got {n}")
     if np.isnan(logits).any() or np.isposinf(logits).any():
         raise ValueError("logits must not contain nan or +inf")
     row_max = logits.max(axis=1, keepdims=True)

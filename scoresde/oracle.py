@@ -66,8 +66,9 @@ def _batch_scales(sde: SDE, t: torch.Tensor | float, x: torch.Tensor) -> tuple[t
     return sde._alpha(t), sde._sigma(t)
 
 
-def _float64_time(t: float | torch.Tensor) -> torch.Tensor:
-    """A scalar time as a 0-d float64 CPU tensor."""
+def _float64_time(t: float | torch.Tensor | None) -> torch.Tensor:
+    """A scalar time as a 0-d float64 CPU tensor (`_check_sde_and_time` has refused None with an SDE)."""
+    assert t is not None
     return torch.as_tensor(t, dtype=torch.float64).cpu().reshape(())
 
 
@@ -110,8 +111,7 @@ class GaussianMixture:
             stds = torch.broadcast_to(stds, means.shape).clone()
         except RuntimeError:
             raise ValueError(
-                f"stds must have shape (K,) = ({n},) or broadcast to means' shape {tuple(means.shape)}, "
-                f"got {tuple(stds.shape)}"
+                f"stds must have shape (K,) = ({n},) or broadcast to means' shape {tuple(means.shape)}, got {tuple(stds.shape)}"
             ) from None
         if not bool(torch.all(torch.isfinite(stds) & (stds > 0))):
             raise ValueError("stds must be finite and > 0")
@@ -223,10 +223,7 @@ class GaussianMixture:
         if not torch.is_tensor(x) or not x.is_floating_point():
             raise TypeError(f"x must be a floating-point tensor, got {type(x).__name__}")
         if tuple(x.shape[1:]) != self.event_shape or x.ndim != len(self.event_shape) + 1:
-            raise ValueError(
-                f"x must have shape (batch, *event_shape) with event_shape {self.event_shape}, "
-                f"got {tuple(x.shape)}"
-            )
+            raise ValueError(f"x must have shape (batch, *event_shape) with event_shape {self.event_shape}, got {tuple(x.shape)}")
 
     def _components(self, x, sde, t):
         """alpha, x - alpha mu_k, v_k and log w_k + log N_k(x) in the dtype and device of x.
@@ -271,9 +268,7 @@ class GaussianMixture:
         """
         return torch.logsumexp(self._components(x, sde, t)[3], dim=1)
 
-    def responsibilities(
-        self, x: torch.Tensor, sde: SDE | None = None, t: torch.Tensor | float | None = None
-    ) -> torch.Tensor:
+    def responsibilities(self, x: torch.Tensor, sde: SDE | None = None, t: torch.Tensor | float | None = None) -> torch.Tensor:
         """r_k(x, t) = P(component k | x(t) = x), shape (batch, K); arguments and errors as `log_prob`."""
         return torch.softmax(self._components(x, sde, t)[3], dim=1)
 
@@ -311,9 +306,7 @@ class GaussianMixture:
         posterior_means = means + alpha * variances / var * diff
         return (self._expand_responsibilities(log_joint) * posterior_means).sum(1)
 
-    def flow(
-        self, x_s: torch.Tensor, s: torch.Tensor | float, t: torch.Tensor | float, sde: SDE
-    ) -> torch.Tensor:
+    def flow(self, x_s: torch.Tensor, s: torch.Tensor | float, t: torch.Tensor | float, sde: SDE) -> torch.Tensor:
         """Exact probability-flow ODE solution from time s to time t, for K = 1 only.
 
         x_t = mu_t + sqrt(v_t / v_s) (x_s - mu_s) elementwise, with mu = alpha mu_0 and
@@ -344,7 +337,6 @@ class GaussianMixture:
             moments.append((alpha * mu, alpha**2 * variance + sigma**2))
         (mu_s, v_s), (mu_t, v_t) = moments
         return mu_t + torch.sqrt(v_t / v_s) * (x_s - mu_s)
-
 
     def solve_flow(self, x_T: torch.Tensor, sde: SDE, *, rtol: float = 1e-10, atol: float = 1e-12) -> torch.Tensor:
         """The probability-flow ODE solution from x(T) = x_T down to zero noise, for any mixture.
@@ -384,9 +376,7 @@ class GaussianMixture:
             raise FloatingPointError(f"the reference flow solve failed: {solution.message}")
         return torch.from_numpy(solution.y[:, -1]).reshape(shape)
 
-
-# -- standard benchmark problems ----------------------------------------------------------------------
-
+    # -- standard benchmark problems ----------------------------------------------------------------------
 
     # -- conditioning (controllable generation) -------------------------------------------------
     def subset(self, components) -> "GaussianMixture":
@@ -410,8 +400,10 @@ class GaussianMixture:
             raise ValueError(f"labels must have shape (batch,) = ({like.shape[0]},), got {tuple(labels.shape)}")
         member = classes.unsqueeze(0) == labels.unsqueeze(1)
         if not bool(member.any(dim=1).all()):
-            raise ValueError(f"labels {sorted(set(labels.tolist()) - set(classes.tolist()))} name no component; "
-                             f"classes present: {sorted(set(classes.tolist()))}")
+            raise ValueError(
+                f"labels {sorted(set(labels.tolist()) - set(classes.tolist()))} name no component; "
+                f"classes present: {sorted(set(classes.tolist()))}"
+            )
         return torch.zeros(member.shape, dtype=like.dtype, device=like.device).masked_fill_(~member, -math.inf)
 
     def class_log_posterior(self, x: torch.Tensor, sde: SDE, t: torch.Tensor | float, component_classes) -> torch.Tensor:
@@ -463,8 +455,10 @@ class GaussianMixture:
         mask = torch.as_tensor(known_mask, dtype=torch.bool).cpu()
         values = torch.as_tensor(values, dtype=torch.float64).cpu()
         if tuple(mask.shape) != self.event_shape or tuple(values.shape) != self.event_shape:
-            raise ValueError(f"known_mask and values must have the event shape {self.event_shape}, got "
-                             f"{tuple(mask.shape)} and {tuple(values.shape)}")
+            raise ValueError(
+                f"known_mask and values must have the event shape {self.event_shape}, got "
+                f"{tuple(mask.shape)} and {tuple(values.shape)}"
+            )
         known, unknown = mask.reshape(-1), ~mask.reshape(-1)
         if not bool(unknown.any()):
             raise ValueError("known_mask marks every coordinate as known: nothing to condition")
@@ -512,9 +506,7 @@ def ring(n_components: int = 8, radius: float = 1.0, std: float = 0.05) -> Gauss
     return GaussianMixture(torch.ones(n_components, dtype=torch.float64), means, std)
 
 
-def stiff(
-    dim: int = 64, n_components: int = 4, min_std: float = 0.01, max_std: float = 1.0, seed: int = 0
-) -> GaussianMixture:
+def stiff(dim: int = 64, n_components: int = 4, min_std: float = 0.01, max_std: float = 1.0, seed: int = 0) -> GaussianMixture:
     """An equal-weight mixture in `dim` dimensions with widely spread per-dimension scales.
 
     Every component has the same stds, log-spaced from `min_std` (coordinate 0) to `max_std`

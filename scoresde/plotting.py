@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -66,9 +66,14 @@ def _auto_limits(points: np.ndarray) -> tuple[float, float]:
     return low - margin, high + margin
 
 
-def save_scatter(path: str | os.PathLike, samples: np.ndarray | torch.Tensor,
-                 reference: np.ndarray | torch.Tensor | None = None, *, title: str | None = None,
-                 limits: tuple[float, float] | None = None) -> pathlib.Path:
+def save_scatter(
+    path: str | os.PathLike,
+    samples: np.ndarray | torch.Tensor,
+    reference: np.ndarray | torch.Tensor | None = None,
+    *,
+    title: str | None = None,
+    limits: tuple[float, float] | None = None,
+) -> pathlib.Path:
     """Saves a scatter plot of 2-D samples, with the reference data in a panel beside them.
 
     Args:
@@ -116,12 +121,13 @@ def _grid_array(images: np.ndarray, nrow: int, scale: int) -> np.ndarray:
     grid = np.full((rows * cell_h + 1, nrow * cell_w + 1, channels), BORDER_VALUE, np.uint8)
     for index in range(count):
         top, left = (index // nrow) * cell_h + 1, (index % nrow) * cell_w + 1
-        grid[top:top + cell_h - 1, left:left + cell_w - 1] = big[index]
+        grid[top : top + cell_h - 1, left : left + cell_w - 1] = big[index]
     return grid
 
 
-def save_image_grid(path: str | os.PathLike, images: np.ndarray | torch.Tensor, *,
-                    nrow: int | None = None, scale: int | None = None) -> pathlib.Path:
+def save_image_grid(
+    path: str | os.PathLike, images: np.ndarray | torch.Tensor, *, nrow: int | None = None, scale: int | None = None
+) -> pathlib.Path:
     """Saves images as one PNG grid, upscaled with nearest-neighbour so small images are visible.
 
     Images are clipped to [0, 1] (non-finite values become 0), quantised to 8 bits, enlarged by
@@ -163,9 +169,14 @@ def _moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return (cumulative[window:] - cumulative[:-window]) / window
 
 
-def save_loss_curve(path: str | os.PathLike, steps: np.ndarray | torch.Tensor,
-                    losses: np.ndarray | torch.Tensor, *, title: str | None = None,
-                    window: int | None = None) -> pathlib.Path:
+def save_loss_curve(
+    path: str | os.PathLike,
+    steps: np.ndarray | torch.Tensor | Sequence[float],
+    losses: np.ndarray | torch.Tensor | Sequence[float],
+    *,
+    title: str | None = None,
+    window: int | None = None,
+) -> pathlib.Path:
     """Saves a plot of the training loss against the step, with its moving average.
 
     Non-finite losses are left out. The y axis is logarithmic when all remaining losses are
@@ -185,24 +196,26 @@ def save_loss_curve(path: str | os.PathLike, steps: np.ndarray | torch.Tensor,
         ValueError: if ``steps`` and ``losses`` are not 1-D of the same non-zero length, or
             ``window < 1``.
     """
-    steps, losses = to_numpy(steps), to_numpy(losses)
-    if steps.ndim != 1 or steps.shape != losses.shape or len(steps) == 0:
-        raise ValueError(
-            f"steps and losses must be 1-D of the same length >= 1, got {steps.shape} and "
-            f"{losses.shape}"
-        )
+    step_values, loss_values = to_numpy(steps), to_numpy(losses)
+    if step_values.ndim != 1 or step_values.shape != loss_values.shape or len(step_values) == 0:
+        raise ValueError(f"steps and losses must be 1-D of the same length >= 1, got {step_values.shape} and {loss_values.shape}")
     if window is not None and window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
-    finite = np.isfinite(losses) & np.isfinite(steps)
-    steps, losses = steps[finite], losses[finite]
-    window = min(window or max(1, len(losses) // 20), max(len(losses), 1))
+    finite = np.isfinite(loss_values) & np.isfinite(step_values)
+    kept_steps, kept_losses = step_values[finite], loss_values[finite]
+    window = min(window or max(1, len(kept_losses) // 20), max(len(kept_losses), 1))
     figure = _new_figure(figsize=(6.0, 4.0))
     axes = figure.add_subplot(1, 1, 1)
-    axes.plot(steps, losses, color="tab:blue", alpha=0.3, linewidth=0.8, label="loss")
-    if len(losses) >= window > 1:
-        axes.plot(steps[window - 1:], _moving_average(losses, window), color="tab:blue",
-                  linewidth=1.5, label=f"moving average ({window})")
-    if len(losses) and np.all(losses > 0):
+    axes.plot(kept_steps, kept_losses, color="tab:blue", alpha=0.3, linewidth=0.8, label="loss")
+    if len(kept_losses) >= window > 1:
+        axes.plot(
+            kept_steps[window - 1 :],
+            _moving_average(kept_losses, window),
+            color="tab:blue",
+            linewidth=1.5,
+            label=f"moving average ({window})",
+        )
+    if len(kept_losses) and np.all(kept_losses > 0):
         axes.set_yscale("log")
     axes.set(xlabel="step", ylabel="loss", title=title or "")
     axes.legend(loc="upper right")
@@ -210,8 +223,9 @@ def save_loss_curve(path: str | os.PathLike, steps: np.ndarray | torch.Tensor,
     return _save_figure(figure, path)
 
 
-def save_metric_vs_nfe(path: str | os.PathLike, rows: list[dict], metric: str, *, title: str | None = None,
-                       floor: float | None = None) -> pathlib.Path:
+def save_metric_vs_nfe(
+    path: str | os.PathLike, rows: list[dict], metric: str, *, title: str | None = None, floor: float | None = None
+) -> pathlib.Path:
     """One line per sampler of `metric` (with its 95% interval as a band) against the NFE used.
 
     Args:
@@ -251,8 +265,9 @@ def save_metric_vs_nfe(path: str | os.PathLike, rows: list[dict], metric: str, *
     return _save_figure(figure, path)
 
 
-def save_sample_panels(path: str | os.PathLike, panels: dict[str, np.ndarray | torch.Tensor], *,
-                       columns: int = 4) -> pathlib.Path:
+def save_sample_panels(
+    path: str | os.PathLike, panels: Mapping[str, np.ndarray | torch.Tensor], *, columns: int = 4
+) -> pathlib.Path:
     """A scatter of the first two coordinates of each named set of samples, one panel per name,
     all panels on the same axes limits (for comparing samplers at one budget)."""
     if not panels:

@@ -43,7 +43,7 @@ CLASSIFIER_DIR = "classifier"
 
 
 def parse_scales(text: str) -> list[float]:
-    """"0,1,3" -> [0.0, 1.0, 3.0].
+    """ "0,1,3" -> [0.0, 1.0, 3.0].
 
     Raises:
         ValueError: an empty list or a value that is not a finite number.
@@ -74,9 +74,17 @@ def build_classifier(config, exp: Experiment) -> NoiseConditionalClassifier:
     c = config.classifier
     n_classes = int(_labelled(config, exp, exp.train_data).max()) + 1
     torch.manual_seed(config.seed)
-    return NoiseConditionalClassifier(exp.train_data.shape, n_classes, exp.sde, width=c.width, depth=c.depth,
-                                      embed_dim=c.embed_dim, fourier_scale=c.fourier_scale, dropout=c.dropout,
-                                      sigma_data=config.model.sigma_data).to(exp.device)
+    return NoiseConditionalClassifier(
+        exp.train_data.shape,
+        n_classes,
+        exp.sde,
+        width=c.width,
+        depth=c.depth,
+        embed_dim=c.embed_dim,
+        fourier_scale=c.fourier_scale,
+        dropout=c.dropout,
+        sigma_data=config.model.sigma_data,
+    ).to(exp.device)
 
 
 def noisy_accuracy(classifier, exp: Experiment, x: torch.Tensor, y: torch.Tensor, times=(0.01, 0.1, 0.3, 0.5, 0.8, 1.0)) -> dict:
@@ -133,10 +141,16 @@ def train_classifier(config, workdir: str | Path) -> dict:
             checkpoint.save(root, done, model, ema, optimizer, config.to_dict(), keep=2)
     bar.close()
     found = checkpoint.latest(root)
+    if found is None:
+        raise FileNotFoundError(f"no complete classifier checkpoint in {root}")
     checkpoint.load_weights(found, model, ema=True)
     x_test = to_model_tensor(config, exp.test_data, exp.device)
-    summary = {"checkpoint": str(found), "step": checkpoint.step_of(found), "n_classes": model.n_classes,
-               "test_accuracy_at_t": noisy_accuracy(model, exp, x_test, _labelled(config, exp, exp.test_data))}
+    summary = {
+        "checkpoint": str(found),
+        "step": checkpoint.step_of(found),
+        "n_classes": model.n_classes,
+        "test_accuracy_at_t": noisy_accuracy(model, exp, x_test, _labelled(config, exp, exp.test_data)),
+    }
     (root / "accuracy.json").write_text(json.dumps(summary, indent=2))
     logging.info("noise-conditional classifier: %s", json.dumps(summary))
     return summary
@@ -145,8 +159,13 @@ def train_classifier(config, workdir: str | Path) -> dict:
 def _clean_classifier(config, exp: Experiment, workdir: Path):
     """The feature classifier of the benchmarks (trained on clean data, cached): recognises samples."""
     x_test = to_model_tensor(config, exp.test_data, torch.device("cpu"))
-    return features.load_or_train(workdir / "benchmark", exp.x_train.cpu(), _labelled(config, exp, exp.train_data),
-                                  x_test, _labelled(config, exp, exp.test_data))
+    return features.load_or_train(
+        workdir / "benchmark",
+        exp.x_train.cpu(),
+        _labelled(config, exp, exp.train_data),
+        x_test,
+        _labelled(config, exp, exp.test_data),
+    )
 
 
 def _predict(classifier, x: torch.Tensor) -> torch.Tensor:
@@ -174,14 +193,26 @@ def _complete(config, exp: Experiment, out_root: Path, smc: Callable, replacemen
         particles, info = smc(n_particles=c.particles, steps=s.steps, eps=s.eps, generator=generator)
         x = particles[:, 0]  # particles are equally weighted after the final resampling: any one is a draw
     else:
-        x, info = replacement(s.sampler, noise=c.noise or None, generator=generator,
-                              steps=None if s.sampler == "probability_flow" else s.steps, eps=s.eps, denoise=s.denoise,
-                              time_grid=named_time_grid(config, "controllable"), **sampler_options(config))
+        x, info = replacement(
+            s.sampler,
+            noise=c.noise or None,
+            generator=generator,
+            steps=None if s.sampler == "probability_flow" else s.steps,
+            eps=s.eps,
+            denoise=s.denoise,
+            time_grid=named_time_grid(config, "controllable"),
+            **sampler_options(config),
+        )
     seconds = time.perf_counter() - start
     out = out_root / (f"smc_{c.particles}" if c.method == "smc" else s.sampler)
     out.mkdir(parents=True, exist_ok=True)
-    common = {"method": c.method, "sampler": s.sampler if c.method != "smc" else "smc_ancestral", "n_images": len(x),
-              "nfe": info["nfe"], "seconds": seconds}
+    common = {
+        "method": c.method,
+        "sampler": s.sampler if c.method != "smc" else "smc_ancestral",
+        "n_images": len(x),
+        "nfe": info["nfe"],
+        "seconds": seconds,
+    }
     return x, out, common
 
 
@@ -193,25 +224,37 @@ def inpaint(config, workdir: str | Path) -> dict:
     if not exp.test_data.is_image:
         raise ValueError(f"inpaint needs image data; {config.data.dataset!r} is not")
     x_true = to_model_tensor(config, exp.test_data, exp.device)[: c.n_images]
-    mask = controllable.masks(c.mask, exp.test_data.shape, generator=torch.Generator().manual_seed(config.seed),
-                              fraction=c.mask_fraction).to(exp.device)
+    mask = controllable.masks(
+        c.mask, exp.test_data.shape, generator=torch.Generator().manual_seed(config.seed), fraction=c.mask_fraction
+    ).to(exp.device)
     x, out, common = _complete(
-        config, exp, workdir / "inpaint",
+        config,
+        exp,
+        workdir / "inpaint",
         smc=lambda **kw: controllable.smc_inpaint(exp.sde, exp.score_fn, x_true, mask, **kw),
-        replacement=lambda sampler, **kw: controllable.inpaint(sampler, exp.sde, exp.score_fn, x_true, mask, **kw))
-    images = {k: to_data_space(config, v, True) for k, v in
-              {"original": x_true, "masked": x_true * mask + (1 - mask) * x_true.min(), "inpainted": x}.items()}
+        replacement=lambda sampler, **kw: controllable.inpaint(sampler, exp.sde, exp.score_fn, x_true, mask, **kw),
+    )
+    images = {
+        k: to_data_space(config, v, True)
+        for k, v in {"original": x_true, "masked": x_true * mask + (1 - mask) * x_true.min(), "inpainted": x}.items()
+    }
     n = len(x)
     _save_rows(out / "grid.png", [images["original"], images["masked"], images["inpainted"]])
-    np.savez(out / "results.npz", mask=mask.cpu().numpy(), **images)
-    summary = {"checkpoint": str(found), **common, "mask": c.mask,
-               "rms_error_unknown_pixels": float(torch.sqrt((((x - x_true) * (1 - mask)) ** 2).sum() / ((1 - mask).sum() * n)))}
+    np.savez(out / "results.npz", mask=mask.cpu().numpy(), **images)  # type: ignore[arg-type]  # numpy's stub
+    summary = {
+        "checkpoint": str(found),
+        **common,
+        "mask": c.mask,
+        "rms_error_unknown_pixels": float(torch.sqrt((((x - x_true) * (1 - mask)) ** 2).sum() / ((1 - mask).sum() * n))),
+    }
     if exp.test_data.labels is not None:
         classifier, clf_info = _clean_classifier(config, exp, workdir)
         labels = _labelled(config, exp, exp.test_data)[:n]
-        summary["label_agreement"] = {"inpainted": float((_predict(classifier, x) == labels).float().mean()),
-                                      "originals": float((_predict(classifier, x_true) == labels).float().mean()),
-                                      "classifier_test_accuracy": clf_info["test_accuracy"]}
+        summary["label_agreement"] = {
+            "inpainted": float((_predict(classifier, x) == labels).float().mean()),
+            "originals": float((_predict(classifier, x_true) == labels).float().mean()),
+            "classifier_test_accuracy": clf_info["test_accuracy"],
+        }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     logging.info("inpaint: %s", json.dumps(summary))
     return summary
@@ -228,22 +271,31 @@ def colorize(config, workdir: str | Path) -> dict:
     x_true = to_model_tensor(config, exp.test_data, exp.device)[: c.n_images]
     gray = x_true.mean(dim=1, keepdim=True)
     x, out, common = _complete(
-        config, exp, workdir / "colorize",
+        config,
+        exp,
+        workdir / "colorize",
         smc=lambda **kw: controllable.smc_colorize(exp.sde, exp.score_fn, gray, **kw),
-        replacement=lambda sampler, **kw: controllable.colorize(sampler, exp.sde, exp.score_fn, gray, **kw))
-    images = {k: to_data_space(config, v, True) for k, v in
-              {"original": x_true, "gray": gray.expand_as(x_true), "colorized": x}.items()}
+        replacement=lambda sampler, **kw: controllable.colorize(sampler, exp.sde, exp.score_fn, gray, **kw),
+    )
+    images = {
+        k: to_data_space(config, v, True) for k, v in {"original": x_true, "gray": gray.expand_as(x_true), "colorized": x}.items()
+    }
     n = len(x)
     _save_rows(out / "grid.png", [images["original"], images["gray"], images["colorized"]])
-    np.savez(out / "results.npz", **images)
-    summary = {"checkpoint": str(found), **common,
-               "rms_error_pixels": float(np.sqrt(((images["colorized"] - images["original"]) ** 2).mean())),
-               "max_gray_error": float((x.mean(dim=1, keepdim=True) - gray).abs().max())}
+    np.savez(out / "results.npz", **images)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
+    summary = {
+        "checkpoint": str(found),
+        **common,
+        "rms_error_pixels": float(np.sqrt(((images["colorized"] - images["original"]) ** 2).mean())),
+        "max_gray_error": float((x.mean(dim=1, keepdim=True) - gray).abs().max()),
+    }
     if config.data.dataset == "colored_digits":
         labels = _labelled(config, exp, exp.test_data)[:n].numpy()
-        summary["hue_agreement"] = {"colorized": float((data.palette_class(images["colorized"]) == labels).mean()),
-                                    "originals": float((data.palette_class(images["original"]) == labels).mean()),
-                                    "chance": 1.0 / len(data.digit_palette())}
+        summary["hue_agreement"] = {
+            "colorized": float((data.palette_class(images["colorized"]) == labels).mean()),
+            "originals": float((data.palette_class(images["original"]) == labels).mean()),
+            "chance": 1.0 / len(data.digit_palette()),
+        }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     logging.info("colorize: %s", json.dumps(summary))
     return summary
@@ -264,8 +316,10 @@ def conditional(config, workdir: str | Path) -> dict:
         classifier = build_classifier(config, exp)
         path = checkpoint.latest(Path(c.classifier_workdir or workdir) / CLASSIFIER_DIR)
         if path is None:
-            raise FileNotFoundError(f"no classifier checkpoint in {Path(c.classifier_workdir or workdir) / CLASSIFIER_DIR}; "
-                                    "run --mode train_classifier first")
+            raise FileNotFoundError(
+                f"no classifier checkpoint in {Path(c.classifier_workdir or workdir) / CLASSIFIER_DIR}; "
+                "run --mode train_classifier first"
+            )
         checkpoint.load_weights(path, classifier, ema=True)
         classifier.eval()
         guided_for = lambda labels, scale: controllable.classifier_guidance(exp.score_fn, classifier, labels, scale)  # noqa: E731
@@ -279,22 +333,48 @@ def conditional(config, workdir: str | Path) -> dict:
     for scale in scales:
         generator = torch.Generator(exp.device).manual_seed(s.seed)
         start = time.perf_counter()
-        x, info = samplers.sample(s.sampler, exp.sde, guided_for(labels, scale), (len(labels), *exp.train_data.shape),
-                                  steps=None if s.sampler == "probability_flow" else s.steps, eps=s.eps, denoise=s.denoise,
-                                  generator=generator, device=exp.device, time_grid=named_time_grid(config, 'controllable'), **sampler_options(config))
+        x, info = samplers.sample(
+            s.sampler,
+            exp.sde,
+            guided_for(labels, scale),
+            (len(labels), *exp.train_data.shape),
+            steps=None if s.sampler == "probability_flow" else s.steps,
+            eps=s.eps,
+            denoise=s.denoise,
+            generator=generator,
+            device=exp.device,
+            time_grid=named_time_grid(config, "controllable"),
+            **sampler_options(config),
+        )
         seconds = time.perf_counter() - start
         images = to_data_space(config, x, exp.train_data.is_image)
-        recognised = float((_predict(clean, torch.as_tensor(to_model_tensor_like(config, images))) == labels.cpu()).float().mean())
-        rows.append({"scale": scale, "recognised": recognised, "nfe": info["nfe"], "seconds": seconds,
-                     "network_evaluations_per_score": controllable.network_evaluations_per_score(c.guidance, scale)})
+        recognised = float(
+            (_predict(clean, torch.as_tensor(to_model_tensor_like(config, images))) == labels.cpu()).float().mean()
+        )
+        rows.append(
+            {
+                "scale": scale,
+                "recognised": recognised,
+                "nfe": info["nfe"],
+                "seconds": seconds,
+                "network_evaluations_per_score": controllable.network_evaluations_per_score(c.guidance, scale),
+            }
+        )
         shown = min(c.n_per_class, 10)
         grid = images.reshape(n_classes, c.n_per_class, *images.shape[1:])[:, :shown].reshape(-1, *images.shape[1:])
         if exp.train_data.is_image:
             plotting.save_image_grid(out / f"{c.guidance}_scale{scale:g}.png", grid, nrow=shown)
         logging.info("%s guidance, scale %g: %.1f%% recognised as the requested class", c.guidance, scale, 100 * recognised)
-    summary = {"checkpoint": str(found), "guidance": c.guidance, "sampler": s.sampler, "steps": s.steps,
-               "n_per_class": c.n_per_class, "n_classes": n_classes, "clean_classifier_test_accuracy": clean_info["test_accuracy"],
-               "results": rows}
+    summary = {
+        "checkpoint": str(found),
+        "guidance": c.guidance,
+        "sampler": s.sampler,
+        "steps": s.steps,
+        "n_per_class": c.n_per_class,
+        "n_classes": n_classes,
+        "clean_classifier_test_accuracy": clean_info["test_accuracy"],
+        "results": rows,
+    }
     (out / f"{c.guidance}.json").write_text(json.dumps(summary, indent=2))
     return summary
 

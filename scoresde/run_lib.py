@@ -36,14 +36,14 @@ from scoresde import checkpoint, data, distributed, metrics, plotting, samplers,
 from scoresde.config import schema
 from scoresde.models import MODELS, ExponentialMovingAverage, get_model
 from scoresde.score import NetworkScore
-from scoresde.sde_lib import SDES, SDE, get_sde_from_options
+from scoresde.sde_lib import SDE, SDES, get_sde_from_options
 
 METRICS_FILE = training.METRICS_FILE
 
 
 # -- building the pieces ---------------------------------------------------------------------
 def resolve_device(name: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; "cuda..." must be available."""
+    """ "auto" -> CUDA when available, else CPU; "cuda..." must be available."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -79,8 +79,12 @@ def build_model(config, data_shape: tuple[int, ...]) -> torch.nn.Module:
 def build_score_fn(config, model: torch.nn.Module, sde: SDE) -> NetworkScore:
     m = config.model
     return NetworkScore(
-        model, sde, parameterization=m.parameterization, time_label=m.time_label,
-        scale_input=m.scale_input, sigma_data=m.sigma_data,
+        model,
+        sde,
+        parameterization=m.parameterization,
+        time_label=m.time_label,
+        scale_input=m.scale_input,
+        sigma_data=m.sigma_data,
     )
 
 
@@ -88,9 +92,13 @@ def load_data(config) -> tuple[data.Dataset, data.Dataset]:
     """(train, test) splits of the configured dataset, deterministic given config.seed."""
     d = config.data
     dataset = data.load_dataset(
-        d.dataset, n=d.n_examples if d.dataset in data.TOY_DATASETS else None,
-        seed=config.seed, path=d.path or None, pad_to=d.pad_to or None,
-        image_size=d.image_size or None, grayscale=d.grayscale,
+        d.dataset,
+        n=d.n_examples if d.dataset in data.TOY_DATASETS else None,
+        seed=config.seed,
+        path=d.path or None,
+        pad_to=d.pad_to or None,
+        image_size=d.image_size or None,
+        grayscale=d.grayscale,
     )
     return data.train_test_split(dataset, d.test_fraction, seed=config.seed)
 
@@ -102,8 +110,8 @@ def to_model_tensor(config, dataset: data.Dataset, device: torch.device) -> torc
 
 def to_data_space(config, x: torch.Tensor, is_image: bool) -> np.ndarray:
     """Samples back in data space: images in [0, 1] (clipped), toy points unchanged."""
-    x = x.detach().cpu().numpy()
-    return np.clip(data.from_model_range(x, config.data.centered), 0, 1) if is_image else x
+    array = x.detach().cpu().numpy()
+    return np.clip(data.from_model_range(array, config.data.centered), 0, 1) if is_image else array
 
 
 def class_labels(config, dataset: data.Dataset, device: torch.device) -> torch.Tensor | None:
@@ -119,8 +127,10 @@ def class_labels(config, dataset: data.Dataset, device: torch.device) -> torch.T
         raise ValueError(f"config.model.num_classes={n} needs labelled data; {config.data.dataset!r} has no labels")
     labels = torch.as_tensor(dataset.labels, dtype=torch.long, device=device)
     if int(labels.min()) < 0 or int(labels.max()) >= n:
-        raise ValueError(f"labels of {config.data.dataset!r} span [{int(labels.min())}, {int(labels.max())}] but "
-                         f"config.model.num_classes={n}; it must exceed the largest label")
+        raise ValueError(
+            f"labels of {config.data.dataset!r} span [{int(labels.min())}, {int(labels.max())}] but "
+            f"config.model.num_classes={n}; it must exceed the largest label"
+        )
     return labels
 
 
@@ -137,9 +147,11 @@ def named_time_grid(config, mode: str) -> str | None:
     """
     grid = config.sampling.time_grid
     if grid == "tuned":
-        raise ValueError(f"config.sampling.time_grid='tuned' is tuned by --mode sample and training samples only, not by "
-                         f"--mode {mode}; name a grid ({', '.join(samplers.TIME_GRIDS)}) or tune one with "
-                         "samplers.tune_time_grid and pass it from Python")
+        raise ValueError(
+            f"config.sampling.time_grid='tuned' is tuned by --mode sample and training samples only, not by "
+            f"--mode {mode}; name a grid ({', '.join(samplers.TIME_GRIDS)}) or tune one with "
+            "samplers.tune_time_grid and pass it from Python"
+        )
     return grid or None
 
 
@@ -164,7 +176,9 @@ def load_checkpoint(config, workdir: Path, model: torch.nn.Module, *, ema: bool)
     """
     found = Path(config.sampling.checkpoint) if config.sampling.checkpoint else checkpoint.latest(Path(workdir) / "checkpoints")
     if found is None:
-        raise FileNotFoundError(f"no complete checkpoint in {Path(workdir) / 'checkpoints'}; train first or set config.sampling.checkpoint")
+        raise FileNotFoundError(
+            f"no complete checkpoint in {Path(workdir) / 'checkpoints'}; train first or set config.sampling.checkpoint"
+        )
     checkpoint.check_identity(found)
     schema.check_checkpoint_config(config, found)
     checkpoint.load_weights(found, model, ema=ema)
@@ -207,24 +221,37 @@ class Experiment:
         s = self.config.sampling
         if getattr(self, "_tuned_grid", None) is None:
             self.model.eval()
-            x_T = self.sde.prior_sampling((s.tune_samples, *self.train_data.shape),
-                                          generator=torch.Generator(self.device).manual_seed(seed + 104729), device=self.device)
+            x_T = self.sde.prior_sampling(
+                (s.tune_samples, *self.train_data.shape),
+                generator=torch.Generator(self.device).manual_seed(seed + 104729),
+                device=self.device,
+            )
 
             def run(x, grid):
-                return samplers.sample(s.sampler, self.sde, self.score_fn, x_T=x, time_grid=grid, denoise=s.denoise,
-                                       **sampler_options(self.config))[0]
+                return samplers.sample(
+                    s.sampler, self.sde, self.score_fn, x_T=x, time_grid=grid, denoise=s.denoise, **sampler_options(self.config)
+                )[0]
 
             start = time.perf_counter()
             init = samplers.DEFAULT_TIME_GRIDS.get(s.sampler, "log_snr")
-            self._tuned_grid, info = samplers.tune_time_grid(run, self.sde, x_T, s.steps, score_fn=self.score_fn, init=init,
-                                                             eps=s.eps, max_evaluations=s.tune_evaluations)
-            logging.info("tuned the %s grid of %d steps in %.0f s: RMS to the flow %.3g (from %s) -> %.3g; times %s", s.sampler,
-                         s.steps, time.perf_counter() - start, info["rms_initial"], init, info["rms"],
-                         [round(t, 5) for t in self._tuned_grid.tolist()])
+            self._tuned_grid, info = samplers.tune_time_grid(
+                run, self.sde, x_T, s.steps, score_fn=self.score_fn, init=init, eps=s.eps, max_evaluations=s.tune_evaluations
+            )
+            logging.info(
+                "tuned the %s grid of %d steps in %.0f s: RMS to the flow %.3g (from %s) -> %.3g; times %s",
+                s.sampler,
+                s.steps,
+                time.perf_counter() - start,
+                info["rms_initial"],
+                init,
+                info["rms"],
+                [round(t, 5) for t in self._tuned_grid.tolist()],
+            )
         return self._tuned_grid
 
-    def sample(self, n: int, *, seed: int, progress: bool = False,
-               before_evaluation: Callable[[], None] | None = None) -> tuple[torch.Tensor, dict]:
+    def sample(
+        self, n: int, *, seed: int, progress: bool = False, before_evaluation: Callable[[], None] | None = None
+    ) -> tuple[torch.Tensor, dict]:
         """n samples (in model space) with the configured sampler, in batches, in eval mode.
 
         `before_evaluation` is called before every score evaluation (of any sampler, adaptive ones
@@ -236,19 +263,33 @@ class Experiment:
         time_grid = self.tuned_time_grid(seed) if s.time_grid == "tuned" else (s.time_grid or None)
         generator = torch.Generator(self.device).manual_seed(seed)
         self.model.eval()
-        score_fn = self.score_fn
+        score_fn: Callable = self.score_fn
         if before_evaluation is not None:
-            def score_fn(x, t, **kwargs):
-                before_evaluation()
+            hook = before_evaluation
+
+            def score_fn_with_hook(x, t, **kwargs):
+                hook()
                 return self.score_fn(x, t, **kwargs)
-        chunks, info = [], {}
+
+            score_fn = score_fn_with_hook
+        chunks: list[torch.Tensor] = []
+        info: dict = {}
         bar = tqdm(total=math.ceil(n / s.batch_size) * s.steps, desc="sampling", disable=None if progress else True, leave=False)
         for start in range(0, n, s.batch_size):
             shape = (min(s.batch_size, n - start), *self.train_data.shape)
             x, info = samplers.sample(
-                s.sampler, self.sde, score_fn, shape, steps=None if s.sampler == "probability_flow" else s.steps,
-                eps=s.eps, denoise=s.denoise, generator=generator, device=self.device, time_grid=time_grid,
-                callback=lambda i, k: bar.update(1), **sampler_options(self.config),
+                s.sampler,
+                self.sde,
+                score_fn,
+                shape,
+                steps=None if s.sampler == "probability_flow" else s.steps,
+                eps=s.eps,
+                denoise=s.denoise,
+                generator=generator,
+                device=self.device,
+                time_grid=time_grid,
+                callback=lambda i, k: bar.update(1),
+                **sampler_options(self.config),
             )
             chunks.append(x)
         bar.close()
@@ -289,7 +330,9 @@ def _finish(exp: Experiment, workdir: Path, step: int, x: np.ndarray, nfe: int) 
     (workdir / "quality.json").write_text(json.dumps(figures, indent=2))
     records = training.read_metrics(workdir / METRICS_FILE)
     if records:
-        plotting.save_loss_curve(workdir / "loss.png", [r["step"] for r in records], [r["loss"] for r in records], title="training loss")
+        plotting.save_loss_curve(
+            workdir / "loss.png", [r["step"] for r in records], [r["loss"] for r in records], title="training loss"
+        )
     return figures
 
 
@@ -310,8 +353,9 @@ def train(config, workdir: str | Path) -> dict:
     validate(config)
     device = resolve_device(config.device)
     owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
-    ctx = distributed.init(config.distributed.backend, device_type=device.type,
-                           timeout_minutes=config.distributed.timeout_minutes)
+    ctx = distributed.init(
+        config.distributed.backend, device_type=device.type, timeout_minutes=config.distributed.timeout_minutes
+    )
     try:
         if not ctx.is_main:
             logging.set_verbosity(logging.WARNING)
@@ -352,8 +396,13 @@ def sample(config, workdir: str | Path) -> dict:
     samples = to_data_space(config, x, exp.train_data.is_image)
     np.savez(out / "samples.npz", samples=samples, step=step, nfe=info["nfe"])
     _save_pictures(exp, samples, out / "samples.png")
-    figures = {"checkpoint": str(found), "ema": config.sampling.use_ema, "nfe": info["nfe"],
-               "time_grid": [round(t, 6) for t in info["time_grid"].tolist()], **quality(exp, samples)}
+    figures = {
+        "checkpoint": str(found),
+        "ema": config.sampling.use_ema,
+        "nfe": info["nfe"],
+        "time_grid": [round(t, 6) for t in info["time_grid"].tolist()],
+        **quality(exp, samples),
+    }
     (out / "quality.json").write_text(json.dumps(figures, indent=2))
     logging.info("wrote %s; quality: %s", out, json.dumps(figures))
     return figures
@@ -365,71 +414,102 @@ def likelihood(config, workdir: str | Path) -> dict:
     Toy data: nats per example. Images: bits per dimension of the discrete pixels, with uniform
     dequantization (scoresde.likelihood.bits_per_dim; the dataset's number of grey levels from
     data.QUANTIZATION_LEVELS; with n_dequantize > 1 also the importance-weighted bound). Writes
-    workdir/likelihood/<split>.npz (per example: logp, bpd, bpd_iw, stderr, NFE) and <split>.json (mean and standard error over the examples, NFE, seconds).
+    workdir/likelihood/<split>.npz (per example: logp, bpd, bpd_iw, stderr, NFE) and <split>.json (mean
+    and standard error over the examples, NFE, seconds).
     """
     from scoresde import likelihood as lik
 
-    workdir, l = Path(workdir), config.likelihood
+    workdir, settings = Path(workdir), config.likelihood
     exp = Experiment(config)
-    found = load_checkpoint(config, workdir, exp.model, ema=l.use_ema)
+    found = load_checkpoint(config, workdir, exp.model, ema=settings.use_ema)
     exp.model.eval()
-    split = exp.test_data if l.split == "test" else exp.train_data
-    x_all = split.x[: l.n_examples] if l.n_examples else split.x
+    split = exp.test_data if settings.split == "test" else exp.train_data
+    x_all = split.x[: settings.n_examples] if settings.n_examples else split.x
     is_image = split.is_image
     levels = data.QUANTIZATION_LEVELS[config.data.dataset] if is_image else None
-    exact = {"auto": None, "exact": True, "hutchinson": False}[l.divergence]
-    generator = torch.Generator(exp.device).manual_seed(l.seed)
+    exact = {"auto": None, "exact": True, "hutchinson": False}[settings.divergence]
+    generator = torch.Generator(exp.device).manual_seed(settings.seed)
     dim = int(np.prod(split.shape))
-    per_example = {"logp": [], "stderr": [], "nfe": []}
+    per_example: dict[str, list[torch.Tensor]] = {"logp": [], "stderr": [], "nfe": []}
     if is_image:
         per_example["bpd"], per_example["bpd_iw"] = [], []
-    n_batches = math.ceil(len(x_all) / l.batch_size)
+    n_batches = math.ceil(len(x_all) / settings.batch_size)
     start = time.perf_counter()
-    for begin in tqdm(range(0, len(x_all), l.batch_size), total=n_batches, desc="likelihood", disable=None):
-        chunk = torch.as_tensor(x_all[begin:begin + l.batch_size])
-        draws = []
-        for _ in range(l.n_dequantize if is_image else 1):
-            if is_image:
+    for begin in tqdm(range(0, len(x_all), settings.batch_size), total=n_batches, desc="likelihood", disable=None):
+        chunk = torch.as_tensor(x_all[begin : begin + settings.batch_size])
+        draws: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        for _ in range(settings.n_dequantize if is_image else 1):
+            if levels is not None:  # images
                 k = torch.round(chunk * (levels - 1))
-                x = lik.dequantize(k, levels, centered=config.data.centered, generator=torch.Generator().manual_seed(
-                    l.seed * 7919 + begin * 31 + len(draws)), dtype=torch.float32).to(exp.device)
+                x = lik.dequantize(
+                    k,
+                    levels,
+                    centered=config.data.centered,
+                    generator=torch.Generator().manual_seed(settings.seed * 7919 + begin * 31 + len(draws)),
+                    dtype=torch.float32,
+                ).to(exp.device)
             else:
                 x = chunk.to(exp.device, torch.float32)
-            logp, info = lik.log_likelihood(exp.sde, exp.score_fn, x, eps=l.eps, exact_divergence=exact, n_probes=l.n_probes,
-                                            probe=l.probe, rtol=l.rtol, atol=l.atol, method=l.method, steps=l.steps,
-                                            generator=generator)
-            draws.append((logp.detach().cpu(), info.get("stderr", torch.full_like(logp, float("nan"))).cpu(),
-                          info["nfe_per_sample"].cpu()))
+            logp, info = lik.log_likelihood(
+                exp.sde,
+                exp.score_fn,
+                x,
+                eps=settings.eps,
+                exact_divergence=exact,
+                n_probes=settings.n_probes,
+                probe=settings.probe,
+                rtol=settings.rtol,
+                atol=settings.atol,
+                method=settings.method,
+                steps=settings.steps,
+                generator=generator,
+            )
+            draws.append(
+                (logp.detach().cpu(), info.get("stderr", torch.full_like(logp, float("nan"))).cpu(), info["nfe_per_sample"].cpu())
+            )
         logp = torch.stack([d[0] for d in draws]).mean(0)
         per_example["logp"].append(logp)
         per_example["stderr"].append(torch.stack([d[1] for d in draws]).mean(0))
         per_example["nfe"].append(torch.stack([d[2] for d in draws]).sum(0))
-        if is_image:
+        if levels is not None:  # images
             logps = torch.stack([d[0].double() for d in draws])
             per_example["bpd"].append(lik.bits_per_dim(logps, dim, levels, centered=config.data.centered).mean(0))
-            per_example["bpd_iw"].append(lik.bits_per_dim(lik.importance_weighted_logp(logps), dim, levels, centered=config.data.centered))
+            per_example["bpd_iw"].append(
+                lik.bits_per_dim(lik.importance_weighted_logp(logps), dim, levels, centered=config.data.centered)
+            )
     seconds = time.perf_counter() - start
     values = {k: torch.cat(v).double().numpy() for k, v in per_example.items()}
     out = workdir / "likelihood"
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / f"{l.split}.npz", **values)
+    np.savez(out / f"{settings.split}.npz", **values)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
 
     def mean_and_se(v):
         return {"mean": float(v.mean()), "stderr": float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")}
 
     summary = {
-        "checkpoint": str(found), "step": checkpoint.step_of(found), "split": l.split, "n_examples": len(x_all),
-        "dimensions": dim, "logp_nats": mean_and_se(values["logp"]), "nfe_per_example": float(values["nfe"].mean()),
-        "seconds": seconds, "method": l.method, "rtol": l.rtol, "atol": l.atol, "eps": l.eps,
-        "divergence": "exact" if exact or (exact is None and dim <= lik.EXACT_DIVERGENCE_MAX_DIM) else f"hutchinson x{l.n_probes}",
+        "checkpoint": str(found),
+        "step": checkpoint.step_of(found),
+        "split": settings.split,
+        "n_examples": len(x_all),
+        "dimensions": dim,
+        "logp_nats": mean_and_se(values["logp"]),
+        "nfe_per_example": float(values["nfe"].mean()),
+        "seconds": seconds,
+        "method": settings.method,
+        "rtol": settings.rtol,
+        "atol": settings.atol,
+        "eps": settings.eps,
+        "divergence": "exact"
+        if exact or (exact is None and dim <= lik.EXACT_DIVERGENCE_MAX_DIM)
+        else f"hutchinson x{settings.n_probes}",
     }
     if is_image:
-        summary.update({"bits_per_dim": mean_and_se(values["bpd"]), "levels": levels, "n_dequantize": l.n_dequantize})
-        if l.n_dequantize > 1:  # the tighter log-mean-exp bound over the draws (likelihood.importance_weighted_logp)
+        summary.update({"bits_per_dim": mean_and_se(values["bpd"]), "levels": levels, "n_dequantize": settings.n_dequantize})
+        if settings.n_dequantize > 1:  # the tighter log-mean-exp bound over the draws (likelihood.importance_weighted_logp)
             summary["bits_per_dim_importance_weighted"] = mean_and_se(values["bpd_iw"])
     if np.isfinite(values["stderr"]).any():
         summary["mean_hutchinson_stderr_nats"] = float(np.nanmean(values["stderr"]))
-    (out / f"{l.split}.json").write_text(json.dumps(summary, indent=2))
+    (out / f"{settings.split}.json").write_text(json.dumps(summary, indent=2))
     logging.info("likelihood: %s", json.dumps(summary))
     return summary
 
@@ -451,7 +531,9 @@ def _oracle_targets(config) -> list:
         for sde_name in b.sdes:
             if sde_name not in SDES:
                 raise ValueError(f"config.benchmark.sdes: unknown SDE {sde_name!r}; valid: {', '.join(SDES)}")
-            targets.append(bench.oracle_target(problem, sde_name, b.n_samples, **{k: v for k, v in config.sde.items() if k != "name"}))
+            targets.append(
+                bench.oracle_target(problem, sde_name, b.n_samples, **{k: v for k, v in config.sde.items() if k != "name"})
+            )
     return targets
 
 
@@ -479,29 +561,53 @@ def _checkpoint_target(config, workdir: Path):
 
     exp = Experiment(config)
     if exp.train_data.labels is None:
-        raise ValueError(f"benchmarking a checkpoint needs labelled data for its feature classifier; {config.data.dataset!r} has none")
+        raise ValueError(
+            f"benchmarking a checkpoint needs labelled data for its feature classifier; {config.data.dataset!r} has none"
+        )
     found = load_checkpoint(config, workdir, exp.model, ema=config.sampling.use_ema)
     exp.model.eval()
     x_test = to_model_tensor(config, exp.test_data, torch.device("cpu"))
-    classifier, info = features.load_or_train(workdir / "benchmark", exp.x_train.cpu(), torch.as_tensor(exp.train_data.labels),
-                                              x_test, torch.as_tensor(exp.test_data.labels))
-    logging.info("feature classifier: held-out accuracy %.3f, weights sha256 %s", info["test_accuracy"], info["weights_sha256"][:16])
+    classifier, info = features.load_or_train(
+        workdir / "benchmark",
+        exp.x_train.cpu(),
+        torch.as_tensor(exp.train_data.labels),
+        x_test,
+        torch.as_tensor(exp.test_data.labels),
+    )
+    logging.info(
+        "feature classifier: held-out accuracy %.3f, weights sha256 %s", info["test_accuracy"], info["weights_sha256"][:16]
+    )
     low, high = (-1.0, 1.0) if config.data.centered else (0.0, 1.0)
 
     def feature_fn(x):
         return features.features(classifier, x.detach().cpu())
 
     target = bench.NetworkTarget(
-        f"{config.data.dataset}_{config.model.name}_{config.sde.name}", exp.sde, exp.score_fn, exp.train_data.shape,
-        config.sampling.eps, config.benchmark.n_samples, feature_fn, feature_fn(x_test), feature_fn(exp.x_train),
-        postprocess=lambda x: x.clamp(low, high), reference_rtol=config.benchmark.reference_rtol, device=exp.device,
+        f"{config.data.dataset}_{config.model.name}_{config.sde.name}",
+        exp.sde,
+        exp.score_fn,
+        exp.train_data.shape,
+        config.sampling.eps,
+        config.benchmark.n_samples,
+        feature_fn,
+        feature_fn(x_test),
+        feature_fn(exp.x_train),
+        postprocess=lambda x: x.clamp(low, high),
+        reference_rtol=config.benchmark.reference_rtol,
+        device=exp.device,
         inception=_inception_metric_inputs(config, exp, x_test),
-        identity={"step": checkpoint.step_of(found), "ema": config.sampling.use_ema,
-                  "weights_sha256": features.weights_hash(exp.model), "config": schema.model_defining_values(config.to_dict()),
-                  "split": {"seed": config.seed, "test_fraction": config.data.test_fraction},
-                  "feature_classifier_sha256": info["weights_sha256"], "data_sha256": info["data_sha256"],
-                  "inception_weights_sha256": (config.benchmark.inception_sha256 or inception.FID_WEIGHTS_SHA256)
-                  if config.benchmark.inception_weights else ""},
+        identity={
+            "step": checkpoint.step_of(found),
+            "ema": config.sampling.use_ema,
+            "weights_sha256": features.weights_hash(exp.model),
+            "config": schema.model_defining_values(config.to_dict()),
+            "split": {"seed": config.seed, "test_fraction": config.data.test_fraction},
+            "feature_classifier_sha256": info["weights_sha256"],
+            "data_sha256": info["data_sha256"],
+            "inception_weights_sha256": (config.benchmark.inception_sha256 or inception.FID_WEIGHTS_SHA256)
+            if config.benchmark.inception_weights
+            else "",
+        },
     )
     target.classifier_info = {**info, "checkpoint": str(found), "step": checkpoint.step_of(found)}
     return target
@@ -538,11 +644,17 @@ def benchmark(config, workdir: str | Path) -> dict:
     seeds = list(range(b.seeds))
     total = len(targets) * len(grid) * len(b.budgets) * len(seeds)
     bar = tqdm(total=total, desc="benchmark", disable=None if b.progress else True)
-    records = []
+    records: list[dict] = []
     for target in targets:
         before = len(records)
-        records += bench.run(target, grid, list(b.budgets), seeds=seeds, records_path=out / bench.RECORDS_FILE,
-                             callback=lambda record: bar.update(1))
+        records += bench.run(
+            target,
+            grid,
+            list(b.budgets),
+            seeds=seeds,
+            records_path=out / bench.RECORDS_FILE,
+            callback=lambda record: bar.update(1),
+        )
         logging.info("%s: %d runs", target.name, len(records) - before)
     bar.close()
     samples = {}
@@ -552,8 +664,14 @@ def benchmark(config, workdir: str | Path) -> dict:
         steps = 1 if per_step == 0 else bench.steps_for_budget(per_step, constant, b.plot_budget)  # 0: adaptive
         if steps is not None:
             with torch.no_grad():
-                x, info = sampler.run(plot_target.sde, plot_target.score_fn, x_T=plot_target.initial_noise(0), steps=steps,
-                                      eps=plot_target.eps, seed=0)
+                x, info = sampler.run(
+                    plot_target.sde,
+                    plot_target.score_fn,
+                    x_T=plot_target.initial_noise(0),
+                    steps=steps,
+                    eps=plot_target.eps,
+                    seed=0,
+                )
             samples[f"{sampler.label} ({info['nfe']} NFE)"] = x
     title = f"Sampler benchmark: {', '.join(t.name for t in targets)}"
     if b.target == "oracle":
@@ -567,15 +685,19 @@ def benchmark(config, workdir: str | Path) -> dict:
             files[f"samples_{label}"] = path
         info = plot_target.classifier_info
         with open(files["report"], "a") as f:
-            f.write(f"\nFeature space: the penultimate layer of a classifier trained on the {info['n_train']} training "
-                    f"examples (held-out accuracy {info['test_accuracy']:.3f} on {info['n_test']}; weights sha256 "
-                    f"{info['weights_sha256'][:16]}); checkpoint step {info['step']}. fd and kid are local figures in this "
-                    "feature space, not literature FID / KID.\n")
+            f.write(
+                f"\nFeature space: the penultimate layer of a classifier trained on the {info['n_train']} training "
+                f"examples (held-out accuracy {info['test_accuracy']:.3f} on {info['n_test']}; weights sha256 "
+                f"{info['weights_sha256'][:16]}); checkpoint step {info['step']}. fd and kid are local figures in this "
+                "feature space, not literature FID / KID.\n"
+            )
             if "fid_inception" in metric_names:
-                f.write(f"\nfid_inception and inception_score: the FID Inception network (weights {b.inception_weights}, "
-                        f"SHA-256 checked), {b.n_samples} samples per run against the {info['n_test']} held-out images; "
-                        "FID's bias grows as the sample count falls, so compare these only at equal counts "
-                        "(literature FIDs use 50,000 samples).\n")
+                f.write(
+                    f"\nfid_inception and inception_score: the FID Inception network (weights {b.inception_weights}, "
+                    f"SHA-256 checked), {b.n_samples} samples per run against the {info['n_test']} held-out images; "
+                    "FID's bias grows as the sample count falls, so compare these only at equal counts "
+                    "(literature FIDs use 50,000 samples).\n"
+                )
     logging.info("wrote %s", ", ".join(str(p) for p in files.values()))
     return {"n_records": len(records), "files": {k: str(v) for k, v in files.items()}}
 

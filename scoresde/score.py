@@ -37,7 +37,7 @@ from scoresde.sde_lib import SDE, broadcast_to_data
 PARAMETERIZATIONS = ("score", "eps", "x0", "edm")
 TIME_LABELS = ("t", "sigma", "log_sigma", "999t", "index")
 
-Network = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Network = Callable[..., torch.Tensor]  # net(x, label) or net(x, label, class_labels)
 
 
 def time_label(sde: SDE, t: torch.Tensor, convention: str) -> torch.Tensor:
@@ -88,9 +88,7 @@ class NetworkScore:
         sigma_data: float = 0.5,
     ):
         if parameterization not in PARAMETERIZATIONS:
-            raise ValueError(
-                f"unknown parameterization {parameterization!r}; valid: {', '.join(PARAMETERIZATIONS)}"
-            )
+            raise ValueError(f"unknown parameterization {parameterization!r}; valid: {', '.join(PARAMETERIZATIONS)}")
         if time_label not in TIME_LABELS:
             raise ValueError(f"unknown time label {time_label!r}; valid: {', '.join(TIME_LABELS)}")
         if scale_by_sigma and parameterization != "score":
@@ -126,7 +124,9 @@ class NetworkScore:
             return (alpha * out - x) / sigma**2
         if self.parameterization == "edm":
             ratio2, data2 = (sigma / alpha) ** 2, self.sigma_data**2
-            denoised = data2 / (ratio2 + data2) * (x / alpha) + (sigma / alpha) * self.sigma_data * torch.rsqrt(ratio2 + data2) * out
+            denoised = (
+                data2 / (ratio2 + data2) * (x / alpha) + (sigma / alpha) * self.sigma_data * torch.rsqrt(ratio2 + data2) * out
+            )
             return (alpha * denoised - x) / sigma**2
         return out / sigma if self.scale_by_sigma else out
 

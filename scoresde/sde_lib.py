@@ -212,9 +212,7 @@ class SDE(abc.ABC):
         t = self.check_time(t, x)
         return broadcast_to_data(self._alpha(t), x) * x, self._sigma(t)
 
-    def perturb(
-        self, x0: torch.Tensor, t: torch.Tensor | float, noise: torch.Tensor
-    ) -> torch.Tensor:
+    def perturb(self, x0: torch.Tensor, t: torch.Tensor | float, noise: torch.Tensor) -> torch.Tensor:
         """x(t) = alpha(t) x(0) + sigma(t) z, a draw from p_0t(. | x(0)) given z ~ N(0, I)."""
         mean, std = self.marginal_prob(x0, t)
         return mean + broadcast_to_data(std, x0) * noise
@@ -245,8 +243,7 @@ class SDE(abc.ABC):
             ValueError: always, in the base class.
         """
         raise ValueError(
-            f"{type(self).__name__} has no discrete chain with closed-form marginals; "
-            "use the continuous-time DSM loss"
+            f"{type(self).__name__} has no discrete chain with closed-form marginals; use the continuous-time DSM loss"
         )
 
     def discrete_index(self, t: torch.Tensor) -> torch.Tensor:
@@ -479,9 +476,10 @@ class CosineVPSDE(_VariancePreserving):
 
     so alpha^2 falls nearly linearly through the middle of [0, T], and only the last few percent of
     the time is spent in near-pure noise (alpha^2 < 0.01 after t = 0.93, against t = 0.68 for the
-    linear schedule of `VPSDE`; the paper's fig. 5). beta(t) -> infinity at t = 1; the discrete chain clips each beta_i at `max_beta` (0.999 in
-    the paper), and the SDE clips its rate at the equivalent bound beta(t) <= -N log(1 - max_beta)
-    (a chain step of length T / N decays by 1 - beta_i = exp(-int beta) >= 1 - max_beta), which only
+    linear schedule of `VPSDE`; the paper's fig. 5). beta(t) -> infinity at t = 1; the discrete chain
+    clips each beta_i at `max_beta` (0.999 in the paper), and the SDE clips its rate at the equivalent
+    bound beta(t) <= -N log(1 - max_beta) (a chain step of length T / N decays by
+    1 - beta_i = exp(-int beta) >= 1 - max_beta), which only
     changes the last fraction of the last chain step and leaves alpha(T) > 0 (log-SNR about -17 at
     T for N = 1000) rather than exactly zero.
 

@@ -68,7 +68,9 @@ class TrainingInterrupted(Exception):
     def __init__(self, step: int, path: Path | None, signum: int):
         self.step, self.path, self.signum = step, path, signum
         name = signal.Signals(signum).name
-        super().__init__(f"{name} received: stopped after step {step}, checkpoint saved at {path}; run the same command to resume")
+        super().__init__(
+            f"{name} received: stopped after step {step}, checkpoint saved at {path}; run the same command to resume"
+        )
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -175,6 +177,7 @@ class Trainer:
                 for path in checkpoint.clean_partial(root):
                     logging.info("removed the partial checkpoint %s", path)
         distributed.barrier(self.ctx)
+        found: Path | None
         if resume_from:
             found = Path(resume_from)
             if not (found / checkpoint.MARKER).exists():
@@ -193,16 +196,25 @@ class Trainer:
             _set_global_rng_state(extra["rng"])
         order = extra.get("data_order", {})
         if order and order != self._data_order():
-            logging.warning("resuming with another batch split or seed (%s, was %s): the run continues but is not "
-                            "bit-identical to an uninterrupted one", self._data_order(), order)
+            logging.warning(
+                "resuming with another batch split or seed (%s, was %s): the run continues but is not "
+                "bit-identical to an uninterrupted one",
+                self._data_order(),
+                order,
+            )
         self.last_checkpoint = found
         logging.info("resumed from %s (step %d)", found, step)
         return step
 
     def _data_order(self) -> dict:
         c = self.exp.config
-        return {"scheme": "batch_indices", "seed": c.seed, "batch_size": c.training.batch_size,
-                "micro_batches": self.ctx.world_size * c.training.grad_accum, "n_train": len(self.exp.x_train)}
+        return {
+            "scheme": "batch_indices",
+            "seed": c.seed,
+            "batch_size": c.training.batch_size,
+            "micro_batches": self.ctx.world_size * c.training.grad_accum,
+            "n_train": len(self.exp.x_train),
+        }
 
     # -- one step -------------------------------------------------------------------------------
     def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -220,8 +232,17 @@ class Trainer:
         if c.data.random_flip:  # its own generator: the draws below are the same either way
             x0 = data.random_flip(x0, torch.Generator(self.device).manual_seed(data.flip_seed(c.seed, step)))
         generator = torch.Generator(self.device).manual_seed(c.seed * 1_000_003 + step)
-        t = losses.sample_time(x0.shape[0], exp.sde, c.training.eps, generator=generator, device=self.device, dtype=x0.dtype,
-                               distribution=c.training.time_distribution, p_mean=c.training.p_mean, p_std=c.training.p_std)
+        t = losses.sample_time(
+            x0.shape[0],
+            exp.sde,
+            c.training.eps,
+            generator=generator,
+            device=self.device,
+            dtype=x0.dtype,
+            distribution=c.training.time_distribution,
+            p_mean=c.training.p_mean,
+            p_std=c.training.p_std,
+        )
         noise = torch.randn(x0.shape, generator=generator, device=self.device, dtype=x0.dtype)
         return x0, t, noise, labels
 
@@ -232,8 +253,10 @@ class Trainer:
         last = a == len(self.slices) - 1
         no_sync = self.module.no_sync() if (self.ctx.enabled and not last) else contextlib.nullcontext()
         devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices), no_sync, torch.autocast(
-            self.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None
+        with (
+            torch.random.fork_rng(devices=devices),
+            no_sync,
+            torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None),
         ):
             torch.manual_seed(dropout_seed(c.seed, step, self.ctx.rank * c.training.grad_accum + a))
             yield
@@ -264,8 +287,15 @@ class Trainer:
                 score_fn = functools.partial(self.train_score_fn, class_labels=labels[part])
             with self._micro_batch_context(step, a):
                 loss = losses.dsm_loss(
-                    score_fn, exp.sde, x0[part], t=t[part], noise=noise[part], eps=c.training.eps,
-                    weighting=c.training.weighting, reduce=c.training.reduce, sigma_data=c.model.sigma_data,
+                    score_fn,
+                    exp.sde,
+                    x0[part],
+                    t=t[part],
+                    noise=noise[part],
+                    eps=c.training.eps,
+                    weighting=c.training.weighting,
+                    reduce=c.training.reduce,
+                    sigma_data=c.model.sigma_data,
                 ).float().mean() / len(self.slices)
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             total += loss.detach()
@@ -273,8 +303,9 @@ class Trainer:
             self.scaler.unscale_(exp.optimizer)
         max_norm = c.optim.grad_clip if c.optim.grad_clip > 0 else math.inf
         grad_norm = nn.utils.clip_grad_norm_(exp.model.parameters(), max_norm)
-        flags = torch.stack([~torch.isfinite(total), ~torch.isfinite(grad_norm),
-                             torch.tensor(stop_requested, device=self.device)]).float()
+        flags = torch.stack(
+            [~torch.isfinite(total), ~torch.isfinite(grad_norm), torch.tensor(stop_requested, device=self.device)]
+        ).float()
         loss_bad, grad_bad, stop = (bool(v) for v in distributed.all_reduce(flags, "max").tolist())
         if grad_bad and self.scaler is not None and not loss_bad:
             self.scaler.step(exp.optimizer)  # sees the inf gradients and skips; update() lowers the scale
@@ -308,11 +339,16 @@ class Trainer:
         path = None
         if self.ctx.is_main:
             c = self.exp.config.training
-            extra = {"scaler": self.scaler.state_dict() if self.scaler is not None else {},
-                     "data_order": self._data_order(), "skipped_steps": self.skipped_steps, "rng": _global_rng_state()}
+            extra = {
+                "scaler": self.scaler.state_dict() if self.scaler is not None else {},
+                "data_order": self._data_order(),
+                "skipped_steps": self.skipped_steps,
+                "rng": _global_rng_state(),
+            }
             root, keep = (self.checkpoint_roots[1], 1) if meta else (self.checkpoint_roots[0], c.keep_checkpoints)
-            path = checkpoint.save(root, step, self.exp.model, self.exp.ema, self.exp.optimizer,
-                                   self.exp.config.to_dict(), keep=keep, extra=extra)
+            path = checkpoint.save(
+                root, step, self.exp.model, self.exp.ema, self.exp.optimizer, self.exp.config.to_dict(), keep=keep, extra=extra
+            )
             self.last_checkpoint = path
         distributed.barrier(self.ctx)
         return path
@@ -358,7 +394,7 @@ class Trainer:
                     bar.update(1)
                     if done % c.log_freq == 0 or done == c.n_steps or stop:
                         record = self._log_record(done, window, skipped, time.perf_counter() - tick)
-                        if is_main:
+                        if log is not None:
                             log.write(json.dumps(record) + "\n")
                             log.flush()
                             if writer is not None:
@@ -386,11 +422,16 @@ class Trainer:
 
     def _log_record(self, done: int, window: list[float], skipped: int, seconds: float) -> dict:
         """Loss averaged over the window's steps and over the processes."""
-        totals = distributed.all_reduce(torch.tensor([sum(window), len(window), skipped], dtype=torch.float64,
-                                                     device=self.device))
+        totals = distributed.all_reduce(
+            torch.tensor([sum(window), len(window), skipped], dtype=torch.float64, device=self.device)
+        )
         loss_sum, count, skipped_all = totals.tolist()
-        record = {"step": done, "loss": loss_sum / count, "lr": self.learning_rate(done - 1),
-                  "steps_per_sec": len(window) / max(seconds, 1e-9)}
+        record = {
+            "step": done,
+            "loss": loss_sum / count,
+            "lr": self.learning_rate(done - 1),
+            "steps_per_sec": len(window) / max(seconds, 1e-9),
+        }
         if skipped_all:
             record["skipped_steps"] = int(skipped_all / self.ctx.world_size)
         return record
@@ -417,8 +458,12 @@ class Trainer:
 
         try:
             with self.exp.ema.average_parameters(self.exp.model):
-                x, info = self.exp.sample(share[ctx.rank], seed=rank_seed, progress=progress and ctx.is_main,
-                                          before_evaluation=stop_if_requested if interruptible else None)
+                x, info = self.exp.sample(
+                    share[ctx.rank],
+                    seed=rank_seed,
+                    progress=progress and ctx.is_main,
+                    before_evaluation=stop_if_requested if interruptible else None,
+                )
             x = x.detach().cpu().numpy()
         except _SamplingStopped:
             x, info = np.zeros((0, *self.exp.train_data.shape), np.float32), {"nfe": 0, "interrupted": True}
@@ -431,7 +476,7 @@ class Trainer:
 def _global_rng_state() -> dict:
     """torch's global generators (CPU and every CUDA device). The steps never draw from them (their
     draws are seeded by (seed, step)), but code a user adds might; restoring them keeps it exact."""
-    state = {"cpu": torch.get_rng_state()}
+    state: dict[str, torch.Tensor | list[torch.Tensor]] = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -468,5 +513,12 @@ def _truncate_metrics(workdir: Path, step: int) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     files.write_jsonl(path, kept)
-    logging.warning("%s: kept %d records up to step %d; moved %d records of later (lost) steps and %d unreadable lines "
-                    "to %s", path, len(kept), step, len(dropped), len(unreadable), workdir / DROPPED_METRICS_FILE)
+    logging.warning(
+        "%s: kept %d records up to step %d; moved %d records of later (lost) steps and %d unreadable lines to %s",
+        path,
+        len(kept),
+        step,
+        len(dropped),
+        len(unreadable),
+        workdir / DROPPED_METRICS_FILE,
+    )

@@ -33,7 +33,7 @@ from scoresde import files
 try:
     import fcntl
 except ImportError:  # Windows: no flock; runs proceed unlocked (with a warning)
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]
 
 LOCK_FILE = ".lock"
 
@@ -102,10 +102,13 @@ def hold(workdir: str | os.PathLike | None, mode: str, *, exclusive: bool = True
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise files.os_error(WorkdirInUseError, errno.EBUSY,
-                                 f"work directory {path} is in use by {holder(path)}; wait for that run to end, stop it, "
-                                 "or use another --workdir (to sample from a running training, give "
-                                 "--config.sampling.checkpoint a checkpoint of it and another --workdir)") from None
+            raise files.os_error(
+                WorkdirInUseError,
+                errno.EBUSY,
+                f"work directory {path} is in use by {holder(path)}; wait for that run to end, stop it, "
+                "or use another --workdir (to sample from a running training, give "
+                "--config.sampling.checkpoint a checkpoint of it and another --workdir)",
+            ) from None
         since = datetime.datetime.now().isoformat(timespec="seconds")
         handle.seek(0)
         handle.truncate()

@@ -15,11 +15,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # A toy run that trains in well under a second: 12 steps of a 16-wide MLP, checkpoints at 6 and 12.
 TINY = {
-    "training.n_steps": 12, "training.batch_size": 32, "training.log_freq": 1, "training.checkpoint_freq": 6,
-    "training.meta_checkpoint_freq": 0, "training.sample_freq": 0, "training.progress": False,
-    "training.tensorboard": False, "model.width": 16, "model.depth": 1, "model.embed_dim": 16,
-    "data.n_examples": 400, "sampling.steps": 4, "sampling.n_samples": 20, "sampling.batch_size": 20,
-    "eval.n_projections": 8, "device": "cpu", "optim.warmup": 2,
+    "training.n_steps": 12,
+    "training.batch_size": 32,
+    "training.log_freq": 1,
+    "training.checkpoint_freq": 6,
+    "training.meta_checkpoint_freq": 0,
+    "training.sample_freq": 0,
+    "training.progress": False,
+    "training.tensorboard": False,
+    "model.width": 16,
+    "model.depth": 1,
+    "model.embed_dim": 16,
+    "data.n_examples": 400,
+    "sampling.steps": 4,
+    "sampling.n_samples": 20,
+    "sampling.batch_size": 20,
+    "eval.n_projections": 8,
+    "device": "cpu",
+    "optim.warmup": 2,
 }
 
 

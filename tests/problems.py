@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from scoresde.sde_lib import SDE, VESDE, VPSDE, CosineVPSDE, EDMSDE, broadcast_to_data, subVPSDE
+from scoresde.sde_lib import EDMSDE, SDE, VESDE, VPSDE, CosineVPSDE, broadcast_to_data, subVPSDE
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -47,9 +47,7 @@ class GaussianData:
             raise ValueError("std must be > 0")
 
     # -- data ---------------------------------------------------------------------------------
-    def sample_data(
-        self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float64
-    ) -> torch.Tensor:
+    def sample_data(self, n: int, generator: torch.Generator, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """n draws of x(0), shape (n, *shape)."""
         z = torch.randn((n, *self.shape), generator=generator, dtype=torch.float64)
         return (self.mean + self.std * z).to(dtype)
@@ -181,7 +179,8 @@ def _cosine_reference(sde: CosineVPSDE, t: torch.Tensor) -> dict[str, torch.Tens
     """alpha^2 = cos^2 theta(t) / cos^2 theta(0), beta = -d log alpha^2/dt = pi/(1+s) tan theta,
     up to the time where beta reaches -N log(1 - max_beta); beyond it beta stays there.
 
-    sigma^2 = 1 - alpha^2 = (cos^2 theta_0 - cos^2 theta) / cos^2 theta_0 = sin(theta + theta_0) sin(theta - theta_0) / cos^2 theta_0.
+    sigma^2 = 1 - alpha^2 = (cos^2 theta_0 - cos^2 theta) / cos^2 theta_0
+            = sin(theta + theta_0) sin(theta - theta_0) / cos^2 theta_0.
     """
     theta_0 = _cosine_angle(sde, 0.0)
     beta_clip = -sde.N * math.log(1.0 - sde.max_beta)

@@ -21,8 +21,10 @@ def ring_vp():
     return bench.OracleTarget("ring_vp", oracle.ring(8, 1.0, 0.05), VPSDE(), 1e-4, n_samples=1000)
 
 
-@pytest.mark.parametrize("name, budget", [("ddim", 10), ("heun", 10), ("heun", 11), ("dpmpp_3m", 6), ("euler_maruyama", 20),
-                                          ("predictor_corrector", 21)])
+@pytest.mark.parametrize(
+    "name, budget",
+    [("ddim", 10), ("heun", 10), ("heun", 11), ("dpmpp_3m", 6), ("euler_maruyama", 20), ("predictor_corrector", 21)],
+)
 def test_budgets_are_met_exactly_or_from_below(ring_vp, name, budget):
     sampler = bench.Sampler(name)
     per_step, constant = bench.evaluations_per_step(sampler, ring_vp)
@@ -58,6 +60,7 @@ def test_resume_skips_finished_cells(ring_vp, tmp_path):
         if x_T.shape[0] > 1:  # not the one-example dry run that counts evaluations per step
             calls.append(steps)
         from scoresde import samplers
+
         return samplers.sample("ddim", sde, score_fn, x_T=x_T, steps=steps, eps=eps)
 
     grid = [bench.Sampler("mine", counted), bench.Sampler("dpmpp_2m")]
@@ -95,10 +98,15 @@ def test_grid_errors(ring_vp):
 
 
 def test_sampler_specs_sweep_options_and_grids(ring_vp):
-    """"name@grid:key=value" specs: the same sampler with other options or grids is another line;
+    """ "name@grid:key=value" specs: the same sampler with other options or grids is another line;
     the adaptive flow runs once per seed outside the budgets, tighter tolerances more accurate."""
-    specs = ["dpmpp_2m", "dpmpp_2m@karras", "dpmpp_3m:lower_order_final=False", "probability_flow:rtol=1e-3,atol=1e-3",
-             "probability_flow:rtol=1e-6,atol=1e-6"]
+    specs = [
+        "dpmpp_2m",
+        "dpmpp_2m@karras",
+        "dpmpp_3m:lower_order_final=False",
+        "probability_flow:rtol=1e-3,atol=1e-3",
+        "probability_flow:rtol=1e-6,atol=1e-6",
+    ]
     grid = [bench.parse_sampler_spec(spec) for spec in specs]
     assert grid[1].time_grid == "karras" and grid[2].options == {"lower_order_final": False}
     assert grid[3].options == {"rtol": 1e-3, "atol": 1e-3} and grid[3].label == specs[3]
@@ -109,16 +117,24 @@ def test_sampler_specs_sweep_options_and_grids(ring_vp):
     loose, tight = by[(specs[3], 0)], by[(specs[4], 0)]
     assert tight["nfe"] > loose["nfe"] > 20 and tight["flow_rms"] < loose["flow_rms"]  # (floored near 1e-4 by eps)
     assert "| adaptive | probability_flow:rtol=1e-6,atol=1e-6 |" in bench.markdown_table(
-        bench.summarize(records, bench.OracleTarget.metric_names), bench.OracleTarget.metric_names)
+        bench.summarize(records, bench.OracleTarget.metric_names), bench.OracleTarget.metric_names
+    )
     base = bench.parse_sampler_spec("unipc:predictor_order=3", {"predictor_order": 2, "interpolate_in": "s"})
     assert base.options == {"predictor_order": 3, "interpolate_in": "s"}  # the spec overrides the base options
 
 
-@pytest.mark.parametrize("spec, message", [("unipcc", "unknown sampler 'unipcc'"), ("unipc@karrass", "unknown time grid"),
-                                           ("unipc:foo=1", "no option 'foo'; valid: "), ("unipc:predictor_order", "key=value")])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("unipcc", "unknown sampler 'unipcc'"),
+        ("unipc@karrass", "unknown time grid"),
+        ("unipc:foo=1", "no option 'foo'; valid: "),
+        ("unipc:predictor_order", "key=value"),
+    ],
+)
 def test_bad_sampler_specs_are_named(spec, message):
-    from scoresde.config.defaults import get_config
     from scoresde.config import schema as config_schema
+    from scoresde.config.defaults import get_config
 
     with pytest.raises(ValueError, match=re.escape(message)):
         bench.parse_sampler_spec(spec)
@@ -141,15 +157,35 @@ def test_report_files_and_table(ring_vp, tmp_path):
 
 @pytest.mark.slow
 def test_main_benchmark_mode_end_to_end_and_resume(tmp_path):
-    args = [sys.executable, str(ROOT / "main.py"), "--config", str(ROOT / "configs/benchmark/oracle_fast.py"),
-            "--workdir", str(tmp_path), "--mode", "benchmark", "--config.benchmark.n_samples=100",
-            "--config.benchmark.budgets=(6,10)", "--config.benchmark.seeds=2", "--config.benchmark.problems=('ring',)",
-            "--config.benchmark.samplers=('ddim','heun','dpmpp_2m@karras')", "--config.benchmark.plot_budget=6"]
+    args = [
+        sys.executable,
+        str(ROOT / "main.py"),
+        "--config",
+        str(ROOT / "configs/benchmark/oracle_fast.py"),
+        "--workdir",
+        str(tmp_path),
+        "--mode",
+        "benchmark",
+        "--config.benchmark.n_samples=100",
+        "--config.benchmark.budgets=(6,10)",
+        "--config.benchmark.seeds=2",
+        "--config.benchmark.problems=('ring',)",
+        "--config.benchmark.samplers=('ddim','heun','dpmpp_2m@karras')",
+        "--config.benchmark.plot_budget=6",
+    ]
     first = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     out = tmp_path / "benchmark"
-    expected = ["records.jsonl", "report.md", "summary.csv", "records.json", "samples.png",
-                "ring_vesde_flow_rms_vs_nfe.png", "ring_vpsde_sw_vs_nfe.png", "ring_vpsde_wall_seconds_vs_nfe.png"]
+    expected = [
+        "records.jsonl",
+        "report.md",
+        "summary.csv",
+        "records.json",
+        "samples.png",
+        "ring_vesde_flow_rms_vs_nfe.png",
+        "ring_vpsde_sw_vs_nfe.png",
+        "ring_vpsde_wall_seconds_vs_nfe.png",
+    ]
     for name in expected:
         assert (out / name).stat().st_size > 0, name
     lines = (out / "records.jsonl").read_text().splitlines()
@@ -157,7 +193,9 @@ def test_main_benchmark_mode_end_to_end_and_resume(tmp_path):
     second = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert second.returncode == 0
     assert (out / "records.jsonl").read_text().splitlines() == lines  # nothing recomputed
-    bad = subprocess.run(args + ["--config.benchmark.samplers=('ddim','rk4')"], capture_output=True, text=True, cwd=ROOT, timeout=600)
+    bad = subprocess.run(
+        args + ["--config.benchmark.samplers=('ddim','rk4')"], capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
     assert bad.returncode != 0 and "rk4" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -180,8 +218,14 @@ def test_checkpoint_target_end_to_end(tmp_path):
     b.reference_rtol, b.progress = 1e-3, False
     result = run_lib.benchmark(config, tmp_path)
     out = tmp_path / "benchmark"
-    for name in ["report.md", "summary.csv", "records.json", "classifier.safetensors", "samples_ddim_6nfe.png",
-                 f"digits_mlp_vpsde_fd_vs_nfe.png"]:
+    for name in [
+        "report.md",
+        "summary.csv",
+        "records.json",
+        "classifier.safetensors",
+        "samples_ddim_6nfe.png",
+        "digits_mlp_vpsde_fd_vs_nfe.png",
+    ]:
         assert (out / name).stat().st_size > 0, name
     report = (out / "report.md").read_text()
     assert "held-out accuracy" in report and "not literature FID" in report and "fd " in report
@@ -221,9 +265,19 @@ def test_inception_metrics_join_the_network_target_when_weights_are_given():
         return (x.double() @ projection.double()).numpy(), (4.0 * x.double() @ projection.double()).numpy()
 
     sde = VPSDE()
-    target = bench.NetworkTarget("toy", sde, lambda x, t: -x, (3,), 1e-3, 16, lambda x: x.double().numpy(),
-                                 real.double().numpy(), train.double().numpy(), reference_rtol=1e-3,
-                                 inception=(inception_fn, real, train))
+    target = bench.NetworkTarget(
+        "toy",
+        sde,
+        lambda x, t: -x,
+        (3,),
+        1e-3,
+        16,
+        lambda x: x.double().numpy(),
+        real.double().numpy(),
+        train.double().numpy(),
+        reference_rtol=1e-3,
+        inception=(inception_fn, real, train),
+    )
     assert target.metric_names[-2:] == ("fid_inception", "inception_score")
     assert bench.NetworkTarget.metric_names[-1] == "flow_rms"  # the class default is untouched
     x = torch.randn(16, 3, generator=generator)

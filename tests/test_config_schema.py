@@ -13,7 +13,8 @@ from scoresde.config.schema import boolean, integer, one_of, real, sequence_of, 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 ALL_CONFIGS = sorted(
     ".".join(p.relative_to(CONFIG_DIR).with_suffix("").parts)
-    for p in CONFIG_DIR.rglob("*.py") if p.stem not in ("__init__", "presets", "base")
+    for p in CONFIG_DIR.rglob("*.py")
+    if p.stem not in ("__init__", "presets", "base")
 )
 
 
@@ -77,14 +78,19 @@ BAD = [
     (dict(sampling__predictor="heun"), "config.sampling.predictor: unknown predictor 'heun'"),
     (dict(sampling__interpolate_in="t"), "config.sampling.interpolate_in: unknown interpolation variable 't'"),
     (dict(sampling__denoise="tweedy"), "unknown denoise mode 'tweedy' (did you mean 'tweedie'?)"),
-    (dict(benchmark__samplers=("ddim", "heun2")), "config.benchmark.samplers[1]: sampler spec 'heun2': unknown sampler 'heun2' (did you mean 'heun'?)"),
+    (
+        dict(benchmark__samplers=("ddim", "heun2")),
+        "config.benchmark.samplers[1]: sampler spec 'heun2': unknown sampler 'heun2' (did you mean 'heun'?)",
+    ),
     (dict(benchmark__problems=("donut",)), "config.benchmark.problems[0]: unknown problem 'donut'"),
     (dict(benchmark__target="model"), "config.benchmark.target: unknown target 'model'; allowed: oracle, checkpoint"),
     (dict(device="gpu"), "config.device: unknown device 'gpu'"),
     # the new keys
     (dict(training__grad_accum=0), "config.training.grad_accum must be >= 1"),
-    (dict(training__precision="fp64"), "config.training.precision: unknown precision 'fp64' (did you mean 'fp16'?); "
-                                       "allowed: fp32, bf16, fp16"),
+    (
+        dict(training__precision="fp64"),
+        "config.training.precision: unknown precision 'fp64' (did you mean 'fp16'?); allowed: fp32, bf16, fp16",
+    ),
     (dict(training__compile="yes"), "config.training.compile must be True or False"),
     (dict(training__nonfinite="ignore"), "config.training.nonfinite: unknown policy 'ignore'; allowed: stop, skip"),
     (dict(training__meta_checkpoint_freq=-1), "config.training.meta_checkpoint_freq must be >= 0"),
@@ -112,12 +118,15 @@ def test_a_bad_value_is_reported_with_its_key(overrides, expected):
     assert message.startswith("1 problem(s)")  # one override, one problem: nothing reported twice
 
 
-@pytest.mark.parametrize("typo, suggestion", [
-    ("training.batch_sise", "did you mean config.training.batch_size?"),
-    ("training.lr", "did you mean config.classifier.lr or config.optim.lr?"),  # every section that has it
-    ("sampling.num_steps", "did you mean config.sampling.steps?"),
-    ("trainig", "did you mean config.training?"),
-])
+@pytest.mark.parametrize(
+    "typo, suggestion",
+    [
+        ("training.batch_sise", "did you mean config.training.batch_size?"),
+        ("training.lr", "did you mean config.classifier.lr or config.optim.lr?"),  # every section that has it
+        ("sampling.num_steps", "did you mean config.sampling.steps?"),
+        ("trainig", "did you mean config.training?"),
+    ],
+)
 def test_an_unknown_key_is_reported_with_a_suggestion(typo, suggestion):
     config = base.get_config()
     *sections, key = typo.split(".")
@@ -143,8 +152,12 @@ def test_every_problem_is_reported_in_one_error():
     config.training.batch_sise = 64
     message = problems_of(config)
     assert message.startswith("4 problem(s) in the config:")
-    for expected in ("batch_size must be >= 1", "unknown SDE 'vpsd'", "beta_max must be > beta_min",
-                     "config.training.batch_sise: unknown key"):
+    for expected in (
+        "batch_size must be >= 1",
+        "unknown SDE 'vpsd'",
+        "beta_max must be > beta_min",
+        "config.training.batch_sise: unknown key",
+    ):
         assert expected in message
     assert len(message.splitlines()) == 5
 
@@ -168,8 +181,8 @@ def test_rule_helpers():
 
 
 def test_inception_digest_must_be_sha256_hex():
-    from scoresde.config.defaults import get_config
     from scoresde.config import schema as config_schema
+    from scoresde.config.defaults import get_config
 
     config = get_config()
     config.benchmark.inception_sha256 = "6726825d"

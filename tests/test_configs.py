@@ -11,7 +11,8 @@ from scoresde import run_lib
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 ALL_CONFIGS = sorted(
     ".".join(p.relative_to(CONFIG_DIR).with_suffix("").parts)
-    for p in CONFIG_DIR.rglob("*.py") if p.stem not in ("__init__", "presets", "base")
+    for p in CONFIG_DIR.rglob("*.py")
+    if p.stem not in ("__init__", "presets", "base")
 )
 # CIFAR-10 needs torchvision and its files: those configs are checked by building their networks.
 CIFAR10 = [name for name in ALL_CONFIGS if name.startswith("cifar10.")]
@@ -47,9 +48,23 @@ def test_unavailable_cuda_is_a_clear_error():
 # score_sde_pytorch's config.model for the same architectures (its configs/ve/cifar10_ncsnpp_continuous.py
 # and configs/vp/cifar10_ddpmpp_continuous.py): our configs must build the identical network.
 PAPER_FIELDS = dict(
-    name="ncsnpp", nf=128, ch_mult=(1, 2, 2, 2), attn_resolutions=(16,), dropout=0.1, resamp_with_conv=True,
-    conditional=True, fir_kernel=(1, 3, 3, 1), skip_rescale=True, resblock_type="biggan", progressive="none",
-    progressive_combine="sum", init_scale=0.0, fourier_scale=16, sigma_min=0.01, sigma_max=50, num_scales=1000,
+    name="ncsnpp",
+    nf=128,
+    ch_mult=(1, 2, 2, 2),
+    attn_resolutions=(16,),
+    dropout=0.1,
+    resamp_with_conv=True,
+    conditional=True,
+    fir_kernel=(1, 3, 3, 1),
+    skip_rescale=True,
+    resblock_type="biggan",
+    progressive="none",
+    progressive_combine="sum",
+    init_scale=0.0,
+    fourier_scale=16,
+    sigma_min=0.01,
+    sigma_max=50,
+    num_scales=1000,
 )
 PAPER = {
     "ncsnpp": dict(fir=True, progressive_input="residual", embedding_type="fourier", scale_by_sigma=True),

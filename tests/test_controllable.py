@@ -27,7 +27,9 @@ def coupled() -> GaussianMixture:
 def classes_mixture() -> tuple[GaussianMixture, torch.Tensor]:
     """Four components in two classes with unequal weights: class 1 = components 2, 3."""
     means = torch.tensor([[-1.0, 0.0], [0.0, -1.0], [1.0, 0.5], [0.3, 1.2]])
-    return GaussianMixture(torch.tensor([0.4, 0.3, 0.2, 0.1]), means, torch.tensor([0.15, 0.2, 0.25, 0.1])), torch.tensor([0, 0, 1, 1])
+    return GaussianMixture(torch.tensor([0.4, 0.3, 0.2, 0.1]), means, torch.tensor([0.15, 0.2, 0.25, 0.1])), torch.tensor(
+        [0, 0, 1, 1]
+    )
 
 
 def assert_moments(x: torch.Tensor, target: GaussianMixture, z_max: float = 4.0, n_effective: float | None = None):
@@ -46,8 +48,11 @@ def assert_moments(x: torch.Tensor, target: GaussianMixture, z_max: float = 4.0,
 # -- exact identities --------------------------------------------------------------------------
 def test_condition_is_bayes_rule():
     """log p(x_u | y) differs from the joint log p(y, x_u) by a constant, and integrates to one."""
-    mix = GaussianMixture(torch.tensor([0.5, 0.3, 0.2]), torch.randn(3, 3, generator=torch.Generator().manual_seed(0)),
-                          torch.tensor([[0.3, 0.5, 0.4], [0.6, 0.2, 0.3], [0.4, 0.4, 0.7]]))
+    mix = GaussianMixture(
+        torch.tensor([0.5, 0.3, 0.2]),
+        torch.randn(3, 3, generator=torch.Generator().manual_seed(0)),
+        torch.tensor([[0.3, 0.5, 0.4], [0.6, 0.2, 0.3], [0.4, 0.4, 0.7]]),
+    )
     mask = torch.tensor([True, False, True])
     y = torch.tensor([0.2, 0.0, -0.4], dtype=torch.float64)
     cond = mix.condition(mask, y)
@@ -72,7 +77,9 @@ def test_classifier_guidance_at_scale_one_is_the_class_conditional_score(sde_nam
     conditional = mix.class_score_fn(sde, classes)(x, t, labels)
     torch.testing.assert_close(guided(x, t), conditional, rtol=1e-9, atol=1e-9)
     # the class-conditional score is that of the class's own sub-mixture
-    torch.testing.assert_close(conditional[labels == 1], mix.subset([2, 3]).score(x[labels == 1], 0.3, sde), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        conditional[labels == 1], mix.subset([2, 3]).score(x[labels == 1], 0.3, sde), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_classifier_free_guidance_combines_the_two_scores():
@@ -96,7 +103,9 @@ def test_guided_samples_follow_the_class_conditional(sde_name, guidance, sampler
     sde, (mix, classes) = SDES[sde_name](), classes_mixture()
     labels = torch.ones(N, dtype=torch.long)
     if guidance == "classifier":
-        score = controllable.classifier_guidance(mix.score_fn(sde), lambda x, t: mix.class_log_posterior(x, sde, t, classes), labels)
+        score = controllable.classifier_guidance(
+            mix.score_fn(sde), lambda x, t: mix.class_log_posterior(x, sde, t, classes), labels
+        )
     else:
         score = controllable.classifier_free_guidance(mix.class_score_fn(sde, classes), labels, 1.0)
     x, _ = samplers.sample(sampler, sde, score, (N, 2), steps=steps, generator=torch.Generator().manual_seed(3))
@@ -115,8 +124,9 @@ def test_replacement_hook_equals_the_explicit_replacement_loop():
     score = mix.score_fn(sde)
     known = torch.tensor([0.3, 0.0], dtype=torch.float64).expand(16, 2).clone()
     mask = torch.tensor([1.0, 0.0], dtype=torch.float64)
-    x, info = controllable.inpaint("ddim", sde, score, known, mask, steps=12, denoise=False,
-                                   generator=torch.Generator().manual_seed(0))
+    x, info = controllable.inpaint(
+        "ddim", sde, score, known, mask, steps=12, denoise=False, generator=torch.Generator().manual_seed(0)
+    )
     assert info["noise"] == "fixed" and info["nfe"] == 12
     x_T = sde.prior_sampling((16, 2), generator=torch.Generator().manual_seed(0)).double()
     grid = samplers.get_time_grid("log_snr", sde, 12, 1e-3)
@@ -131,19 +141,25 @@ def test_replacement_hook_equals_the_explicit_replacement_loop():
 
 
 @pytest.mark.parametrize("sde_name", ["vpsde", "vesde"])
-@pytest.mark.parametrize("sampler,steps", [("predictor_corrector", 200), ("ancestral", 1000), ("euler_maruyama", 300),
-                                           ("dpmpp_2m", 40), ("probability_flow", None)])
+@pytest.mark.parametrize(
+    "sampler,steps",
+    [("predictor_corrector", 200), ("ancestral", 1000), ("euler_maruyama", 300), ("dpmpp_2m", 40), ("probability_flow", None)],
+)
 def test_inpainting_is_exact_when_the_unknown_part_is_independent_of_the_component(sde_name, sampler, steps):
     """Components that differ only in the known coordinate: replacement samples the exact conditional
     (the mixture of the unknown parts with posterior weights given y), for SDE and ODE samplers."""
     sde = SDES[sde_name]()
-    mix = GaussianMixture(torch.tensor([0.6, 0.4]), torch.tensor([[-1.0, 0.5], [1.0, 0.5]]), torch.tensor([[0.4, 0.3], [0.4, 0.3]]))
+    mix = GaussianMixture(
+        torch.tensor([0.6, 0.4]), torch.tensor([[-1.0, 0.5], [1.0, 0.5]]), torch.tensor([[0.4, 0.3], [0.4, 0.3]])
+    )
     known = torch.tensor([0.2, 0.0], dtype=torch.float64).expand(N, 2).clone()
     mask = torch.tensor([1.0, 0.0])
     # (ancestral sampling loses variance at O(1 / steps), as its plug-in posterior mean ignores
     # Var[x_0 | x_t]: about 4 % at 200 steps here, with or without inpainting)
     kwargs = {"steps": steps, "time_grid": "log_snr"} if steps else {"rtol": 1e-4, "atol": 1e-4}
-    x, _ = controllable.inpaint(sampler, sde, mix.score_fn(sde), known, mask, generator=torch.Generator().manual_seed(5), **kwargs)
+    x, _ = controllable.inpaint(
+        sampler, sde, mix.score_fn(sde), known, mask, generator=torch.Generator().manual_seed(5), **kwargs
+    )
     assert torch.equal(x[:, 0], known[:, 0])
     assert_moments(x[:, 1:], mix.condition(mask.bool(), known[0]))
 
@@ -157,8 +173,9 @@ def test_smc_inpainting_samples_the_exact_conditional_where_replacement_does_not
     y = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
     mask = torch.tensor([1.0, 0.0])
     exact = mix.condition(mask.bool(), y[0])
-    x, info = controllable.smc_inpaint(sde, mix.score_fn(sde), y, mask, n_particles=N, steps=200,
-                                       generator=torch.Generator().manual_seed(0))
+    x, info = controllable.smc_inpaint(
+        sde, mix.score_fn(sde), y, mask, n_particles=N, steps=200, generator=torch.Generator().manual_seed(0)
+    )
     assert x.shape == (1, N, 2) and torch.equal(x[0, :, 0], y[0, 0].expand(N))
     assert info["nfe"] == 201 and info["resamples"] >= 1 and info["min_ess"] > N / 4
     p_exact = float((exact.weights * 0.5 * torch.erfc(-exact.means[:, 0] / (exact.stds[:, 0] * math.sqrt(2)))).sum())
@@ -166,8 +183,9 @@ def test_smc_inpainting_samples_the_exact_conditional_where_replacement_does_not
     p = float((x[0, :, 1] > 0).double().mean())
     assert abs(p - p_exact) < 4 * math.sqrt(p_exact * (1 - p_exact) / n_eff) + 1e-3, (p, p_exact)
     assert_moments(x[0, :, 1:], exact, n_effective=n_eff)
-    replaced, _ = controllable.inpaint("ancestral", sde, mix.score_fn(sde), y.expand(N, 2).clone(), mask, steps=200,
-                                       generator=torch.Generator().manual_seed(0))
+    replaced, _ = controllable.inpaint(
+        "ancestral", sde, mix.score_fn(sde), y.expand(N, 2).clone(), mask, steps=200, generator=torch.Generator().manual_seed(0)
+    )
     assert float((replaced[:, 1] > 0).double().mean()) < p_exact - 0.1  # the bias SMC removes
 
 
@@ -179,7 +197,9 @@ def test_colorization_keeps_the_gray_image_and_samples_the_colours():
     means = controllable.from_decoupled(decoupled_means.reshape(2, 3, 1, 1))  # rgb, shape (2, 3, 1, 1)
     mix = GaussianMixture(torch.tensor([0.5, 0.5]), means, 0.2)
     gray = torch.full((N, 1, 1, 1), 0.6, dtype=torch.float64)
-    x, info = controllable.colorize("ancestral", sde, mix.score_fn(sde), gray, steps=200, generator=torch.Generator().manual_seed(2))
+    x, info = controllable.colorize(
+        "ancestral", sde, mix.score_fn(sde), gray, steps=200, generator=torch.Generator().manual_seed(2)
+    )
     assert x.shape == (N, 3, 1, 1) and info["noise"] == "fresh"
     torch.testing.assert_close(x.mean(dim=1, keepdim=True), gray, rtol=0, atol=1e-12)
     colour = controllable.to_decoupled(x)[:, 1:].reshape(N, 2)
@@ -195,16 +215,19 @@ def test_smc_colorization_samples_the_exact_colour_conditional(sde_name):
     mix = GaussianMixture(torch.tensor([0.6, 0.4]), controllable.from_decoupled(decoupled_means.reshape(2, 3, 1, 1)), 0.3)
     gray = torch.tensor([[[[0.15]]]], dtype=torch.float64)
     exact = GaussianMixture(torch.tensor([0.6, 0.4]), decoupled_means, 0.3).condition(
-        torch.tensor([True, False, False]), torch.tensor([math.sqrt(3) * 0.15, 0.0, 0.0], dtype=torch.float64))
+        torch.tensor([True, False, False]), torch.tensor([math.sqrt(3) * 0.15, 0.0, 0.0], dtype=torch.float64)
+    )
     assert 0.9 < float(exact.weights[1]) < 0.99  # informative, not decisive
-    x, info = controllable.smc_colorize(sde, mix.score_fn(sde), gray, n_particles=N, steps=200,
-                                        generator=torch.Generator().manual_seed(3))
+    x, info = controllable.smc_colorize(
+        sde, mix.score_fn(sde), gray, n_particles=N, steps=200, generator=torch.Generator().manual_seed(3)
+    )
     assert x.shape == (1, N, 3, 1, 1)
     torch.testing.assert_close(x.mean(dim=2, keepdim=True)[0], gray.expand(N, 1, 1, 1), rtol=0, atol=1e-12)
     colour = controllable.to_decoupled(x[0])[:, 1:].reshape(N, 2)
     assert_moments(colour, exact, n_effective=info["min_ess"])
-    replaced, _ = controllable.colorize("ancestral", sde, mix.score_fn(sde), gray.expand(N, 1, 1, 1), steps=200,
-                                        generator=torch.Generator().manual_seed(2))
+    replaced, _ = controllable.colorize(
+        "ancestral", sde, mix.score_fn(sde), gray.expand(N, 1, 1, 1), steps=200, generator=torch.Generator().manual_seed(2)
+    )
     first_colour = controllable.to_decoupled(replaced)[:, 1].reshape(N)
     assert float(first_colour.mean()) > float(exact.mean()[0]) + 0.3  # replacement's bias towards the prior, removed by SMC
 

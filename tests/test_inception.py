@@ -19,8 +19,14 @@ import torch
 from torch import nn
 
 from scoresde import inception, metrics
-from scoresde.inception import (FID_WEIGHTS_FILENAME, FID_WEIGHTS_SHA256, FIDInceptionV3,
-                                inception_features, load_fid_inception, sha256_of_file)
+from scoresde.inception import (
+    FID_WEIGHTS_FILENAME,
+    FID_WEIGHTS_SHA256,
+    FIDInceptionV3,
+    inception_features,
+    load_fid_inception,
+    sha256_of_file,
+)
 
 SMALL = inception.MIN_INPUT_SIZE
 
@@ -29,42 +35,79 @@ SMALL = inception.MIN_INPUT_SIZE
 # The tensors of pt_inception-2015-12-05-6726825d.pth
 # ---------------------------------------------------------------------------------------------
 def _units_a(name, cin, pool):
-    return [(f"{name}.branch1x1", cin, 64, 1, 1), (f"{name}.branch5x5_1", cin, 48, 1, 1),
-            (f"{name}.branch5x5_2", 48, 64, 5, 5), (f"{name}.branch3x3dbl_1", cin, 64, 1, 1),
-            (f"{name}.branch3x3dbl_2", 64, 96, 3, 3), (f"{name}.branch3x3dbl_3", 96, 96, 3, 3),
-            (f"{name}.branch_pool", cin, pool, 1, 1)]
+    return [
+        (f"{name}.branch1x1", cin, 64, 1, 1),
+        (f"{name}.branch5x5_1", cin, 48, 1, 1),
+        (f"{name}.branch5x5_2", 48, 64, 5, 5),
+        (f"{name}.branch3x3dbl_1", cin, 64, 1, 1),
+        (f"{name}.branch3x3dbl_2", 64, 96, 3, 3),
+        (f"{name}.branch3x3dbl_3", 96, 96, 3, 3),
+        (f"{name}.branch_pool", cin, pool, 1, 1),
+    ]
 
 
 def _units_c(name, c7):
-    return [(f"{name}.branch1x1", 768, 192, 1, 1), (f"{name}.branch7x7_1", 768, c7, 1, 1),
-            (f"{name}.branch7x7_2", c7, c7, 1, 7), (f"{name}.branch7x7_3", c7, 192, 7, 1),
-            (f"{name}.branch7x7dbl_1", 768, c7, 1, 1), (f"{name}.branch7x7dbl_2", c7, c7, 7, 1),
-            (f"{name}.branch7x7dbl_3", c7, c7, 1, 7), (f"{name}.branch7x7dbl_4", c7, c7, 7, 1),
-            (f"{name}.branch7x7dbl_5", c7, 192, 1, 7), (f"{name}.branch_pool", 768, 192, 1, 1)]
+    return [
+        (f"{name}.branch1x1", 768, 192, 1, 1),
+        (f"{name}.branch7x7_1", 768, c7, 1, 1),
+        (f"{name}.branch7x7_2", c7, c7, 1, 7),
+        (f"{name}.branch7x7_3", c7, 192, 7, 1),
+        (f"{name}.branch7x7dbl_1", 768, c7, 1, 1),
+        (f"{name}.branch7x7dbl_2", c7, c7, 7, 1),
+        (f"{name}.branch7x7dbl_3", c7, c7, 1, 7),
+        (f"{name}.branch7x7dbl_4", c7, c7, 7, 1),
+        (f"{name}.branch7x7dbl_5", c7, 192, 1, 7),
+        (f"{name}.branch_pool", 768, 192, 1, 1),
+    ]
 
 
 def _units_e(name, cin):
-    return [(f"{name}.branch1x1", cin, 320, 1, 1), (f"{name}.branch3x3_1", cin, 384, 1, 1),
-            (f"{name}.branch3x3_2a", 384, 384, 1, 3), (f"{name}.branch3x3_2b", 384, 384, 3, 1),
-            (f"{name}.branch3x3dbl_1", cin, 448, 1, 1), (f"{name}.branch3x3dbl_2", 448, 384, 3, 3),
-            (f"{name}.branch3x3dbl_3a", 384, 384, 1, 3),
-            (f"{name}.branch3x3dbl_3b", 384, 384, 3, 1), (f"{name}.branch_pool", cin, 192, 1, 1)]
+    return [
+        (f"{name}.branch1x1", cin, 320, 1, 1),
+        (f"{name}.branch3x3_1", cin, 384, 1, 1),
+        (f"{name}.branch3x3_2a", 384, 384, 1, 3),
+        (f"{name}.branch3x3_2b", 384, 384, 3, 1),
+        (f"{name}.branch3x3dbl_1", cin, 448, 1, 1),
+        (f"{name}.branch3x3dbl_2", 448, 384, 3, 3),
+        (f"{name}.branch3x3dbl_3a", 384, 384, 1, 3),
+        (f"{name}.branch3x3dbl_3b", 384, 384, 3, 1),
+        (f"{name}.branch_pool", cin, 192, 1, 1),
+    ]
 
 
 # (conv-bn unit, in channels, out channels, kernel height, kernel width) for the 94 units.
-UNITS = ([("Conv2d_1a_3x3", 3, 32, 3, 3), ("Conv2d_2a_3x3", 32, 32, 3, 3),
-          ("Conv2d_2b_3x3", 32, 64, 3, 3), ("Conv2d_3b_1x1", 64, 80, 1, 1),
-          ("Conv2d_4a_3x3", 80, 192, 3, 3)]
-         + _units_a("Mixed_5b", 192, 32) + _units_a("Mixed_5c", 256, 64)
-         + _units_a("Mixed_5d", 288, 64)
-         + [("Mixed_6a.branch3x3", 288, 384, 3, 3), ("Mixed_6a.branch3x3dbl_1", 288, 64, 1, 1),
-            ("Mixed_6a.branch3x3dbl_2", 64, 96, 3, 3), ("Mixed_6a.branch3x3dbl_3", 96, 96, 3, 3)]
-         + _units_c("Mixed_6b", 128) + _units_c("Mixed_6c", 160) + _units_c("Mixed_6d", 160)
-         + _units_c("Mixed_6e", 192)
-         + [("Mixed_7a.branch3x3_1", 768, 192, 1, 1), ("Mixed_7a.branch3x3_2", 192, 320, 3, 3),
-            ("Mixed_7a.branch7x7x3_1", 768, 192, 1, 1), ("Mixed_7a.branch7x7x3_2", 192, 192, 1, 7),
-            ("Mixed_7a.branch7x7x3_3", 192, 192, 7, 1), ("Mixed_7a.branch7x7x3_4", 192, 192, 3, 3)]
-         + _units_e("Mixed_7b", 1280) + _units_e("Mixed_7c", 2048))
+UNITS = (
+    [
+        ("Conv2d_1a_3x3", 3, 32, 3, 3),
+        ("Conv2d_2a_3x3", 32, 32, 3, 3),
+        ("Conv2d_2b_3x3", 32, 64, 3, 3),
+        ("Conv2d_3b_1x1", 64, 80, 1, 1),
+        ("Conv2d_4a_3x3", 80, 192, 3, 3),
+    ]
+    + _units_a("Mixed_5b", 192, 32)
+    + _units_a("Mixed_5c", 256, 64)
+    + _units_a("Mixed_5d", 288, 64)
+    + [
+        ("Mixed_6a.branch3x3", 288, 384, 3, 3),
+        ("Mixed_6a.branch3x3dbl_1", 288, 64, 1, 1),
+        ("Mixed_6a.branch3x3dbl_2", 64, 96, 3, 3),
+        ("Mixed_6a.branch3x3dbl_3", 96, 96, 3, 3),
+    ]
+    + _units_c("Mixed_6b", 128)
+    + _units_c("Mixed_6c", 160)
+    + _units_c("Mixed_6d", 160)
+    + _units_c("Mixed_6e", 192)
+    + [
+        ("Mixed_7a.branch3x3_1", 768, 192, 1, 1),
+        ("Mixed_7a.branch3x3_2", 192, 320, 3, 3),
+        ("Mixed_7a.branch7x7x3_1", 768, 192, 1, 1),
+        ("Mixed_7a.branch7x7x3_2", 192, 192, 1, 7),
+        ("Mixed_7a.branch7x7x3_3", 192, 192, 7, 1),
+        ("Mixed_7a.branch7x7x3_4", 192, 192, 3, 3),
+    ]
+    + _units_e("Mixed_7b", 1280)
+    + _units_e("Mixed_7c", 2048)
+)
 
 
 def _file_tensor_shapes():
@@ -151,13 +194,13 @@ def test_parameter_count_is_that_of_the_fid_network(model):
     count = sum(p.numel() for p in model.parameters())
     assert count == inception.N_PARAMETERS == 23_850_960
     table = _file_tensor_shapes()
-    table_count = sum(int(np.prod(shape)) for key, shape in table.items()
-                      if not key.endswith(("running_mean", "running_var")))
+    table_count = sum(int(np.prod(shape)) for key, shape in table.items() if not key.endswith(("running_mean", "running_var")))
     assert table_count == count
 
 
-@pytest.mark.parametrize("block, pool", [("Mixed_5b", "average"), ("Mixed_6b", "average"),
-                                         ("Mixed_7b", "average"), ("Mixed_7c", "max")])
+@pytest.mark.parametrize(
+    "block, pool", [("Mixed_5b", "average"), ("Mixed_6b", "average"), ("Mixed_7b", "average"), ("Mixed_7c", "max")]
+)
 def test_pool_branches_follow_the_tensorflow_graph(model, block, pool, make_generator):
     """The pool branch (the last output channels) of a block whose 1x1 convolution copies input
     channel 0 and whose BatchNorm is the identity: it shows the pool itself. Averages must skip
@@ -170,11 +213,11 @@ def test_pool_branches_follow_the_tensorflow_graph(model, block, pool, make_gene
         unit.bn.weight.fill_(1.0), unit.bn.bias.zero_(), unit.bn.running_mean.zero_()
         unit.bn.running_var.fill_(1.0 - unit.bn.eps)
         x = torch.rand(1, unit.conv.in_channels, 4, 5, generator=make_generator(3)) + 0.1
-        out = module(x)[0, -unit.conv.out_channels:]
+        out = module(x)[0, -unit.conv.out_channels :]
     channel = x[0, 0].numpy()
     expected = np.empty_like(channel)
     for i, j in itertools.product(range(4), range(5)):
-        window = channel[max(i - 1, 0):i + 2, max(j - 1, 0):j + 2]  # in-image part of the 3x3
+        window = channel[max(i - 1, 0) : i + 2, max(j - 1, 0) : j + 2]  # in-image part of the 3x3
         expected[i, j] = window.max() if pool == "max" else window.mean()
     for row in out:
         np.testing.assert_allclose(row.numpy(), expected, rtol=1e-5, atol=1e-6)
@@ -188,18 +231,27 @@ def test_forward_at_299_shapes_and_one_channel_input(model, make_generator):
     assert preprocessed.shape == (1, 3, 299, 299)
     assert preprocessed.min() >= -1.0 and preprocessed.max() <= 1.0
     # One channel is repeated: the network sees exactly what the RGB image of three copies gives.
-    torch.testing.assert_close(preprocessed, resizing.preprocess(gray.repeat(1, 3, 1, 1)),
-                               rtol=0, atol=0)
+    torch.testing.assert_close(preprocessed, resizing.preprocess(gray.repeat(1, 3, 1, 1)), rtol=0, atol=0)
     # The grid sizes of the reference implementations' shape comments: 149, 147, 73, 71, 35, 17, 8.
-    sizes = {"Conv2d_1a_3x3": (32, 149), "Conv2d_2b_3x3": (64, 147), "Conv2d_3b_1x1": (80, 73),
-             "Conv2d_4a_3x3": (192, 71), "Mixed_5b": (256, 35), "Mixed_5d": (288, 35),
-             "Mixed_6a": (768, 17), "Mixed_6e": (768, 17), "Mixed_7a": (1280, 8),
-             "Mixed_7b": (2048, 8), "Mixed_7c": (2048, 8)}
+    sizes = {
+        "Conv2d_1a_3x3": (32, 149),
+        "Conv2d_2b_3x3": (64, 147),
+        "Conv2d_3b_1x1": (80, 73),
+        "Conv2d_4a_3x3": (192, 71),
+        "Mixed_5b": (256, 35),
+        "Mixed_5d": (288, 35),
+        "Mixed_6a": (768, 17),
+        "Mixed_6e": (768, 17),
+        "Mixed_7a": (1280, 8),
+        "Mixed_7b": (2048, 8),
+        "Mixed_7c": (2048, 8),
+    }
     seen = {}
 
     def record(name):
         def hook(module, inputs, output):
             seen[name] = tuple(output.shape)
+
         return hook
 
     hooks = [getattr(model, name).register_forward_hook(record(name)) for name in sizes]
@@ -228,12 +280,15 @@ def test_logits_with_and_without_the_fc_bias(model, images):
     torch.testing.assert_close(biased, logits + model.fc.bias)
 
 
-@pytest.mark.parametrize("bad, message", [
-    (torch.zeros(3, 75, 75), "shape"),
-    (torch.zeros(1, 2, 75, 75), "C = 1 or 3"),
-    (torch.zeros(1, 3, 75, 75, dtype=torch.uint8), "floating point"),
-    (torch.zeros(1, 3, 74, 75), "at least 75"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.zeros(3, 75, 75), "shape"),
+        (torch.zeros(1, 2, 75, 75), "C = 1 or 3"),
+        (torch.zeros(1, 3, 75, 75, dtype=torch.uint8), "floating point"),
+        (torch.zeros(1, 3, 74, 75), "at least 75"),
+    ],
+)
 def test_bad_images_raise(model, bad, message):
     with pytest.raises(ValueError, match=message):
         model(bad)
@@ -253,8 +308,7 @@ def test_features_do_not_depend_on_the_batch(model, images):
     # A model left in training mode is evaluated in eval mode and handed back in training mode.
     model.train()
     try:
-        np.testing.assert_allclose(inception_features(model, images)[0], features, rtol=1e-4,
-                                   atol=1e-5)
+        np.testing.assert_allclose(inception_features(model, images)[0], features, rtol=1e-4, atol=1e-5)
         assert model.training
     finally:
         model.eval()
@@ -341,11 +395,14 @@ class _NotATensor:
     pass
 
 
-@pytest.mark.parametrize("content, message", [
-    (torch.zeros(3), "not a state dict"),
-    ({"Conv2d_1a_3x3.conv.weight": [1.0, 2.0]}, "not tensors"),
-    ({"x": _NotATensor()}, "weights_only=True"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (torch.zeros(3), "not a state dict"),
+        ({"Conv2d_1a_3x3.conv.weight": [1.0, 2.0]}, "not tensors"),
+        ({"x": _NotATensor()}, "weights_only=True"),
+    ],
+)
 def test_files_that_are_not_state_dicts(tmp_path, content, message):
     path = tmp_path / "other.pth"
     torch.save(content, path)
@@ -425,24 +482,29 @@ def test_score_is_invariant_to_permutations_within_splits(make_generator):
     logits = 3.0 * torch.randn(60, 5, generator=make_generator(4), dtype=torch.float64).numpy()
     rng = np.random.default_rng(0)
     permuted = np.concatenate([part[rng.permutation(20)] for part in np.split(logits, 3)])
-    np.testing.assert_allclose(metrics.inception_score(permuted, n_splits=3),
-                               metrics.inception_score(logits, n_splits=3), rtol=1e-12)
+    np.testing.assert_allclose(
+        metrics.inception_score(permuted, n_splits=3), metrics.inception_score(logits, n_splits=3), rtol=1e-12
+    )
     # Shifting a row's logits by a constant does not change its probabilities.
-    np.testing.assert_allclose(metrics.inception_score(logits + 100.0, n_splits=3),
-                               metrics.inception_score(logits, n_splits=3), rtol=1e-10)
+    np.testing.assert_allclose(
+        metrics.inception_score(logits + 100.0, n_splits=3), metrics.inception_score(logits, n_splits=3), rtol=1e-10
+    )
 
 
-@pytest.mark.parametrize("logits, n_splits, message", [
-    (np.zeros(10), 1, "shape"),
-    (np.zeros((10, 2, 2)), 1, "shape"),
-    (np.zeros((10, 0)), 1, "shape"),
-    (np.zeros((10, 3)), 0, "positive integer"),
-    (np.zeros((10, 3)), 2.5, "positive integer"),
-    (np.zeros((19, 3)), 10, "at least 2 samples per split"),
-    (np.array([[0.0, np.nan]] * 4), 1, "nan"),
-    (np.array([[0.0, np.inf]] * 4), 1, "nan or \\+inf"),
-    (np.array([[-np.inf, -np.inf]] + [[0.0, 0.0]] * 3), 1, "finite entry"),
-])
+@pytest.mark.parametrize(
+    "logits, n_splits, message",
+    [
+        (np.zeros(10), 1, "shape"),
+        (np.zeros((10, 2, 2)), 1, "shape"),
+        (np.zeros((10, 0)), 1, "shape"),
+        (np.zeros((10, 3)), 0, "positive integer"),
+        (np.zeros((10, 3)), 2.5, "positive integer"),
+        (np.zeros((19, 3)), 10, "at least 2 samples per split"),
+        (np.array([[0.0, np.nan]] * 4), 1, "nan"),
+        (np.array([[0.0, np.inf]] * 4), 1, "nan or \\+inf"),
+        (np.array([[-np.inf, -np.inf]] + [[0.0, 0.0]] * 3), 1, "finite entry"),
+    ],
+)
 def test_inception_score_rejects_bad_inputs(logits, n_splits, message):
     with pytest.raises(ValueError, match=message):
         metrics.inception_score(logits, n_splits=n_splits)

@@ -22,8 +22,9 @@ EPS = 1e-5
 
 def mixture(dim, seed=1):
     g = torch.Generator().manual_seed(seed)
-    return GaussianMixture(torch.tensor([0.5, 0.3, 0.2]), 2 * torch.randn(3, dim, generator=g),
-                           0.3 + 0.5 * torch.rand(3, dim, generator=g))
+    return GaussianMixture(
+        torch.tensor([0.5, 0.3, 0.2]), 2 * torch.randn(3, dim, generator=g), 0.3 + 0.5 * torch.rand(3, dim, generator=g)
+    )
 
 
 def data(mix, n, seed=2):
@@ -71,9 +72,18 @@ def test_hutchinson_is_unbiased_within_its_standard_error(name):
     x = data(mix, 40)
     truth = true_logp(mix, sde, x, EPS)
     for probe in likelihood.PROBES:
-        logp, info = likelihood.log_likelihood(sde, mix.score_fn(sde), x, exact_divergence=False, n_probes=10, probe=probe,
-                                               rtol=1e-4, atol=1e-4, generator=torch.Generator().manual_seed(3),
-                                               prior_logp=exact_prior(mix, sde))
+        logp, info = likelihood.log_likelihood(
+            sde,
+            mix.score_fn(sde),
+            x,
+            exact_divergence=False,
+            n_probes=10,
+            probe=probe,
+            rtol=1e-4,
+            atol=1e-4,
+            generator=torch.Generator().manual_seed(3),
+            prior_logp=exact_prior(mix, sde),
+        )
         z = (logp - truth) / info["stderr"]
         assert info["probe_estimates"].shape == (40, 10) and (info["stderr"] > 0).all()
         assert abs(float(z.mean())) < 4 / math.sqrt(40) and 0.6 < float(z.pow(2).mean().sqrt()) < 1.5
@@ -84,7 +94,7 @@ def test_each_example_is_independent_of_the_batch():
     sde, mix = VESDE(), mixture(3)
     x = data(mix, 12)
     together, info = likelihood.log_likelihood(sde, mix.score_fn(sde), x)
-    alone = torch.cat([likelihood.log_likelihood(sde, mix.score_fn(sde), x[i:i + 1])[0] for i in (0, 5)])
+    alone = torch.cat([likelihood.log_likelihood(sde, mix.score_fn(sde), x[i : i + 1])[0] for i in (0, 5)])
     shuffled, _ = likelihood.log_likelihood(sde, mix.score_fn(sde), x.flip(0))
     torch.testing.assert_close(alone, together[[0, 5]], rtol=0, atol=1e-12)
     torch.testing.assert_close(shuffled.flip(0), together, rtol=0, atol=1e-12)
@@ -95,8 +105,9 @@ def test_each_example_is_independent_of_the_batch():
 def test_other_solvers_agree(method):
     sde, mix = VPSDE(), mixture(2)
     x = data(mix, 6)
-    logp, info = likelihood.log_likelihood(sde, mix.score_fn(sde), x, method=method, steps=200, rtol=1e-6, atol=1e-6,
-                                           prior_logp=exact_prior(mix, sde))
+    logp, info = likelihood.log_likelihood(
+        sde, mix.score_fn(sde), x, method=method, steps=200, rtol=1e-6, atol=1e-6, prior_logp=exact_prior(mix, sde)
+    )
     assert (logp - true_logp(mix, sde, x, EPS)).abs().max() < 1e-3
     assert info["nfe"] == (800 if method == "rk4" else info["nfe"]) and info["nfe"] > 0
 
@@ -125,10 +136,11 @@ def test_bits_per_dim_matches_the_known_offsets():
 
 def test_dequantized_gaussian_gives_the_discrete_probability():
     """A wide Gaussian density on 4-level data: the bound's bits match -log2 P(k), P by integration."""
-    sde, mean, std = VPSDE(), 0.1, 0.8
+    mean, std = 0.1, 0.8
     k = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
-    x = likelihood.dequantize(k.expand(4, 4000).reshape(-1, 1), 4, centered=True, generator=torch.Generator().manual_seed(0),
-                              dtype=torch.float64)
+    x = likelihood.dequantize(
+        k.expand(4, 4000).reshape(-1, 1), 4, centered=True, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
     logp = torch.distributions.Normal(mean, std).log_prob(x).sum(dim=1)
     bound = likelihood.bits_per_dim(logp, 1, 4, centered=True).reshape(4, 4000).mean(dim=1)
     edges = torch.linspace(-1, 1, 5, dtype=torch.float64)
@@ -149,8 +161,9 @@ def test_importance_weighted_bound_tightens_towards_the_discrete_probability():
     k = torch.tensor([1.0, 2.0]).repeat_interleave(repeats)
     gaps = []
     for n_draws in (1, 4, 16, 256):
-        x = likelihood.dequantize(k.expand(n_draws, -1), 4, centered=True, dtype=torch.float64,
-                                  generator=torch.Generator().manual_seed(n_draws))
+        x = likelihood.dequantize(
+            k.expand(n_draws, -1), 4, centered=True, dtype=torch.float64, generator=torch.Generator().manual_seed(n_draws)
+        )
         logp = likelihood.importance_weighted_logp(normal.log_prob(x))
         bound = likelihood.bits_per_dim(logp, 1, 4, centered=True).reshape(2, repeats).mean(dim=1)
         gaps.append(float((bound - exact).max()))
@@ -163,9 +176,14 @@ def test_importance_weighted_bound_tightens_towards_the_discrete_probability():
 def test_bad_arguments_are_named():
     sde, mix = VPSDE(), mixture(2)
     x = data(mix, 2)
-    for kwargs, message in [({"method": "rk45"}, "unknown method"), ({"probe": "uniform", "exact_divergence": False}, "unknown probe"),
-                            ({"eps": 2.0}, "eps must lie"), ({"rtol": 0.0}, "rtol and atol"), ({"method": "rk4"}, "needs steps"),
-                            ({"n_probes": 0, "exact_divergence": False}, "n_probes")]:
+    for kwargs, message in [
+        ({"method": "rk45"}, "unknown method"),
+        ({"probe": "uniform", "exact_divergence": False}, "unknown probe"),
+        ({"eps": 2.0}, "eps must lie"),
+        ({"rtol": 0.0}, "rtol and atol"),
+        ({"method": "rk4"}, "needs steps"),
+        ({"n_probes": 0, "exact_divergence": False}, "n_probes"),
+    ]:
         with pytest.raises(ValueError, match=message):
             likelihood.log_likelihood(sde, mix.score_fn(sde), x, **kwargs)
 
@@ -180,8 +198,14 @@ def test_likelihood_mode_writes_per_example_values_and_a_summary(dataset, tmp_pa
     from scoresde import run_lib
     from tests.helpers import tiny_config
 
-    overrides = {"data.dataset": dataset, "training.n_steps": 3, "likelihood.n_examples": 6, "likelihood.batch_size": 4,
-                 "likelihood.rtol": 1e-3, "likelihood.atol": 1e-3}
+    overrides = {
+        "data.dataset": dataset,
+        "training.n_steps": 3,
+        "likelihood.n_examples": 6,
+        "likelihood.batch_size": 4,
+        "likelihood.rtol": 1e-3,
+        "likelihood.atol": 1e-3,
+    }
     if dataset == "digits":
         overrides.update({"likelihood.divergence": "hutchinson", "likelihood.n_probes": 2, "likelihood.n_dequantize": 2})
     config = tiny_config(**overrides)

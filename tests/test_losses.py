@@ -13,15 +13,20 @@ import scipy.stats
 import torch
 
 from scoresde.losses import WEIGHTINGS, ddpm_loss, dsm_loss, smld_loss
-from scoresde.sde_lib import VESDE, VPSDE, CosineVPSDE, EDMSDE, broadcast_to_data, subVPSDE
+from scoresde.sde_lib import EDMSDE, VESDE, VPSDE, CosineVPSDE, broadcast_to_data, subVPSDE
 from tests.problems import GaussianData, reference_chain, reference_schedule
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 PROBLEM = GaussianData(torch.tensor([0.5, -1.0]), 0.8)
 N_SAMPLES = 16000
-CHAIN_SDES = [VPSDE(), VPSDE(beta_min=0.5, beta_max=8.0, N=250), VESDE(), VESDE(sigma_min=0.05, sigma_max=5.0, N=300),
-              CosineVPSDE(N=300)]
+CHAIN_SDES = [
+    VPSDE(),
+    VPSDE(beta_min=0.5, beta_max=8.0, N=250),
+    VESDE(),
+    VESDE(sigma_min=0.05, sigma_max=5.0, N=300),
+    CosineVPSDE(N=300),
+]
 CHAIN_IDS = ["vp", "vp_custom", "ve", "ve_custom", "cosine"]
 
 
@@ -100,8 +105,16 @@ def test_dsm_draws_t_uniformly_from_eps_to_T(default_sde, make_generator):
 def test_log_normal_times_have_log_normal_noise_to_signal_ratios(sde, make_generator):
     """EDM's training distribution: log(sigma / alpha) ~ N(p_mean, p_std^2), for any SDE."""
     times = []
-    dsm_loss(_recording(_known_score, times), sde, torch.zeros(4000, 2), eps=1e-3, generator=make_generator(1),
-             time_distribution="log_normal", p_mean=-1.0, p_std=1.1)
+    dsm_loss(
+        _recording(_known_score, times),
+        sde,
+        torch.zeros(4000, 2),
+        eps=1e-3,
+        generator=make_generator(1),
+        time_distribution="log_normal",
+        p_mean=-1.0,
+        p_std=1.1,
+    )
     t = times[0].double()
     assert t.min() >= 1e-3 and t.max() <= sde.T
     ref = reference_schedule(sde, t)
@@ -110,9 +123,14 @@ def test_log_normal_times_have_log_normal_noise_to_signal_ratios(sde, make_gener
     assert scipy.stats.kstest(log_ratio, scipy.stats.norm(-1.2, 1.1).cdf).pvalue < 1e-3  # the test can tell
 
 
-@pytest.mark.parametrize("options, match", [({"time_distribution": "lognormal"}, "uniform.*log_normal"),
-                                            ({"time_distribution": "log_normal", "p_std": 0.0}, "p_std"),
-                                            ({"weighting": "edm", "sigma_data": 0.0}, "sigma_data")])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"time_distribution": "lognormal"}, "uniform.*log_normal"),
+        ({"time_distribution": "log_normal", "p_std": 0.0}, "p_std"),
+        ({"weighting": "edm", "sigma_data": 0.0}, "sigma_data"),
+    ],
+)
 def test_bad_time_distribution_options_raise(options, match):
     with pytest.raises(ValueError, match=match):
         dsm_loss(_known_score, EDMSDE(), torch.zeros(3, 2), **options)
@@ -161,8 +179,9 @@ def test_dsm_gradient_vanishes_in_expectation_at_the_exact_score(default_sde, we
     for offset in (0.0, 0.3):
         theta = torch.full_like(x0, offset, requires_grad=True)
         times = []
-        loss = dsm_loss(_recording(lambda x, t: exact(x, t) + theta, times), default_sde, x0,
-                        weighting=weighting, generator=make_generator(8))
+        loss = dsm_loss(
+            _recording(lambda x, t: exact(x, t) + theta, times), default_sde, x0, weighting=weighting, generator=make_generator(8)
+        )
         loss.sum().backward()
         grad = theta.grad.detach()
         expected = 2.0 * offset * _weight(default_sde, weighting, times[0]) / dims

@@ -24,11 +24,9 @@ def test_one_dimensional_values_are_exact():
     x = np.array([[0.0], [1.0], [2.0]])
     assert metrics.sliced_wasserstein(x, x + 1.0) == pytest.approx(1.0, rel=1e-12)
     # Unequal sizes: the same empirical distribution, and a point against three points.
-    assert metrics.sliced_wasserstein(np.array([[0.0], [1.0]]),
-                                      np.array([[0.0], [0.0], [1.0], [1.0]])) == 0.0
+    assert metrics.sliced_wasserstein(np.array([[0.0], [1.0]]), np.array([[0.0], [0.0], [1.0], [1.0]])) == 0.0
     w2_squared = (0.0 + 1.0 + 4.0) / 3.0
-    assert metrics.sliced_wasserstein(np.array([[0.0]]), x) == pytest.approx(
-        np.sqrt(w2_squared), rel=1e-12)
+    assert metrics.sliced_wasserstein(np.array([[0.0]]), x) == pytest.approx(np.sqrt(w2_squared), rel=1e-12)
 
 
 def test_unequal_sizes_match_the_quantile_integral():
@@ -63,10 +61,8 @@ def test_images_are_flattened_and_torch_matches_numpy(rng):
     x = rng.random((50, 1, 4, 4))
     y = rng.random((60, 1, 4, 4))
     from_numpy = metrics.sliced_wasserstein(x, y, n_projections=64, seed=2)
-    from_torch = metrics.sliced_wasserstein(torch.from_numpy(x).float(),
-                                            torch.from_numpy(y), n_projections=64, seed=2)
-    flat = metrics.sliced_wasserstein(x.reshape(50, 16), y.reshape(60, 16), n_projections=64,
-                                      seed=2)
+    from_torch = metrics.sliced_wasserstein(torch.from_numpy(x).float(), torch.from_numpy(y), n_projections=64, seed=2)
+    flat = metrics.sliced_wasserstein(x.reshape(50, 16), y.reshape(60, 16), n_projections=64, seed=2)
     assert from_numpy == flat
     assert from_torch == pytest.approx(from_numpy, rel=1e-6)
 
@@ -74,10 +70,8 @@ def test_images_are_flattened_and_torch_matches_numpy(rng):
 def test_gaussians_near_noise_floor_and_shifted_far_above(rng):
     data = rng.standard_normal((4000, 2))
     floor = metrics.noise_floor(data, 2000, n_projections=128, seed=0)
-    same = metrics.sliced_wasserstein(rng.standard_normal((2000, 2)), data[:2000],
-                                      n_projections=128)
-    shifted = metrics.sliced_wasserstein(rng.standard_normal((2000, 2)) + 3.0, data[:2000],
-                                         n_projections=128)
+    same = metrics.sliced_wasserstein(rng.standard_normal((2000, 2)), data[:2000], n_projections=128)
+    shifted = metrics.sliced_wasserstein(rng.standard_normal((2000, 2)) + 3.0, data[:2000], n_projections=128)
     assert 0.0 < floor < 0.1
     assert same < 3 * floor + 0.02
     # Shift v = (3, 3): SW2^2 ~ |v|^2 / 2 = 9, so SW2 ~ 3.
@@ -136,16 +130,14 @@ def test_frechet_distance_with_full_covariances_matches_sqrtm():
     # Independent route: the (non-symmetric) square root of C1 C2, whose eigenvalues are those of
     # C1^{1/2} C2 C1^{1/2}.
     root = scipy_linalg.sqrtm(FULL_COV_1 @ FULL_COV_2)
-    expected = (np.sum((mu1 - mu2) ** 2) + np.trace(FULL_COV_1) + np.trace(FULL_COV_2)
-                - 2.0 * np.trace(root).real)
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(FULL_COV_1) + np.trace(FULL_COV_2) - 2.0 * np.trace(root).real
     value = metrics.frechet_distance(mu1, FULL_COV_1, mu2, FULL_COV_2)
     assert value == pytest.approx(expected, rel=1e-10)
-    assert metrics.frechet_distance(mu2, FULL_COV_2, mu1, FULL_COV_1) == pytest.approx(
-        value, rel=1e-10)
+    assert metrics.frechet_distance(mu2, FULL_COV_2, mu1, FULL_COV_1) == pytest.approx(value, rel=1e-10)
     # Torch inputs give the same value.
-    assert metrics.frechet_distance(torch.from_numpy(mu1), torch.from_numpy(FULL_COV_1),
-                                    torch.from_numpy(mu2), torch.from_numpy(FULL_COV_2)
-                                    ) == pytest.approx(value, rel=1e-12)
+    assert metrics.frechet_distance(
+        torch.from_numpy(mu1), torch.from_numpy(FULL_COV_1), torch.from_numpy(mu2), torch.from_numpy(FULL_COV_2)
+    ) == pytest.approx(value, rel=1e-12)
 
 
 def test_frechet_distance_of_a_gaussian_to_itself_is_zero(rng):
@@ -157,16 +149,14 @@ def test_frechet_distance_of_a_gaussian_to_itself_is_zero(rng):
     # A singular covariance (rank 2 in 8 dimensions) works too.
     low_rank = rng.standard_normal((2, 8))
     singular = low_rank.T @ low_rank
-    assert metrics.frechet_distance(mean, singular, mean, singular) == pytest.approx(0.0,
-                                                                                      abs=1e-7)
+    assert metrics.frechet_distance(mean, singular, mean, singular) == pytest.approx(0.0, abs=1e-7)
 
 
 def test_gaussian_statistics_match_numpy(rng):
     x = rng.standard_normal((40, 2, 3))
     mean, cov = metrics.gaussian_statistics(torch.from_numpy(x))
     np.testing.assert_allclose(mean, x.reshape(40, 6).mean(axis=0), rtol=1e-12)
-    np.testing.assert_allclose(cov, np.cov(x.reshape(40, 6), rowvar=False), rtol=1e-12,
-                               atol=1e-15)
+    np.testing.assert_allclose(cov, np.cov(x.reshape(40, 6), rowvar=False), rtol=1e-12, atol=1e-15)
     mean1, cov1 = metrics.gaussian_statistics(np.arange(4.0)[:, None])
     assert mean1.shape == (1,) and cov1.shape == (1, 1) and cov1[0, 0] == pytest.approx(5 / 3)
 
@@ -202,6 +192,7 @@ def test_frechet_distance_errors():
 def _direct_unbiased_mmd2(x, y, degree, gamma, coef0):
     def kernel(a, b):
         return (gamma * float(np.dot(a, b)) + coef0) ** degree
+
     n, m = len(x), len(y)
     xx = sum(kernel(x[i], x[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
     yy = sum(kernel(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
@@ -214,8 +205,7 @@ def test_polynomial_mmd2_matches_the_direct_formula(rng):
     expected = _direct_unbiased_mmd2(x, y, 3, 1 / 3, 1.0)
     assert metrics.polynomial_mmd2(x, y) == pytest.approx(expected, rel=1e-12)
     expected = _direct_unbiased_mmd2(x, y, 2, 0.7, 0.5)
-    assert metrics.polynomial_mmd2(x, y, degree=2, gamma=0.7, coef0=0.5) == pytest.approx(
-        expected, rel=1e-12)
+    assert metrics.polynomial_mmd2(x, y, degree=2, gamma=0.7, coef0=0.5) == pytest.approx(expected, rel=1e-12)
     # With subsets as large as the clouds every subset holds everything: the full estimate.
     x6 = rng.standard_normal((6, 3))
     y6 = rng.standard_normal((6, 3))
@@ -227,8 +217,7 @@ def test_polynomial_mmd2_matches_the_direct_formula(rng):
 
 def test_kid_is_unbiased_for_identical_distributions_and_positive_for_shifted():
     draws = 400
-    same = np.array([metrics.polynomial_mmd2(*np.random.default_rng(s).standard_normal((2, 50, 4)))
-                     for s in range(draws)])
+    same = np.array([metrics.polynomial_mmd2(*np.random.default_rng(s).standard_normal((2, 50, 4))) for s in range(draws)])
     # Unbiased: the mean of independent estimates is 0 within 3 standard errors, and single
     # estimates are negative about half of the time.
     assert abs(same.mean()) < 3 * same.std(ddof=1) / np.sqrt(draws)
@@ -236,9 +225,11 @@ def test_kid_is_unbiased_for_identical_distributions_and_positive_for_shifted():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((400, 4))
     mean_same, std_same = metrics.kernel_inception_distance(
-        rng.standard_normal((400, 4)), x, n_subsets=20, subset_size=100, seed=1)
+        rng.standard_normal((400, 4)), x, n_subsets=20, subset_size=100, seed=1
+    )
     mean_shifted, std_shifted = metrics.kernel_inception_distance(
-        rng.standard_normal((400, 4)) + 1.0, x, n_subsets=20, subset_size=100, seed=1)
+        rng.standard_normal((400, 4)) + 1.0, x, n_subsets=20, subset_size=100, seed=1
+    )
     assert abs(mean_same) < 3 * std_same
     # A shift of 1 per coordinate: the mean is several single-subset standard deviations away.
     assert mean_shifted > 4 * std_shifted > 0
@@ -251,8 +242,9 @@ def test_kid_subsets_are_seeded_and_sizes_capped(rng):
     assert first == metrics.kernel_inception_distance(x, y, n_subsets=5, subset_size=10, seed=3)
     assert first != metrics.kernel_inception_distance(x, y, n_subsets=5, subset_size=10, seed=4)
     # subset_size beyond min(n, m) = 20 is capped there.
-    assert metrics.kernel_inception_distance(x, y, n_subsets=4, subset_size=1000, seed=2) == \
-        metrics.kernel_inception_distance(x, y, n_subsets=4, subset_size=20, seed=2)
+    assert metrics.kernel_inception_distance(x, y, n_subsets=4, subset_size=1000, seed=2) == metrics.kernel_inception_distance(
+        x, y, n_subsets=4, subset_size=20, seed=2
+    )
     assert np.isnan(metrics.kernel_inception_distance(x, y, n_subsets=1, subset_size=5)[1])
 
 
@@ -276,12 +268,10 @@ def test_kid_errors():
 def test_energy_distance_exact_values():
     # Point masses at a and b: 2 |a - b| (within terms vanish), in any dimension.
     a, b = np.array([1.0, 2.0, 2.0]), np.array([-1.0, 0.0, 1.0])
-    assert metrics.energy_distance(np.tile(a, (4, 1)), np.tile(b, (3, 1))) == pytest.approx(
-        2 * 3.0, rel=1e-12)
+    assert metrics.energy_distance(np.tile(a, (4, 1)), np.tile(b, (3, 1))) == pytest.approx(2 * 3.0, rel=1e-12)
     # x = {0, 2}, y = {1, 3}: cross mean (1 + 3 + 1 + 1)/4 = 1.5, within means 2 and 2:
     # 3 - 4 = -1 (the unbiased estimate can be negative).
-    assert metrics.energy_distance(np.array([[0.0], [2.0]]),
-                                   np.array([[1.0], [3.0]])) == pytest.approx(-1.0, rel=1e-12)
+    assert metrics.energy_distance(np.array([[0.0], [2.0]]), np.array([[1.0], [3.0]])) == pytest.approx(-1.0, rel=1e-12)
 
 
 def test_energy_distance_of_gaussian_and_point_mass():
@@ -289,8 +279,7 @@ def test_energy_distance_of_gaussian_and_point_mass():
     # X ~ N(0, 1) against the point mass at c: 2 E|X - c| - E|X - X'| with
     # E|X - c| = c (2 Phi(c) - 1) + 2 phi(c) and E|X - X'| = 2 / sqrt(pi).
     c = 1.0
-    exact = (2 * (c * (2 * scipy_stats.norm.cdf(c) - 1) + 2 * scipy_stats.norm.pdf(c))
-             - 2 / np.sqrt(np.pi))  # ~1.205
+    exact = 2 * (c * (2 * scipy_stats.norm.cdf(c) - 1) + 2 * scipy_stats.norm.pdf(c)) - 2 / np.sqrt(np.pi)  # ~1.205
     x = np.random.default_rng(3).standard_normal((4000, 1))
     # Over 50 seeds the estimate with 2000 points had standard deviation 0.037, so ~0.026 here;
     # the tolerance is about 4 of those.
@@ -300,18 +289,16 @@ def test_energy_distance_of_gaussian_and_point_mass():
 def test_energy_distance_at_noise_floor_and_shifted_far_above():
     rng = np.random.default_rng(11)
     reference = rng.standard_normal((4000, 2))
-    floor_mean, floor_std = metrics.two_sample_noise_floor(metrics.energy_distance, reference,
-                                                           1000, n_repeats=10, seed=0)
+    floor_mean, floor_std = metrics.two_sample_noise_floor(metrics.energy_distance, reference, 1000, n_repeats=10, seed=0)
     assert abs(floor_mean) < 2 * floor_std  # the estimate is unbiased
     same = metrics.energy_distance(rng.standard_normal((1000, 2)), reference[:1000])
-    shifted = metrics.energy_distance(rng.standard_normal((1000, 2)) + [0.5, 0.0],
-                                      reference[:1000])
+    shifted = metrics.energy_distance(rng.standard_normal((1000, 2)) + [0.5, 0.0], reference[:1000])
     assert abs(same - floor_mean) < 4 * floor_std
     assert shifted > floor_mean + 20 * floor_std
     # Torch tensors and images are accepted and flattened.
-    assert metrics.energy_distance(torch.from_numpy(reference[:50]).reshape(50, 1, 2),
-                                   reference[50:100].reshape(50, 1, 2)) == pytest.approx(
-        metrics.energy_distance(reference[:50], reference[50:100]), rel=1e-12)
+    assert metrics.energy_distance(
+        torch.from_numpy(reference[:50]).reshape(50, 1, 2), reference[50:100].reshape(50, 1, 2)
+    ) == pytest.approx(metrics.energy_distance(reference[:50], reference[50:100]), rel=1e-12)
 
 
 def test_two_sample_noise_floor_uses_disjoint_parts_of_the_requested_sizes():
@@ -331,10 +318,10 @@ def test_two_sample_noise_floor_uses_disjoint_parts_of_the_requested_sizes():
     assert not np.array_equal(seen[0][0], seen[1][0])
     # Seeded, and the existing sliced Wasserstein floor is the special case m = n.
     data = np.random.default_rng(0).standard_normal((100, 2))
-    assert metrics.two_sample_noise_floor(metrics.energy_distance, data, 20, seed=4) == \
-        metrics.two_sample_noise_floor(metrics.energy_distance, data, 20, seed=4)
-    assert np.isnan(metrics.two_sample_noise_floor(metrics.energy_distance, data, 20,
-                                                   n_repeats=1)[1])
+    assert metrics.two_sample_noise_floor(metrics.energy_distance, data, 20, seed=4) == metrics.two_sample_noise_floor(
+        metrics.energy_distance, data, 20, seed=4
+    )
+    assert np.isnan(metrics.two_sample_noise_floor(metrics.energy_distance, data, 20, n_repeats=1)[1])
 
 
 @pytest.mark.parametrize("kwargs", [dict(n=0), dict(n=20), dict(n=10, m=11), dict(n=5, m=0)])
@@ -345,8 +332,7 @@ def test_two_sample_noise_floor_size_errors(kwargs):
 
 def test_two_sample_noise_floor_repeat_error():
     with pytest.raises(ValueError, match="n_repeats"):
-        metrics.two_sample_noise_floor(metrics.energy_distance, np.zeros((20, 2)), 5,
-                                       n_repeats=0)
+        metrics.two_sample_noise_floor(metrics.energy_distance, np.zeros((20, 2)), 5, n_repeats=0)
 
 
 # -- precision and recall ----------------------------------------------------------------------
@@ -379,13 +365,13 @@ def test_distance_blocks_give_the_same_results_as_one_block(rng, monkeypatch):
     a, b = rng.standard_normal((23, 4)), rng.standard_normal((17, 4))
     blocks = list(metrics._squared_distance_blocks(a, b, max_entries=40))
     assert len(blocks) == 12 and all(block.shape[0] <= 2 for _, _, block in blocks)
-    np.testing.assert_allclose(np.vstack([block for _, _, block in blocks]),
-                               ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2), rtol=1e-10)
+    np.testing.assert_allclose(
+        np.vstack([block for _, _, block in blocks]), ((a[:, None, :] - b[None, :, :]) ** 2).sum(axis=2), rtol=1e-10
+    )
     x, y = rng.standard_normal((60, 3)), rng.standard_normal((50, 3)) + 0.2
     one_block = metrics.energy_distance(x, y), metrics.precision_recall(x, y)
     original = metrics._squared_distance_blocks
-    monkeypatch.setattr(metrics, "_squared_distance_blocks",
-                        lambda a, b: original(a, b, max_entries=130))
+    monkeypatch.setattr(metrics, "_squared_distance_blocks", lambda a, b: original(a, b, max_entries=130))
     assert metrics.energy_distance(x, y) == pytest.approx(one_block[0], rel=1e-12)
     assert metrics.precision_recall(x, y) == one_block[1]
 
@@ -418,8 +404,9 @@ def test_mean_confidence_interval_by_hand():
     assert mean == 2.5
     assert half_width == pytest.approx(3.182446305284263 * np.sqrt(5 / 3) / 2, rel=1e-9)
     # 90%: t_{0.95, 3} = 2.353363435.
-    assert metrics.mean_confidence_interval(torch.tensor([1.0, 2.0, 3.0, 4.0]), level=0.9)[1] == \
-        pytest.approx(2.353363434801823 * np.sqrt(5 / 3) / 2, rel=1e-9)
+    assert metrics.mean_confidence_interval(torch.tensor([1.0, 2.0, 3.0, 4.0]), level=0.9)[1] == pytest.approx(
+        2.353363434801823 * np.sqrt(5 / 3) / 2, rel=1e-9
+    )
     mean, half_width = metrics.mean_confidence_interval([3.0])
     assert mean == 3.0 and np.isnan(half_width)
     with pytest.raises(ValueError, match="at least one"):

@@ -145,12 +145,16 @@ def test_sinusoidal_embedding_formula():
     torch.testing.assert_close(emb, torch.cat([torch.sin(arg), torch.cos(arg)], dim=1).float())
 
 
-@pytest.mark.parametrize("build", [
-    lambda: GaussianFourierProjection(0),
-    lambda: GaussianFourierProjection(8, scale=0.0),
-    lambda: sinusoidal_embedding(torch.zeros(2), 7),
-    lambda: sinusoidal_embedding(torch.zeros(2), 2),
-], ids=["fourier_size", "fourier_scale", "sinusoidal_odd", "sinusoidal_small"])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: GaussianFourierProjection(0),
+        lambda: GaussianFourierProjection(8, scale=0.0),
+        lambda: sinusoidal_embedding(torch.zeros(2), 7),
+        lambda: sinusoidal_embedding(torch.zeros(2), 2),
+    ],
+    ids=["fourier_size", "fourier_scale", "sinusoidal_odd", "sinusoidal_small"],
+)
 def test_bad_embedding_sizes_raise(build):
     with pytest.raises(ValueError):
         build()

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from scoresde import oracle, samplers
-from scoresde.sde_lib import VESDE, VPSDE, CosineVPSDE, EDMSDE, subVPSDE
+from scoresde.sde_lib import EDMSDE, VESDE, VPSDE, CosineVPSDE, subVPSDE
 
 SDES = {"vp": VPSDE(), "subvp": subVPSDE(), "ve": VESDE(sigma_max=20.0), "cosine": CosineVPSDE(), "edm": EDMSDE(sigma_max=20.0)}
 EPS = 1e-3
@@ -34,15 +34,18 @@ ORDERS = [
 
 def flow_error(name, sde, steps, x_T, **options):
     exact = TARGET.flow(x_T, sde.T, EPS, sde)
-    x, info = samplers.sample(name, sde, TARGET.score_fn(sde), x_T=x_T, steps=steps, eps=EPS,
-                              denoise=False, time_grid="karras", **options)
+    x, info = samplers.sample(
+        name, sde, TARGET.score_fn(sde), x_T=x_T, steps=steps, eps=EPS, denoise=False, time_grid="karras", **options
+    )
     return (x - exact).pow(2).mean().sqrt().item(), info
 
 
 @pytest.fixture(scope="module")
 def x_T_by_sde():
-    return {k: sde.prior_sampling((128, 3), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-            for k, sde in SDES.items()}
+    return {
+        k: sde.prior_sampling((128, 3), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        for k, sde in SDES.items()
+    }
 
 
 @pytest.mark.parametrize("sde_name", SDES)
@@ -56,7 +59,10 @@ def test_fixed_step_solvers_converge_with_their_order(x_T_by_sde, sde_name, name
     assert order + tolerance[0] < slope < order + tolerance[1], f"{name} on {sde_name}: errors {errors}, slope {slope:.2f}"
 
 
-@pytest.mark.parametrize("name, per_step", [("ode_euler", 1), ("ddim", 1), ("heun", 2), ("dpmpp_2m", 1), ("dpmpp_3m", 1), ("ipndm", 1), ("lms", 1), ("unipc", 1)])
+@pytest.mark.parametrize(
+    "name, per_step",
+    [("ode_euler", 1), ("ddim", 1), ("heun", 2), ("dpmpp_2m", 1), ("dpmpp_3m", 1), ("ipndm", 1), ("lms", 1), ("unipc", 1)],
+)
 def test_fixed_step_nfe_is_exact(x_T_by_sde, name, per_step):
     _, info = flow_error(name, SDES["vp"], 7, x_T_by_sde["vp"])
     assert info["nfe"] == 7 * per_step
@@ -79,9 +85,13 @@ def test_adaptive_per_sample_accuracy_does_not_depend_on_the_batch(x_T_by_sde):
     """A sample solved alone and inside a batch meets the same tolerance."""
     sde, x_T = SDES["ve"], x_T_by_sde["ve"]
     exact = TARGET.flow(x_T, sde.T, EPS, sde)
-    x_batch, _ = samplers.sample("probability_flow", sde, TARGET.score_fn(sde), x_T=x_T, eps=EPS, denoise=False, rtol=1e-6, atol=1e-6)
+    x_batch, _ = samplers.sample(
+        "probability_flow", sde, TARGET.score_fn(sde), x_T=x_T, eps=EPS, denoise=False, rtol=1e-6, atol=1e-6
+    )
     for j in (0, 5, 17):
-        x_one, _ = samplers.sample("probability_flow", sde, TARGET.score_fn(sde), x_T=x_T[j : j + 1], eps=EPS, denoise=False, rtol=1e-6, atol=1e-6)
+        x_one, _ = samplers.sample(
+            "probability_flow", sde, TARGET.score_fn(sde), x_T=x_T[j : j + 1], eps=EPS, denoise=False, rtol=1e-6, atol=1e-6
+        )
         scale = exact[j].abs().max().item() + 1
         assert (x_one[0] - exact[j]).abs().max().item() < 1e-4 * scale
         assert (x_batch[j] - exact[j]).abs().max().item() < 1e-4 * scale
@@ -98,18 +108,30 @@ def test_scipy_backend_agrees_with_torchdiffeq(x_T_by_sde):
     assert info["nfe"] > 0
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"method": "rk4"}, "unknown method"),
-    ({"backend": "julia"}, "unknown backend"),
-    ({"rtol": 0.0}, "rtol and atol must be > 0"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"method": "rk4"}, "unknown method"),
+        ({"backend": "julia"}, "unknown backend"),
+        ({"rtol": 0.0}, "rtol and atol must be > 0"),
+    ],
+)
 def test_adaptive_rejects_bad_options(options, message):
     sde = SDES["vp"]
     with pytest.raises(ValueError, match=message):
         samplers.sample("probability_flow", sde, TARGET.score_fn(sde), (2, 3), **options)
 
 
-@pytest.mark.parametrize("name, options", [("dpm_solver", {}), ("lms", {"max_order": 5}), ("ipndm", {"max_order": 0}), ("unipc", {"predictor_order": 4}), ("unipc", {"interpolate_in": "t"})])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("dpm_solver", {}),
+        ("lms", {"max_order": 5}),
+        ("ipndm", {"max_order": 0}),
+        ("unipc", {"predictor_order": 4}),
+        ("unipc", {"interpolate_in": "t"}),
+    ],
+)
 def test_bad_names_and_orders_raise(name, options):
     sde = SDES["vp"]
     with pytest.raises(ValueError):
@@ -138,12 +160,16 @@ def test_lms_coefficients_are_adams_bashforth_on_equal_steps():
     assert math.isclose(sum(ci * (3 * n**2 + 1) for ci, n in zip(c, nodes)), (1.9**3 + 1.9) - (0.7**3 + 0.7), rel_tol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["ode_euler", "ddim", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "lms", "unipc", "ancestral", "euler_maruyama"])
+@pytest.mark.parametrize(
+    "name", ["ode_euler", "ddim", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "lms", "unipc", "ancestral", "euler_maruyama"]
+)
 def test_a_vp_grid_ending_at_zero_noise_is_finite_and_close_to_the_flow(x_T_by_sde, name):
     """VP reaches sigma = 0 at t = 0; solvers must step there without dividing by zero."""
     sde, x_T = SDES["vp"], x_T_by_sde["vp"]
     grid = torch.cat([samplers.get_time_grid("log_snr", sde, 40, 1e-3), torch.zeros(1, dtype=torch.float64)])
-    x, info = samplers.sample(name, sde, TARGET.score_fn(sde), x_T=x_T, time_grid=grid, generator=torch.Generator().manual_seed(0))
+    x, info = samplers.sample(
+        name, sde, TARGET.score_fn(sde), x_T=x_T, time_grid=grid, generator=torch.Generator().manual_seed(0)
+    )
     assert torch.isfinite(x).all()
     assert info["nfe"] <= 41 * 2  # no Tweedie step at sigma = 0
     if name not in ("ancestral", "euler_maruyama"):
@@ -168,14 +194,18 @@ def test_extrapolated_denoising_reaches_zero_noise_more_accurately_than_tweedie(
     exact = zero_noise_flow(x_T, sde)
     errors, nfes = {}, {}
     for mode in ("tweedie", "extrapolate"):
-        x, info = samplers.sample(name, sde, TARGET.score_fn(sde), x_T=x_T, steps=steps, eps=1e-5, denoise=mode, time_grid="karras")
+        x, info = samplers.sample(
+            name, sde, TARGET.score_fn(sde), x_T=x_T, steps=steps, eps=1e-5, denoise=mode, time_grid="karras"
+        )
         errors[mode] = (x - exact).pow(2).mean().sqrt().item()
         nfes[mode] = info["nfe"]
     assert nfes["tweedie"] == nfes["extrapolate"]
     assert errors["extrapolate"] < errors["tweedie"] / 3, errors
 
 
-@pytest.mark.parametrize("name", ["euler_maruyama", "ancestral", "predictor_corrector", "annealed_langevin", "reverse_diffusion", "probability_flow"])
+@pytest.mark.parametrize(
+    "name", ["euler_maruyama", "ancestral", "predictor_corrector", "annealed_langevin", "reverse_diffusion", "probability_flow"]
+)
 def test_extrapolated_denoising_is_refused_for_other_samplers(name):
     sde = SDES["vp"]
     with pytest.raises(ValueError, match="deterministic sampler"):
@@ -212,5 +242,8 @@ def test_s_adams_weights_integrate_polynomials_in_s_exactly():
     # The step to zero noise (r = 0) extrapolates D to s = 0.
     to_zero = SimpleNamespace(s=[0.9, 0.5, 0.0])
     weights = s_adams_weights(to_zero, 1, [1, 0])
-    assert math.isclose(sum(w * poly(to_zero.s[j]) for w, j in zip(weights, [1, 0])) + 0.0,
-                        poly(0.5) + (poly(0.5) - poly(0.9)) / (0.5 - 0.9) * (0.0 - 0.5), rel_tol=1e-12)
+    assert math.isclose(
+        sum(w * poly(to_zero.s[j]) for w, j in zip(weights, [1, 0])) + 0.0,
+        poly(0.5) + (poly(0.5) - poly(0.9)) / (0.5 - 0.9) * (0.0 - 0.5),
+        rel_tol=1e-12,
+    )

@@ -36,9 +36,7 @@ MIX3 = {
 
 
 def _build(params) -> GaussianMixture:
-    return GaussianMixture(
-        torch.tensor(params["weights"]), torch.tensor(params["means"]), torch.tensor(params["stds"])
-    )
+    return GaussianMixture(torch.tensor(params["weights"]), torch.tensor(params["means"]), torch.tensor(params["stds"]))
 
 
 def _full_stds(params) -> np.ndarray:
@@ -98,8 +96,7 @@ def _assert_moments(x: torch.Tensor, mean, var, n_se: float = 5.0) -> None:
 # --- densities and scores --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("make_mixture", [lambda: _build(MIX2), lambda: _build(MIX3), _image_mixture],
-                         ids=["2d", "3d", "image"])
+@pytest.mark.parametrize("make_mixture", [lambda: _build(MIX2), lambda: _build(MIX3), _image_mixture], ids=["2d", "3d", "image"])
 def test_score_is_the_gradient_of_log_prob(forward_sde, make_mixture):
     mixture = make_mixture()
     generator = torch.Generator().manual_seed(0)
@@ -147,10 +144,13 @@ def test_responsibilities_are_bayes_posteriors(forward_sde):
     x = torch.randn((20, 3), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     alpha, sigma = _scales(forward_sde, 0.3)
     weights = MIX3["weights"] / MIX3["weights"].sum()
-    joint = np.stack([
-        w * scipy.stats.multivariate_normal(alpha * mu, (alpha**2 * s**2 + sigma**2) * np.eye(3)).pdf(x.numpy())
-        for w, mu, s in zip(weights, MIX3["means"], MIX3["stds"])
-    ], axis=1)
+    joint = np.stack(
+        [
+            w * scipy.stats.multivariate_normal(alpha * mu, (alpha**2 * s**2 + sigma**2) * np.eye(3)).pdf(x.numpy())
+            for w, mu, s in zip(weights, MIX3["means"], MIX3["stds"])
+        ],
+        axis=1,
+    )
     r = mixture.responsibilities(x, forward_sde, 0.3)
     torch.testing.assert_close(r, torch.from_numpy(joint / joint.sum(1, keepdims=True)), rtol=1e-9, atol=1e-12)
 
@@ -190,9 +190,7 @@ def test_single_gaussian_has_the_closed_form_score_and_posterior_mean(forward_sd
         score = -(x.numpy() - alpha * m) / v
         posterior_mean = m + alpha * s**2 / v * (x.numpy() - alpha * m)
         torch.testing.assert_close(oracle.score(x, t, forward_sde), torch.from_numpy(score), rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(
-            oracle.denoiser(x, t, forward_sde), torch.from_numpy(posterior_mean), rtol=1e-12, atol=1e-12
-        )
+        torch.testing.assert_close(oracle.denoiser(x, t, forward_sde), torch.from_numpy(posterior_mean), rtol=1e-12, atol=1e-12)
 
 
 # --- moments and samples ---------------------------------------------------------------------------
@@ -350,8 +348,14 @@ def test_bad_inputs_raise():
         mixture.sample(-1)
     with pytest.raises(ValueError, match="no closed form"):
         mixture.flow(torch.zeros(5, 2), 0.1, 0.5, sde)
-    for bad in [lambda: ring(0), lambda: ring(radius=-1.0), lambda: stiff(min_std=0.0),
-                lambda: stiff(min_std=0.5, max_std=0.1), lambda: stiff(dim=0), lambda: gaussian(0.0, 1.0)]:
+    for bad in [
+        lambda: ring(0),
+        lambda: ring(radius=-1.0),
+        lambda: stiff(min_std=0.0),
+        lambda: stiff(min_std=0.5, max_std=0.1),
+        lambda: stiff(dim=0),
+        lambda: gaussian(0.0, 1.0),
+    ]:
         with pytest.raises(ValueError):
             bad()
 

@@ -19,31 +19,57 @@ def test_an_installed_wheel_trains_and_samples_from_another_directory(tmp_path):
     file (nothing is downloaded); scoresde itself comes from the wheel alone."""
     source, wheels = tmp_path / "source", tmp_path / "wheels"  # built from a copy: the checkout gets no build/ folder
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", "runs", "build", "*.egg-info", "__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
-                    str(source)], check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(source)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     (wheel,) = wheels.glob("scoresde-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     (site / "borrowed_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
-                   check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     shutil.copy(ROOT / "configs" / "toy_vp.py", elsewhere / "my_config.py")  # it imports only the package
-    where = subprocess.run([str(python), "-c", "import scoresde; print(scoresde.__file__)"], cwd=elsewhere,
-                           capture_output=True, text=True, check=True).stdout.strip()
+    where = subprocess.run(
+        [str(python), "-c", "import scoresde; print(scoresde.__file__)"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert Path(where).is_relative_to(site), where
     command = [str(venv / "bin" / "scoresde"), "--config=my_config.py", "--workdir=run", *cli_overrides()]
     for mode in ("train", "sample"):
         result = subprocess.run([*command, f"--mode={mode}"], cwd=elsewhere, capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
-    assert (elsewhere / "run" / "quality.json").exists() and (elsewhere / "run" / "sample" / "euler_maruyama" / "samples.npz").exists()
-    module = subprocess.run([str(python), "-m", "scoresde", "--config=my_config.py", "--workdir=run", "--mode=nope"],
-                            cwd=elsewhere, capture_output=True, text=True, timeout=300)
+    assert (elsewhere / "run" / "quality.json").exists() and (
+        elsewhere / "run" / "sample" / "euler_maruyama" / "samples.npz"
+    ).exists()
+    module = subprocess.run(
+        [str(python), "-m", "scoresde", "--config=my_config.py", "--workdir=run", "--mode=nope"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert module.returncode != 0 and "--mode" in module.stderr and "train" in module.stderr
 
 

@@ -15,8 +15,9 @@ def points():
 
 def test_scatter_one_and_two_panels(tmp_path, points):
     single = plotting.save_scatter(tmp_path / "a" / "single.png", points, title="samples")
-    double = plotting.save_scatter(tmp_path / "b" / "double.png", torch.from_numpy(points),
-                                   reference=points + 1.0, limits=(-4.0, 4.0))
+    double = plotting.save_scatter(
+        tmp_path / "b" / "double.png", torch.from_numpy(points), reference=points + 1.0, limits=(-4.0, 4.0)
+    )
     with Image.open(single) as image_single, Image.open(double) as image_double:
         assert image_single.format == "PNG" and image_double.format == "PNG"
         width_single, height_single = image_single.size
@@ -32,12 +33,15 @@ def test_scatter_ignores_non_finite_samples(tmp_path, points):
     assert path.stat().st_size > 0
 
 
-@pytest.mark.parametrize("samples, reference", [
-    (np.zeros((10, 3)), None),
-    (np.zeros(10), None),
-    (np.zeros((0, 2)), None),
-    (np.zeros((10, 2)), np.zeros((10, 2, 1))),
-])
+@pytest.mark.parametrize(
+    "samples, reference",
+    [
+        (np.zeros((10, 3)), None),
+        (np.zeros(10), None),
+        (np.zeros((0, 2)), None),
+        (np.zeros((10, 2)), np.zeros((10, 2, 1))),
+    ],
+)
 def test_scatter_shape_errors(tmp_path, samples, reference):
     with pytest.raises(ValueError, match=r"shape \(n, 2\)"):
         plotting.save_scatter(tmp_path / "bad.png", samples, reference)
@@ -78,8 +82,7 @@ def test_image_grid_rgb_default_layout(tmp_path):
 
 
 def test_image_grid_explicit_scale(tmp_path):
-    path = plotting.save_image_grid(tmp_path / "small.png", np.ones((4, 1, 8, 6)), nrow=4,
-                                    scale=1)
+    path = plotting.save_image_grid(tmp_path / "small.png", np.ones((4, 1, 8, 6)), nrow=4, scale=1)
     with Image.open(path) as picture:
         assert picture.size == (4 * 7 + 1, 9 + 1)
 
@@ -95,15 +98,17 @@ def test_image_grid_bad_nrow(tmp_path):
         plotting.save_image_grid(tmp_path / "bad.png", np.zeros((2, 1, 8, 8)), nrow=0)
 
 
-@pytest.mark.parametrize("losses", [
-    np.linspace(2.0, 0.1, 300),
-    np.linspace(1.0, -1.0, 300),
-    np.array([1.0, np.nan, 0.5, np.inf, 0.2]),
-])
+@pytest.mark.parametrize(
+    "losses",
+    [
+        np.linspace(2.0, 0.1, 300),
+        np.linspace(1.0, -1.0, 300),
+        np.array([1.0, np.nan, 0.5, np.inf, 0.2]),
+    ],
+)
 def test_loss_curve(tmp_path, losses):
     steps = np.arange(len(losses)) * 10
-    path = plotting.save_loss_curve(tmp_path / "curves" / "loss.png", steps, losses,
-                                    title="loss")
+    path = plotting.save_loss_curve(tmp_path / "curves" / "loss.png", steps, losses, title="loss")
     with Image.open(path) as picture:
         assert picture.format == "PNG" and picture.size == (600, 400)
 

@@ -21,7 +21,7 @@ def block_with(marker: str) -> str:
 
 def test_library_example_runs(capsys):
     namespace: dict = {}
-    exec(compile(block_with('make_toy'), "README.md", "exec"), namespace)
+    exec(compile(block_with("make_toy"), "README.md", "exec"), namespace)
     x, info = namespace["x"], namespace["info"]
     assert x.shape == (500, 2) and torch.isfinite(x).all()
     assert info["nfe"] == 501
@@ -38,7 +38,7 @@ def test_sampler_example_runs(capsys):
 
 def test_user_defined_sde_example_runs(capsys):
     namespace: dict = {}
-    exec(compile(block_with('from scoresde.sde_lib import SDE'), "README.md", "exec"), namespace)
+    exec(compile(block_with("from scoresde.sde_lib import SDE"), "README.md", "exec"), namespace)
     assert namespace["info"]["nfe"] == 20
     x = namespace["x"]
     assert x.shape == (1000, 2) and torch.isfinite(x).all()
@@ -49,7 +49,7 @@ def test_user_defined_sde_example_runs(capsys):
 
 def test_benchmark_example_runs(capsys):
     namespace: dict = {}
-    exec(compile(block_with('from scoresde import VPSDE, benchmark, oracle'), "README.md", "exec"), namespace)
+    exec(compile(block_with("from scoresde import VPSDE, benchmark, oracle"), "README.md", "exec"), namespace)
     rows = {(r["sampler"], r["nfe"]): r for r in namespace["benchmark"].summarize(namespace["records"], ["flow_rms"])}
     assert set(rows) == {("my_euler", 10), ("my_euler", 20), ("dpmpp_2m", 10), ("dpmpp_2m", 20)}
     assert rows["dpmpp_2m", 20]["flow_rms"] < rows["my_euler", 20]["flow_rms"]  # second order beats Euler
@@ -59,7 +59,7 @@ def test_benchmark_example_runs(capsys):
 
 def test_likelihood_example_runs(capsys):
     namespace: dict = {}
-    exec(compile(block_with('from scoresde import likelihood'), "README.md", "exec"), namespace)
+    exec(compile(block_with("from scoresde import likelihood"), "README.md", "exec"), namespace)
     logp, true = namespace["logp"], namespace["true"]
     assert (logp - true).abs().max() < 0.05  # the p_T-vs-prior mismatch; the solver's own error is far below
     assert namespace["z"].shape == (64, 2)
@@ -68,7 +68,7 @@ def test_likelihood_example_runs(capsys):
 
 def test_controllable_example_runs(capsys):
     namespace: dict = {}
-    exec(compile(block_with('from scoresde import controllable, samplers'), "README.md", "exec"), namespace)
+    exec(compile(block_with("from scoresde import controllable, samplers"), "README.md", "exec"), namespace)
     assert float(namespace["in_class"].double().mean()) > 0.99
     replaced, particles = namespace["replaced"], namespace["particles"]
     assert float((particles[0, :, 1] > 0).double().mean()) > 0.97 > float((replaced[:, 1] > 0).double().mean())

@@ -14,9 +14,19 @@ from scoresde.distributed import Context
 from scoresde.models.mlp import ScoreMLP
 from tests.helpers import tiny_config
 
-DIGITS = {"data.dataset": "digits", "training.n_steps": 3, "classifier.n_steps": 4, "classifier.batch_size": 32,
-          "classifier.width": 16, "classifier.depth": 1, "classifier.embed_dim": 16, "classifier.checkpoint_freq": 2,
-          "controllable.n_images": 5, "controllable.n_per_class": 2, "controllable.scales": "0,2"}
+DIGITS = {
+    "data.dataset": "digits",
+    "training.n_steps": 3,
+    "classifier.n_steps": 4,
+    "classifier.batch_size": 32,
+    "classifier.width": 16,
+    "classifier.depth": 1,
+    "classifier.embed_dim": 16,
+    "classifier.checkpoint_freq": 2,
+    "controllable.n_images": 5,
+    "controllable.n_per_class": 2,
+    "controllable.scales": "0,2",
+}
 
 
 def test_class_conditional_mlp_label_changes_only_its_own_example():
@@ -72,8 +82,16 @@ def test_classifier_guidance_and_inpainting_modes_end_to_end(tmp_path):
     assert len(summary["results"]) == 2 and (tmp_path / "conditional" / "classifier_scale0.png").exists()
 
     for method in ("replacement", "smc"):
-        cfg = tiny_config(**{**DIGITS, "controllable.method": method, "controllable.particles": 3, "sampling.sampler": "ddim",
-                                       "sampling.steps": 3, "controllable.mask": "top_half"})
+        cfg = tiny_config(
+            **{
+                **DIGITS,
+                "controllable.method": method,
+                "controllable.particles": 3,
+                "sampling.sampler": "ddim",
+                "sampling.steps": 3,
+                "controllable.mask": "top_half",
+            }
+        )
         summary = run_controllable.inpaint(cfg, tmp_path)
         out = tmp_path / "inpaint" / ("smc_3" if method == "smc" else "ddim")
         results = np.load(out / "results.npz")
@@ -94,8 +112,18 @@ def test_colorize_mode_end_to_end(tmp_path):
     assert summary["max_gray_error"] < 1e-4 and summary["nfe"] == 4  # float32 round-off of the colour rotation
     assert summary["hue_agreement"]["originals"] == 1.0 and 0 <= summary["hue_agreement"]["colorized"] <= 1
     assert json.loads((out / "summary.json").read_text()) == summary
-    smc = run_controllable.colorize(tiny_config(**{**DIGITS, "data.dataset": "colored_digits", "controllable.method": "smc",
-                                                   "controllable.particles": 3, "sampling.steps": 3}), tmp_path)
+    smc = run_controllable.colorize(
+        tiny_config(
+            **{
+                **DIGITS,
+                "data.dataset": "colored_digits",
+                "controllable.method": "smc",
+                "controllable.particles": 3,
+                "sampling.steps": 3,
+            }
+        ),
+        tmp_path,
+    )
     assert np.load(tmp_path / "colorize" / "smc_3" / "results.npz")["colorized"].shape == (5, 3, 8, 8)
     assert smc["sampler"] == "smc_ancestral" and smc["max_gray_error"] < 1e-4  # the gray image is kept
     with pytest.raises(ValueError, match="RGB images"):

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from scoresde import metrics, oracle, samplers
-from scoresde.sde_lib import VESDE, VPSDE, CosineVPSDE, EDMSDE, subVPSDE
+from scoresde.sde_lib import EDMSDE, VESDE, VPSDE, CosineVPSDE, subVPSDE
 
 TARGET = oracle.GaussianMixture(
     weights=torch.tensor([0.5, 0.3, 0.2]),
@@ -79,8 +79,9 @@ def test_sampler_reaches_the_exact_mixture(name, sde_name, noise_floor):
         # The cosine schedule's prior end lies at log-SNR -17 (linear VP: -10), where the default
         # grids spend a share of their steps; 25 steps leave the narrowest component 5-15% too wide.
         steps *= 2
-    x, info = samplers.sample(name, sde, TARGET.score_fn(sde), (N, 2), steps=steps,
-                              generator=torch.Generator().manual_seed(0), **options)
+    x, info = samplers.sample(
+        name, sde, TARGET.score_fn(sde), (N, 2), steps=steps, generator=torch.Generator().manual_seed(0), **options
+    )
     assert_matches_target(x, f"{name}/{sde_name}")
     reference, floor = noise_floor
     distance = metrics.sliced_wasserstein(x, reference, n_projections=128)
@@ -92,8 +93,9 @@ def test_a_wrong_score_fails_the_same_checks(name):
     sde = SDES["vp"]
     steps, options = SAMPLERS[name]
     exact = TARGET.score_fn(sde)
-    x, _ = samplers.sample(name, sde, lambda x, t: 0.8 * exact(x, t), (N, 2), steps=steps,
-                           generator=torch.Generator().manual_seed(0), **options)
+    x, _ = samplers.sample(
+        name, sde, lambda x, t: 0.8 * exact(x, t), (N, 2), steps=steps, generator=torch.Generator().manual_seed(0), **options
+    )
     with pytest.raises(AssertionError):
         assert_matches_target(x, name)
 
@@ -102,8 +104,14 @@ def test_a_wrong_score_fails_the_same_checks(name):
 @pytest.mark.parametrize("steps", [1, 2, 3])
 def test_no_sampler_returns_nan_at_few_steps(name, steps):
     for sde in SDES.values():
-        x, _ = samplers.sample(name, sde, TARGET.score_fn(sde), (64, 2), steps=None if name == "probability_flow" else steps,
-                               generator=torch.Generator().manual_seed(0))
+        x, _ = samplers.sample(
+            name,
+            sde,
+            TARGET.score_fn(sde),
+            (64, 2),
+            steps=None if name == "probability_flow" else steps,
+            generator=torch.Generator().manual_seed(0),
+        )
         assert torch.isfinite(x).all(), f"{name}, {steps} steps, {type(sde).__name__}"
 
 
@@ -123,19 +131,28 @@ def test_samplers_keep_image_shapes_and_dtypes(name, dtype):
     sde = SDES["vp"]
     image_target = oracle.gaussian(torch.zeros(1, 4, 4), 0.5)
     x_T = sde.prior_sampling((3, 1, 4, 4), generator=torch.Generator().manual_seed(0), dtype=dtype)
-    x, _ = samplers.sample(name, sde, image_target.score_fn(sde), x_T=x_T, steps=None if name == "probability_flow" else 4,
-                           generator=torch.Generator().manual_seed(0))
+    x, _ = samplers.sample(
+        name,
+        sde,
+        image_target.score_fn(sde),
+        x_T=x_T,
+        steps=None if name == "probability_flow" else 4,
+        generator=torch.Generator().manual_seed(0),
+    )
     assert x.shape == x_T.shape and x.dtype == dtype and torch.isfinite(x).all()
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"predictor": "leapfrog"}, "unknown predictor"),
-    ({"corrector": "hmc"}, "unknown corrector"),
-    ({"order": "sideways"}, "unknown order"),
-    ({"snr": -1.0}, "snr must be > 0"),
-    ({"corrector_steps": 0}, "corrector_steps must be"),
-    ({"step_rule": "magic"}, "unknown step_rule"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"predictor": "leapfrog"}, "unknown predictor"),
+        ({"corrector": "hmc"}, "unknown corrector"),
+        ({"order": "sideways"}, "unknown order"),
+        ({"snr": -1.0}, "snr must be > 0"),
+        ({"corrector_steps": 0}, "corrector_steps must be"),
+        ({"step_rule": "magic"}, "unknown step_rule"),
+    ],
+)
 def test_predictor_corrector_rejects_bad_options(options, message):
     sde = SDES["vp"]
     with pytest.raises(ValueError, match=message):
@@ -146,8 +163,16 @@ def test_predictor_corrector_orders_and_predictors_all_sample_the_target():
     sde = SDES["ve"]
     for predictor in ("reverse_diffusion", "euler_maruyama", "ancestral"):
         for order in ("corrector_first", "predictor_first"):
-            x, info = samplers.sample("predictor_corrector", sde, TARGET.score_fn(sde), (N, 2), steps=250,
-                                      generator=torch.Generator().manual_seed(0), predictor=predictor, order=order)
+            x, info = samplers.sample(
+                "predictor_corrector",
+                sde,
+                TARGET.score_fn(sde),
+                (N, 2),
+                steps=250,
+                generator=torch.Generator().manual_seed(0),
+                predictor=predictor,
+                order=order,
+            )
             assert info["nfe"] == 250 * 2 + 1
             assert_matches_target(x, f"pc/{predictor}/{order}")
 
@@ -155,10 +180,24 @@ def test_predictor_corrector_orders_and_predictors_all_sample_the_target():
 def test_corrector_only_is_annealed_langevin():
     sde = SDES["vp"]
     common = dict(steps=5, generator=None, time_grid="uniform")
-    a, _ = samplers.sample("predictor_corrector", sde, TARGET.score_fn(sde), x_T=torch.ones(3, 2), predictor="none",
-                           order="predictor_first", corrector_steps=2, **{**common, "generator": torch.Generator().manual_seed(0)})
-    b, _ = samplers.sample("annealed_langevin", sde, TARGET.score_fn(sde), x_T=torch.ones(3, 2), steps_per_level=2,
-                           **{**common, "generator": torch.Generator().manual_seed(0)})
+    a, _ = samplers.sample(
+        "predictor_corrector",
+        sde,
+        TARGET.score_fn(sde),
+        x_T=torch.ones(3, 2),
+        predictor="none",
+        order="predictor_first",
+        corrector_steps=2,
+        **{**common, "generator": torch.Generator().manual_seed(0)},
+    )
+    b, _ = samplers.sample(
+        "annealed_langevin",
+        sde,
+        TARGET.score_fn(sde),
+        x_T=torch.ones(3, 2),
+        steps_per_level=2,
+        **{**common, "generator": torch.Generator().manual_seed(0)},
+    )
     assert torch.allclose(a, b)
 
 

@@ -74,9 +74,18 @@ STEPS = {"vp": 500, "subvp": 500, "ve": 1000}
 @pytest.mark.parametrize("name", DEFAULT_SDES)
 def test_euler_maruyama_with_the_exact_score_reaches_the_exact_target(name, make_generator):
     sde, n, steps = SDE_CASES[name](), 16000, STEPS[name]
-    samples, info = sample("euler_maruyama", sde, PROBLEM.score(sde), (n, 2), steps=steps, eps=EPS,
-                           denoise=True, generator=make_generator(0), x_T=None,
-                           time_grid="uniform")
+    samples, info = sample(
+        "euler_maruyama",
+        sde,
+        PROBLEM.score(sde),
+        (n, 2),
+        steps=steps,
+        eps=EPS,
+        denoise=True,
+        generator=make_generator(0),
+        x_T=None,
+        time_grid="uniform",
+    )
     assert samples.shape == (n, 2) and info["nfe"] == steps + 1
     samples = samples.double()
     target_mean, target_std = _target(sde, PROBLEM, EPS)
@@ -94,12 +103,12 @@ def test_a_wrong_score_misses_the_target(name, make_generator):
     """The same check with the score scaled by 0.5 fails, so the test above can fail."""
     sde, n, steps = SDE_CASES[name](), 16000, STEPS[name] // 2
     exact = PROBLEM.score(sde)
-    samples, info = sample("euler_maruyama", sde, lambda x, t: 0.5 * exact(x, t), (n, 2), steps=steps,
-                           eps=EPS, generator=make_generator(1))
+    samples, info = sample(
+        "euler_maruyama", sde, lambda x, t: 0.5 * exact(x, t), (n, 2), steps=steps, eps=EPS, generator=make_generator(1)
+    )
     target_mean, target_std = _target(sde, PROBLEM, EPS)
     chain_mean, chain_std = euler_maruyama_moments(sde, PROBLEM, info["time_grid"])
-    assert not _reaches_target(samples.double(), target_mean, target_std,
-                               torch.zeros_like(target_mean), 0.0)
+    assert not _reaches_target(samples.double(), target_mean, target_std, torch.zeros_like(target_mean), 0.0)
     # ... while the exact-moment recursion still describes what the sampler did.
     wrong_mean, wrong_std = euler_maruyama_moments(sde, PROBLEM, info["time_grid"], score_scale=0.5)
     assert _reaches_target(samples.double(), wrong_mean, wrong_std, torch.zeros_like(wrong_mean), 0.0)
@@ -130,8 +139,7 @@ def test_nfe_is_steps_plus_one_with_denoise(default_sde, steps, denoise, make_ge
         calls.append(t)
         return PROBLEM.score(default_sde)(x, t)
 
-    _, info = sample("euler_maruyama", default_sde, score_fn, (8, 2), steps=steps, denoise=denoise,
-                     generator=make_generator(3))
+    _, info = sample("euler_maruyama", default_sde, score_fn, (8, 2), steps=steps, denoise=denoise, generator=make_generator(3))
     assert info["nfe"] == steps + int(denoise) == len(calls)
     assert info["sampler"] == "euler_maruyama"
     grid = info["time_grid"]
@@ -160,31 +168,37 @@ def test_same_generator_seed_gives_identical_samples(default_sde, make_generator
 def test_output_dtype_is_the_dtype_of_x_T(default_sde, x_dtype, make_generator):
     x_T = default_sde.prior_sampling((16, 2), generator=make_generator(7), dtype=x_dtype)
     before = x_T.clone()
-    samples, _ = sample("euler_maruyama", default_sde, PROBLEM.score(default_sde), x_T=x_T, steps=10,
-                        generator=make_generator(8))
+    samples, _ = sample("euler_maruyama", default_sde, PROBLEM.score(default_sde), x_T=x_T, steps=10, generator=make_generator(8))
     assert samples.dtype == x_dtype and samples.shape == x_T.shape
     assert torch.equal(x_T, before)  # the initial noise is not modified in place
 
 
 def test_callback_sees_every_step(make_generator):
     seen = []
-    sample("euler_maruyama", VPSDE(), PROBLEM.score(VPSDE()), (4, 2), steps=6, generator=make_generator(9),
-           callback=lambda i, n: seen.append((i, n)))
+    sample(
+        "euler_maruyama",
+        VPSDE(),
+        PROBLEM.score(VPSDE()),
+        (4, 2),
+        steps=6,
+        generator=make_generator(9),
+        callback=lambda i, n: seen.append((i, n)),
+    )
     assert seen == [(i, 6) for i in range(6)]
 
 
 @pytest.mark.parametrize("grid_kind", TIME_GRIDS)
 @pytest.mark.parametrize("steps", [1, 2, 3])
 def test_no_nan_with_very_few_steps(sde, grid_kind, steps, seeded, make_generator):
-    x, info = sample("euler_maruyama", sde, PROBLEM.score(sde), (64, 2), steps=steps, time_grid=grid_kind,
-                     generator=make_generator(10))
+    x, info = sample(
+        "euler_maruyama", sde, PROBLEM.score(sde), (64, 2), steps=steps, time_grid=grid_kind, generator=make_generator(10)
+    )
     assert torch.all(torch.isfinite(x)) and info["nfe"] == steps + 1
     with seeded(0):
         net = ScoreMLP((2,), width=16, depth=1, embed_dim=8)
     for parameterization in ("eps", "x0", "score"):
         score_fn = NetworkScore(net, sde, parameterization=parameterization, scale_input=True)
-        x, _ = sample("euler_maruyama", sde, score_fn, (16, 2), steps=steps, time_grid=grid_kind,
-                      generator=make_generator(11))
+        x, _ = sample("euler_maruyama", sde, score_fn, (16, 2), steps=steps, time_grid=grid_kind, generator=make_generator(11))
         assert torch.all(torch.isfinite(x)), parameterization
 
 
@@ -231,12 +245,21 @@ def test_karras_grid_follows_the_rho_schedule(sde, steps):
 def test_custom_grids_are_used_as_given(default_sde, make_generator):
     custom = [1.0, 0.6, 0.2, 0.05, 0.01]
     for kind in (custom, torch.tensor(custom), tuple(custom)):
-        _, info = sample("euler_maruyama", default_sde, PROBLEM.score(default_sde), (4, 2), time_grid=kind,
-                         generator=make_generator(12))
+        _, info = sample(
+            "euler_maruyama", default_sde, PROBLEM.score(default_sde), (4, 2), time_grid=kind, generator=make_generator(12)
+        )
         torch.testing.assert_close(info["time_grid"], torch.tensor(custom, dtype=torch.float64))
         assert info["nfe"] == 5
-    _, info = sample("euler_maruyama", default_sde, PROBLEM.score(default_sde), (4, 2), time_grid=custom, steps=4,
-                     denoise=False, generator=make_generator(12))
+    _, info = sample(
+        "euler_maruyama",
+        default_sde,
+        PROBLEM.score(default_sde),
+        (4, 2),
+        time_grid=custom,
+        steps=4,
+        denoise=False,
+        generator=make_generator(12),
+    )
     assert info["nfe"] == 4
 
 
@@ -265,8 +288,7 @@ def test_a_custom_grid_ending_at_zero_is_rejected_or_gives_finite_samples(parame
     sde = VPSDE()
     score_fn = NetworkScore(lambda x_in, label: torch.tanh(x_in), sde, parameterization=parameterization)
     try:
-        samples, _ = sample("euler_maruyama", sde, score_fn, (4, 2), time_grid=[1.0, 0.5, 0.0],
-                            generator=make_generator(13))
+        samples, _ = sample("euler_maruyama", sde, score_fn, (4, 2), time_grid=[1.0, 0.5, 0.0], generator=make_generator(13))
     except ValueError:
         return
     assert torch.all(torch.isfinite(samples))
@@ -296,10 +318,17 @@ def test_unknown_time_grid_raises_listing_the_valid_ones():
         sample("euler_maruyama", VPSDE(), PROBLEM.score(VPSDE()), (4, 2), steps=2, time_grid="quadratic")
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"steps": 0}, "steps"), ({"steps": 2.5}, "steps"), ({"steps": True}, "steps"),
-    ({"eps": 0.0}, "eps"), ({"eps": 1.0}, "eps"), ({"eps": -0.1}, "eps"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"steps": 0}, "steps"),
+        ({"steps": 2.5}, "steps"),
+        ({"steps": True}, "steps"),
+        ({"eps": 0.0}, "eps"),
+        ({"eps": 1.0}, "eps"),
+        ({"eps": -0.1}, "eps"),
+    ],
+)
 def test_bad_steps_or_eps_raise(default_sde, kwargs, match):
     options = {"steps": 3, **kwargs}
     with pytest.raises(ValueError, match=match):

@@ -28,8 +28,7 @@ def _problem(data_shape):
 def test_each_parameterisation_gives_the_documented_formula(sde, data_shape, parameterization, make_generator):
     x = 3.0 * torch.randn((5, *data_shape), generator=make_generator(0), dtype=torch.float64)
     scaled = parameterization == "score_scaled"
-    score_fn = NetworkScore(_fake_net, sde, parameterization="score" if scaled else parameterization,
-                            scale_by_sigma=scaled)
+    score_fn = NetworkScore(_fake_net, sde, parameterization="score" if scaled else parameterization, scale_by_sigma=scaled)
     ref = reference_schedule(sde, TIMES)
     alpha, sigma = broadcast_to_data(ref["alpha"], x), broadcast_to_data(ref["sigma"], x)
     out = _fake_net(x, TIMES)

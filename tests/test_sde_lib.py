@@ -7,7 +7,7 @@ import pytest
 import scipy.stats
 import torch
 
-from scoresde.sde_lib import SDES, SDE, VESDE, VPSDE, CosineVPSDE, EDMSDE, broadcast_to_data, get_sde, subVPSDE
+from scoresde.sde_lib import EDMSDE, SDE, SDES, VESDE, VPSDE, CosineVPSDE, broadcast_to_data, get_sde, subVPSDE
 from tests.problems import SDE_CASES, GaussianData, reference_chain, reference_schedule
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -79,8 +79,10 @@ def test_subvp_sigma_is_one_minus_alpha_squared_and_below_vp():
 
 def test_ve_sigma_is_geometric():
     sde = VESDE(sigma_min=0.01, sigma_max=50.0)
-    torch.testing.assert_close(sde.sigma(torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)),
-                               torch.tensor([0.01, math.sqrt(0.01 * 50.0), 50.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        sde.sigma(torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)),
+        torch.tensor([0.01, math.sqrt(0.01 * 50.0), 50.0], dtype=torch.float64),
+    )
     torch.testing.assert_close(sde.alpha(ALL_TIMES), torch.ones_like(ALL_TIMES), rtol=0, atol=0)
 
 
@@ -197,8 +199,12 @@ def _chain_times(sde: SDE, indices: torch.Tensor) -> torch.Tensor:
     return torch.where(indices == sde.N - 1, torch.full_like(t, sde.T), t)
 
 
-VP_CASES = {"vp": VPSDE(), "vp_custom": VPSDE(beta_min=0.5, beta_max=8.0, N=250),
-            "cosine": CosineVPSDE(), "cosine_custom": CosineVPSDE(s=0.02, max_beta=0.99, N=200)}
+VP_CASES = {
+    "vp": VPSDE(),
+    "vp_custom": VPSDE(beta_min=0.5, beta_max=8.0, N=250),
+    "cosine": CosineVPSDE(),
+    "cosine_custom": CosineVPSDE(s=0.02, max_beta=0.99, N=200),
+}
 
 
 def _reference_betas(sde: SDE) -> torch.Tensor:
@@ -355,10 +361,19 @@ def _all_outputs(sde: SDE, x: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
     ode_drift, _ = sde.reverse(_known_score, probability_flow=True).sde(x, t)
     rev_f, rev_G = sde.reverse(_known_score).discretize(x, t)
     return {
-        "drift": drift, "diffusion": diffusion, "mean": mean, "std": std, "f": f, "G": G,
-        "perturb": sde.perturb(x, t, noise), "prior_logp": sde.prior_logp(x),
-        "rev_drift": rev_drift, "rev_diffusion": rev_diffusion, "ode_drift": ode_drift,
-        "rev_f": rev_f, "rev_G": rev_G,
+        "drift": drift,
+        "diffusion": diffusion,
+        "mean": mean,
+        "std": std,
+        "f": f,
+        "G": G,
+        "perturb": sde.perturb(x, t, noise),
+        "prior_logp": sde.prior_logp(x),
+        "rev_drift": rev_drift,
+        "rev_diffusion": rev_diffusion,
+        "ode_drift": ode_drift,
+        "rev_f": rev_f,
+        "rev_G": rev_G,
     }
 
 
@@ -461,8 +476,11 @@ METHODS_TAKING_T = {
 
 
 @pytest.mark.parametrize("method", sorted(METHODS_TAKING_T))
-@pytest.mark.parametrize("bad_t", [-0.1, 1.0 + 1e-6, float("nan"), [0.5, 1.5], [-1e-9, 0.5]],
-                         ids=["negative", "above_T", "nan", "batch_above", "batch_negative"])
+@pytest.mark.parametrize(
+    "bad_t",
+    [-0.1, 1.0 + 1e-6, float("nan"), [0.5, 1.5], [-1e-9, 0.5]],
+    ids=["negative", "above_T", "nan", "batch_above", "batch_negative"],
+)
 def test_time_outside_zero_to_T_raises(default_sde, method, bad_t):
     x = torch.zeros(2 if isinstance(bad_t, list) else 3, 2)
     t = torch.tensor(bad_t) if isinstance(bad_t, list) else bad_t

@@ -124,7 +124,7 @@ def test_non_finite_loss_can_skip_the_step(tmp_path, monkeypatch):
 def test_bf16_autocast_trains_on_cpu(straight, tmp_path):
     run_lib.train(tiny_config(**{"training.precision": "bf16"}), tmp_path)
     bf16, fp32 = logged_losses(tmp_path), logged_losses(straight)
-    assert len(bf16) == 12 and all(torch.isfinite(torch.tensor(l)) for _, l in bf16)
+    assert len(bf16) == 12 and all(torch.isfinite(torch.tensor(loss)) for _, loss in bf16)
     # bf16 keeps ~3 significant digits: the first loss agrees to about 1 %, and it is not fp32.
     assert bf16[0][1] == pytest.approx(fp32[0][1], rel=0.03) and bf16[0][1] != fp32[0][1]
 
@@ -175,13 +175,19 @@ def _ddp_worker(rank, world_size, init_file, workdir, overrides, failures):
 def test_two_process_ddp_matches_one_process(straight, tmp_path):
     """2 gloo processes with the same global batch: the same parameters, to round-off; rank 0 alone writes."""
     # The adaptive ODE sampler takes its own number of steps on each rank: no collective may hang.
-    overrides = {"training.checkpoint_freq": 12, "sampling.n_samples": 21, "sampling.sampler": "probability_flow",
-                 "sampling.rtol": 1e-3, "sampling.atol": 1e-3}
+    overrides = {
+        "training.checkpoint_freq": 12,
+        "sampling.n_samples": 21,
+        "sampling.sampler": "probability_flow",
+        "sampling.rtol": 1e-3,
+        "sampling.atol": 1e-3,
+    }
     ctx = mp.get_context("spawn")
     failures = ctx.Queue()
     workdir = tmp_path / "ddp"
-    procs = [ctx.Process(target=_ddp_worker, args=(r, 2, tmp_path / "rendezvous", workdir, overrides, failures))
-             for r in range(2)]
+    procs = [
+        ctx.Process(target=_ddp_worker, args=(r, 2, tmp_path / "rendezvous", workdir, overrides, failures)) for r in range(2)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -258,8 +264,9 @@ def test_sigterm_writes_a_checkpoint_at_the_current_step(tmp_path):
 def test_sigkill_at_random_moments_loses_nothing_but_the_last_steps(tmp_path):
     """Killed twice at random moments, resumed each time: the finished run equals an uninterrupted one."""
     rng = random.Random(0)
-    overrides = cli_overrides(**{**LONG, "training.n_steps": 150, "training.checkpoint_freq": 50,
-                                 "training.meta_checkpoint_freq": 10})
+    overrides = cli_overrides(
+        **{**LONG, "training.n_steps": 150, "training.checkpoint_freq": 50, "training.meta_checkpoint_freq": 10}
+    )
     for _ in range(2):
         proc = start_main(tmp_path, *overrides)
         wait_for_step(proc, tmp_path, rng.randint(5, 60) + (logged_losses(tmp_path) or [(0, 0)])[-1][0])
@@ -279,8 +286,18 @@ def test_sigkill_at_random_moments_loses_nothing_but_the_last_steps(tmp_path):
 @pytest.mark.slow
 def test_torchrun_runs_main_end_to_end(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "main.py",
-           "--config=configs/toy_vp.py", f"--workdir={tmp_path}", "--mode=train", *cli_overrides()]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "main.py",
+        "--config=configs/toy_vp.py",
+        f"--workdir={tmp_path}",
+        "--mode=train",
+        *cli_overrides(),
+    ]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(training.read_metrics(tmp_path / "metrics.jsonl")) == 12

@@ -27,8 +27,7 @@ def test_tuned_grid_beats_its_start_on_held_out_noise(sde, name):
     x_test = sde.prior_sampling((512, 2), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     exact_test = mixture.solve_flow(x_test, sde)
     start = samplers.get_time_grid("log_snr", sde, 5, 1e-3)
-    grid, info = tune_time_grid(run, sde, x_tune, 5, reference=mixture.solve_flow(x_tune, sde), eps=1e-3,
-                                max_evaluations=150)
+    grid, info = tune_time_grid(run, sde, x_tune, 5, reference=mixture.solve_flow(x_tune, sde), eps=1e-3, max_evaluations=150)
     assert grid.shape == (6,) and grid.dtype == torch.float64 and grid[0] == sde.T
     assert bool(torch.all(grid[1:] < grid[:-1])) and grid[-1] > 0
     assert info["rms"] < info["rms_initial"] and 0 < info["evaluations"] <= 151
@@ -56,8 +55,10 @@ def test_the_default_reference_is_the_adaptive_flow_of_the_score():
 def test_tune_time_grid_errors():
     sde = VPSDE()
     x_T = torch.zeros(4, 2, dtype=torch.float64)
+
     def run(x, grid):
         return x
+
     with pytest.raises(ValueError, match="reference solution or the score_fn"):
         tune_time_grid(run, sde, x_T, 3)
     with pytest.raises(ValueError, match="must agree"):
@@ -72,8 +73,16 @@ def test_sample_mode_tunes_the_grid_of_a_trained_model(tmp_path):
     from scoresde import run_controllable, run_lib
     from tests.helpers import tiny_config
 
-    config = tiny_config(**{"sampling.sampler": "dpmpp_2m", "sampling.steps": 4, "sampling.time_grid": "tuned",
-                            "sampling.tune_samples": 32, "sampling.tune_evaluations": 20, "training.sample_freq": 0})
+    config = tiny_config(
+        **{
+            "sampling.sampler": "dpmpp_2m",
+            "sampling.steps": 4,
+            "sampling.time_grid": "tuned",
+            "sampling.tune_samples": 32,
+            "sampling.tune_evaluations": 20,
+            "training.sample_freq": 0,
+        }
+    )
     run_lib.train(config, tmp_path)
     figures = run_lib.sample(config, tmp_path)
     grid = torch.tensor(figures["time_grid"])

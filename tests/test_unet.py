@@ -12,8 +12,7 @@ import pytest
 import scipy.signal
 import torch
 
-from scoresde.models import ScoreUNet, from_score_sde_pytorch_config, get_model, load_score_sde_pytorch_checkpoint
-from scoresde.models import resampling
+from scoresde.models import ScoreUNet, from_score_sde_pytorch_config, get_model, load_score_sde_pytorch_checkpoint, resampling
 from scoresde.models.score_sde_pytorch import convert_state_dict, score_fn_for, unet_options
 from scoresde.sde_lib import VESDE, VPSDE
 
@@ -75,8 +74,14 @@ def test_fir_preserves_constants_and_linear_ramps(kernel):
     """
     n = 16
     constant = torch.full((1, 2, n, n), 0.7, dtype=torch.float64)
-    torch.testing.assert_close(resampling.upsample_fir(constant, kernel)[..., 4:-4, 4:-4], torch.full((1, 2, 2 * n - 8, 2 * n - 8), 0.7, dtype=torch.float64))
-    torch.testing.assert_close(resampling.downsample_fir(constant, kernel)[..., 1:-1, 1:-1], torch.full((1, 2, n // 2 - 2, n // 2 - 2), 0.7, dtype=torch.float64))
+    torch.testing.assert_close(
+        resampling.upsample_fir(constant, kernel)[..., 4:-4, 4:-4],
+        torch.full((1, 2, 2 * n - 8, 2 * n - 8), 0.7, dtype=torch.float64),
+    )
+    torch.testing.assert_close(
+        resampling.downsample_fir(constant, kernel)[..., 1:-1, 1:-1],
+        torch.full((1, 2, n // 2 - 2, n // 2 - 2), 0.7, dtype=torch.float64),
+    )
     i, j = torch.meshgrid(torch.arange(n, dtype=torch.float64), torch.arange(n, dtype=torch.float64), indexing="ij")
     ramp = (3 + 2 * i - j)[None, None]
     down = resampling.downsample_fir(ramp, kernel)[0, 0]
@@ -105,8 +110,9 @@ def test_fused_fir_convolutions_equal_their_definitions():
     expected_up = resampling.upfirdn2d(conv, 4 * k, pad=(1, 1))
     torch.testing.assert_close(resampling.upsample_conv_fir(x, w, (1, 3, 3, 1)), expected_up)
     blurred = resampling.upfirdn2d(x, k, pad=(2, 2))
-    torch.testing.assert_close(resampling.conv_downsample_fir(x, w, (1, 3, 3, 1)),
-                               torch.nn.functional.conv2d(blurred, w, stride=2))
+    torch.testing.assert_close(
+        resampling.conv_downsample_fir(x, w, (1, 3, 3, 1)), torch.nn.functional.conv2d(blurred, w, stride=2)
+    )
 
 
 def test_fir_kernel_errors():
@@ -125,8 +131,9 @@ VARIANTS = {
     "ncsnpp": dict(resblock_type="biggan", fir=True, progressive="none", progressive_input="residual", embedding_type="fourier"),
     "ddpmpp": dict(resblock_type="biggan", fir=False, progressive="none", progressive_input="none", embedding_type="positional"),
     "ddpm_blocks_output_skip": dict(resblock_type="ddpm", fir=True, progressive="output_skip", progressive_input="input_skip"),
-    "ddpm_blocks_no_fir_residual": dict(resblock_type="ddpm", fir=False, progressive="residual", progressive_input="residual",
-                                        resamp_with_conv=False),
+    "ddpm_blocks_no_fir_residual": dict(
+        resblock_type="ddpm", fir=False, progressive="residual", progressive_input="residual", resamp_with_conv=False
+    ),
     "input_skip_cat": dict(progressive_input="input_skip", progressive_combine="cat", progressive="output_skip", fir=False),
     "no_skip_rescale_unconditional": dict(skip_rescale=False, conditional=False, num_classes=3),
 }
@@ -189,26 +196,37 @@ def test_scale_by_sigma_and_center_input():
 
 def test_keys_are_named_by_role_and_resolution():
     keys = ScoreUNet((3, 16, 16), **TINY).state_dict().keys()
-    for key in ["time_embed.fourier.W", "time_embed.dense_0.weight", "input_conv.weight",
-                "down.16x16.blocks.0.conv_0.weight", "down.16x16.downsample.skip.weight",
-                "down.16x16.input_pyramid.conv.weight", "middle.attention.qkv.weight",
-                "up.8x8.blocks.1.time_proj.weight", "up.16x16.blocks.0.skip.weight", "output_conv.weight"]:
+    for key in [
+        "time_embed.fourier.W",
+        "time_embed.dense_0.weight",
+        "input_conv.weight",
+        "down.16x16.blocks.0.conv_0.weight",
+        "down.16x16.downsample.skip.weight",
+        "down.16x16.input_pyramid.conv.weight",
+        "middle.attention.qkv.weight",
+        "up.8x8.blocks.1.time_proj.weight",
+        "up.16x16.blocks.0.skip.weight",
+        "output_conv.weight",
+    ]:
         assert key in keys, key
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(data_shape=(3, 12, 12), ch_mult=(1, 2, 2, 2)), "divisible by the total down-sampling factor 8"),
-    (dict(data_shape=(3, 8, 6)), "square images"),
-    (dict(data_shape=(8, 8)), "square images"),
-    (dict(data_shape=(3, 8, 8), nf=36, ch_mult=(1, 4)), "GroupNorm cannot split 144"),
-    (dict(data_shape=(3, 8, 8), nf=48, ch_mult=(1, 2)), "GroupNorm cannot split 144 channels into 32"),
-    (dict(data_shape=(3, 8, 8), resblock_type="vit"), "unknown resblock_type 'vit'; valid: biggan, ddpm"),
-    (dict(data_shape=(3, 8, 8), progressive="both"), "unknown progressive"),
-    (dict(data_shape=(3, 8, 8), embedding_type="learned"), "unknown embedding_type"),
-    (dict(data_shape=(3, 8, 8), dropout=1.0), "dropout"),
-    (dict(data_shape=(3, 8, 8), num_classes=-1), "num_classes"),
-    (dict(data_shape=(3, 8, 8), nf=7, embedding_type="positional"), "even nf"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(data_shape=(3, 12, 12), ch_mult=(1, 2, 2, 2)), "divisible by the total down-sampling factor 8"),
+        (dict(data_shape=(3, 8, 6)), "square images"),
+        (dict(data_shape=(8, 8)), "square images"),
+        (dict(data_shape=(3, 8, 8), nf=36, ch_mult=(1, 4)), "GroupNorm cannot split 144"),
+        (dict(data_shape=(3, 8, 8), nf=48, ch_mult=(1, 2)), "GroupNorm cannot split 144 channels into 32"),
+        (dict(data_shape=(3, 8, 8), resblock_type="vit"), "unknown resblock_type 'vit'; valid: biggan, ddpm"),
+        (dict(data_shape=(3, 8, 8), progressive="both"), "unknown progressive"),
+        (dict(data_shape=(3, 8, 8), embedding_type="learned"), "unknown embedding_type"),
+        (dict(data_shape=(3, 8, 8), dropout=1.0), "dropout"),
+        (dict(data_shape=(3, 8, 8), num_classes=-1), "num_classes"),
+        (dict(data_shape=(3, 8, 8), nf=7, embedding_type="positional"), "even nf"),
+    ],
+)
 def test_bad_configurations_are_refused(kwargs, match):
     options = {**TINY, **kwargs}
     with pytest.raises(ValueError, match=match):
@@ -322,8 +340,9 @@ def test_mismatched_checkpoints_name_the_keys(official_checkpoint):
     with pytest.raises(ValueError, match="EMA holds"):
         load_score_sde_pytorch_checkpoint(tmp_path / "short_ema.pth", spec["model_config"], spec["data"])
     with pytest.raises(ValueError, match="sigmas"):
-        load_score_sde_pytorch_checkpoint(FIXTURES / "ncsnpp_ve_checkpoint.pth", {**spec["model_config"], "sigma_max": 80},
-                                          spec["data"], ema=False)
+        load_score_sde_pytorch_checkpoint(
+            FIXTURES / "ncsnpp_ve_checkpoint.pth", {**spec["model_config"], "sigma_max": 80}, spec["data"], ema=False
+        )
 
 
 class _Payload:
@@ -351,10 +370,27 @@ def test_unreadable_checkpoints_give_clear_errors(official_checkpoint):
 
 
 def test_unsupported_official_configurations_are_refused():
-    model = dict(name="ncsnpp", nf=8, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[4], dropout=0.0,
-                 resblock_type="biggan", resamp_with_conv=True, fir=False, fir_kernel=[1, 3, 3, 1], skip_rescale=True,
-                 progressive="none", progressive_input="none", progressive_combine="sum", embedding_type="positional",
-                 fourier_scale=16, conditional=True, scale_by_sigma=False, init_scale=0.0)
+    model = dict(
+        name="ncsnpp",
+        nf=8,
+        ch_mult=[1, 2],
+        num_res_blocks=1,
+        attn_resolutions=[4],
+        dropout=0.0,
+        resblock_type="biggan",
+        resamp_with_conv=True,
+        fir=False,
+        fir_kernel=[1, 3, 3, 1],
+        skip_rescale=True,
+        progressive="none",
+        progressive_input="none",
+        progressive_combine="sum",
+        embedding_type="positional",
+        fourier_scale=16,
+        conditional=True,
+        scale_by_sigma=False,
+        init_scale=0.0,
+    )
     data = dict(image_size=8, num_channels=3, centered=True)
     assert unet_options(model, data)["data_shape"] == (3, 8, 8)
     with pytest.raises(ValueError, match="config.model.name='ncsnv2' is not supported"):

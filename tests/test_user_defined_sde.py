@@ -20,7 +20,7 @@ from scoresde import losses, oracle, samplers
 from scoresde.sde_lib import SDE, broadcast_to_data
 from tests.problems import GaussianData
 from tests.test_ode_solvers import ORDERS
-from tests.test_sampler_distributions import N, SAMPLERS, TARGET, assert_matches_target
+from tests.test_sampler_distributions import SAMPLERS, TARGET, N, assert_matches_target
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -83,8 +83,17 @@ def test_every_sampler_reaches_the_exact_mixture(name):
     # a uniform grid in t would take its last step from sigma = 0.15 to 0.01, so the grid is
     # uniform in log-SNR (which also runs the derived inverse of the log-SNR).
     grid = {} if name == "probability_flow" else {"time_grid": "log_snr"}
-    x, _ = samplers.sample(name, sde, TARGET.score_fn(sde), (N, 2), steps=steps, eps=1e-5,
-                           generator=torch.Generator().manual_seed(0), **grid, **options)
+    x, _ = samplers.sample(
+        name,
+        sde,
+        TARGET.score_fn(sde),
+        (N, 2),
+        steps=steps,
+        eps=1e-5,
+        generator=torch.Generator().manual_seed(0),
+        **grid,
+        **options,
+    )
     assert_matches_target(x, f"{name}/user-defined SDE")
 
 
@@ -98,8 +107,7 @@ def test_fixed_step_solvers_keep_their_order(name, order, steps):
     exact = GAUSSIAN.flow(x_T, sde.T, 1e-3, sde)
     errors = []
     for n in steps:
-        x, _ = samplers.sample(name, sde, GAUSSIAN.score_fn(sde), x_T=x_T, steps=n, eps=1e-3, denoise=False,
-                               time_grid="karras")
+        x, _ = samplers.sample(name, sde, GAUSSIAN.score_fn(sde), x_T=x_T, steps=n, eps=1e-3, denoise=False, time_grid="karras")
         errors.append((x - exact).pow(2).mean().sqrt().item())
     slope = -math.log(errors[-1] / errors[0]) / math.log(steps[-1] / steps[0])
     assert slope > order - 0.35, (name, errors, slope)

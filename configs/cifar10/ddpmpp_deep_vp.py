@@ -1,6 +1,6 @@
 """CIFAR-10, DDPM++ deep with the VP SDE; Song et al. 2021, table 3."""
 
-from configs.cifar10.presets import ddpmpp, cifar10
+from configs.cifar10.presets import cifar10, ddpmpp
 
 
 def get_config():

@@ -46,7 +46,13 @@ MODES = {
     "conditional": run_controllable.conditional,
 }
 # Failures a user can cause and fix (bad values, files, disks, memory): one line, no traceback.
-EXPECTED_ERRORS = (OSError, ValueError, FloatingPointError, MemoryError, getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError))
+EXPECTED_ERRORS = (
+    OSError,
+    ValueError,
+    FloatingPointError,
+    MemoryError,
+    getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),
+)
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment configuration file (configs/*.py).", lock_config=True)
@@ -65,7 +71,7 @@ def _override_problem(argv: list[str], err: Exception) -> str:
     missing = re.search(r"'(\w+)'", text)
     hint = re.search(r'Did you mean "(\w+)"', text)
     for arg in argv:
-        path = arg[len("--config."):].split("=", 1)[0] if arg.startswith("--config.") else ""
+        path = arg[len("--config.") :].split("=", 1)[0] if arg.startswith("--config.") else ""
         if path and missing and missing.group(1) in path.split("."):
             suggestion = f"; did you mean {hint.group(1)!r}?" if hint else ""
             return f"{arg}: the config has no key {missing.group(1)!r} (in {path!r}){suggestion}; see scoresde/config/defaults.py"
@@ -81,8 +87,14 @@ def parse_flags(argv: list[str]) -> list[str]:
     except (AttributeError, KeyError) as err:
         problem = _override_problem(argv, err)
     except OSError as err:
-        given = next((a.split("=", 1)[1] if "=" in a else b for a, b in zip(argv, [*argv[1:], ""])
-                      if a in ("--config", "-config") or a.startswith(("--config=", "-config="))), "of --config")
+        given = next(
+            (
+                a.split("=", 1)[1] if "=" in a else b
+                for a, b in zip(argv, [*argv[1:], ""])
+                if a in ("--config", "-config") or a.startswith(("--config=", "-config="))
+            ),
+            "of --config",
+        )
         reason = re.findall(r"\[Errno \d+\] ([^\n]*)", str(err))
         problem = f"cannot load the config file {given}: {reason[-1] if reason else str(err).splitlines()[0]}"
     print(f"error: {problem}", file=sys.stderr)

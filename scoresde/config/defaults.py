@@ -80,15 +80,21 @@ def get_config() -> ml_collections.ConfigDict:
     training.checkpoint_freq = 1000
     training.keep_checkpoints = 3
     training.meta_checkpoint_freq = 100  # preemption checkpoint (checkpoints-meta/, one kept) every this many steps (0: never)
-    training.resume_from = ""  # "": the newest complete checkpoint in the workdir (else a fresh start); a path: that one (must exist)
+    training.resume_from = (
+        ""  # "": the newest complete checkpoint in the workdir (else a fresh start); a path: that one (must exist)
+    )
     training.sample_freq = 1000  # write a picture of samples every this many steps (0: never)
     training.grad_accum = 1  # micro-batches per optimizer step and process; batch_size is split over processes x micro-batches
     training.precision = "fp32"  # "fp32", "bf16" (autocast, CPU and CUDA) or "fp16" (autocast + gradient scaler, CUDA only)
     training.compile = False  # torch.compile the network for training
-    training.nonfinite = "stop"  # a non-finite loss or gradient: "stop" (name the step and the last good checkpoint) or "skip" the step
+    training.nonfinite = (
+        "stop"  # a non-finite loss or gradient: "stop" (name the step and the last good checkpoint) or "skip" the step
+    )
     training.progress = True  # progress bar with loss and steps/s (only on a terminal)
     training.tensorboard = True  # also write TensorBoard scalars when the tensorboard package is installed
-    training.label_dropout = 0.1  # class-conditional models (model.num_classes > 0): P(label -> "no class"), for classifier-free guidance
+    training.label_dropout = (
+        0.1  # class-conditional models (model.num_classes > 0): P(label -> "no class"), for classifier-free guidance
+    )
 
     config.distributed = distributed = ml_collections.ConfigDict()  # used under torchrun (WORLD_SIZE > 1)
     distributed.backend = "auto"  # "auto" (NCCL on CUDA, gloo on CPU), "nccl" or "gloo"
@@ -106,7 +112,9 @@ def get_config() -> ml_collections.ConfigDict:
     sampling.sampler = "euler_maruyama"  # any of scoresde.samplers.available()
     sampling.steps = 1000
     sampling.eps = 1e-3
-    sampling.time_grid = ""  # "uniform", "log_snr", "karras"; "" for the sampler's default; "tuned" (ODE solvers; samples of train / sample mode)
+    sampling.time_grid = (
+        ""  # "uniform", "log_snr", "karras"; "" for the sampler's default; "tuned" (ODE solvers; samples of train / sample mode)
+    )
     sampling.tune_samples = 256  # time_grid "tuned": starting points the grid is tuned on (samplers.tune_time_grid)
     sampling.tune_evaluations = 400  # time_grid "tuned": sampler runs the search may spend
     # Sampler options: each is passed only to the samplers that take it.
@@ -142,7 +150,9 @@ def get_config() -> ml_collections.ConfigDict:
     benchmark.n_samples = 1000
     benchmark.plot_budget = 20  # the budget of the samples scatter
     benchmark.reference_rtol = 1e-5  # checkpoint: tolerance of the adaptive reference flow (flow_rms)
-    benchmark.inception_weights = ""  # checkpoint: path of pytorch-fid's pt_inception-2015-12-05-6726825d.pth (never downloaded) -> FID and IS
+    benchmark.inception_weights = (
+        ""  # checkpoint: path of pytorch-fid's pt_inception-2015-12-05-6726825d.pth (never downloaded) -> FID and IS
+    )
     benchmark.inception_sha256 = ""  # its expected SHA-256 ("" = the published digest, scoresde.inception.FID_WEIGHTS_SHA256)
     benchmark.progress = True
 
@@ -162,7 +172,9 @@ def get_config() -> ml_collections.ConfigDict:
     likelihood.use_ema = True
     likelihood.seed = 0
 
-    config.classifier = classifier = ml_collections.ConfigDict()  # --mode train_classifier: noise-conditional, for classifier guidance
+    config.classifier = classifier = (
+        ml_collections.ConfigDict()
+    )  # --mode train_classifier: noise-conditional, for classifier guidance
     classifier.width = 256
     classifier.depth = 3
     classifier.embed_dim = 128
@@ -174,11 +186,14 @@ def get_config() -> ml_collections.ConfigDict:
     classifier.ema_decay = 0.999
     classifier.checkpoint_freq = 1000
 
-    config.controllable = controllable = ml_collections.ConfigDict()  # --mode inpaint / colorize / conditional (scoresde.controllable)
+    config.controllable = controllable = (
+        ml_collections.ConfigDict()
+    )  # --mode inpaint / colorize / conditional (scoresde.controllable)
     controllable.mask = "left_half"  # inpaint: left_half, right_half, top_half, bottom_half, center, random
     controllable.mask_fraction = 0.5  # inpaint, mask "random": the fraction of unknown pixels
     controllable.n_images = 16  # inpaint, colorize: the first this many test images
-    controllable.method = "replacement"  # inpaint, colorize: "replacement" (config.sampling's sampler) or "smc" (ancestral, exact as particles grow)
+    # inpaint, colorize: "replacement" (config.sampling's sampler) or "smc" (ancestral, exact as particles grow)
+    controllable.method = "replacement"
     controllable.particles = 64  # inpaint, colorize, method "smc": particles per image
     controllable.noise = ""  # inpaint (replacement), colorize: "fresh", "fixed" or "" (fixed for ODE samplers, else fresh)
     controllable.guidance = "free"  # conditional: "free" (classifier-free; needs model.num_classes > 0) or "classifier"

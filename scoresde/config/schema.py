@@ -28,8 +28,8 @@ import ml_collections
 import torch
 from absl import logging
 
-from scoresde.config import defaults
 from scoresde import benchmark, controllable, data, likelihood, losses, samplers, score
+from scoresde.config import defaults
 from scoresde.models import MODELS, mlp, unet
 from scoresde.samplers.adaptive import BACKENDS, METHODS, SCIPY_METHODS, min_rtol
 from scoresde.samplers.langevin import STEP_RULES
@@ -69,9 +69,11 @@ def _number(kind: str, is_kind: Callable[[Any], bool], min, max, open_min, open_
     def rule(key, value):
         if not is_kind(value):
             return [_line(key, f"must be {kind} {words}".rstrip() + f", got {_got(value)}")]
-        fine = ((min is None or (value > min if open_min else value >= min))
-                and (max is None or (value < max if open_max else value <= max)))
+        fine = (min is None or (value > min if open_min else value >= min)) and (
+            max is None or (value < max if open_max else value <= max)
+        )
         return [] if fine else [_line(key, f"must {'lie' if words[:2] == 'in' else 'be'} {words}, got {value!r}")]
+
     return rule
 
 
@@ -94,16 +96,19 @@ def text() -> Rule:
 
 
 def hex_digest() -> Rule:
-    """"" or a SHA-256 digest: 64 hexadecimal digits."""
+    """ "" or a SHA-256 digest: 64 hexadecimal digits."""
+
     def rule(key, value):
         if isinstance(value, str) and (value == "" or re.fullmatch(r"[0-9a-fA-F]{64}", value)):
             return []
         return [_line(key, f"must be '' or a SHA-256 digest (64 hexadecimal digits), got {_got(value)}")]
+
     return rule
 
 
 def sampler_spec() -> Rule:
     """A benchmark grid entry, "name[@time_grid][:key=value,...]" (`benchmark.parse_sampler_spec`)."""
+
     def rule(key, value):
         if not isinstance(value, str):
             return [_line(key, f"must be a sampler spec string, got {_got(value)}")]
@@ -112,6 +117,7 @@ def sampler_spec() -> Rule:
         except ValueError as error:
             return [_line(key, str(error))]
         return []
+
     return rule
 
 
@@ -127,17 +133,20 @@ def one_of(names, what: str = "value") -> Rule:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         allowed = ", ".join(repr(n) if n == "" else str(n) for n in names)
         return [_line(key, f"unknown {what} {value!r}{hint}; allowed: {allowed}")]
+
     return rule
 
 
 def sequence_of(element: Rule, min_len: int = 0) -> Rule:
     """A tuple or list of at least min_len elements, each passing `element` (reported as key[i])."""
+
     def rule(key, value):
         if not isinstance(value, (tuple, list)):
             return [_line(key, f"must be a tuple or list, got {_got(value)}")]
         if len(value) < min_len:
             return [_line(key, f"must have at least {min_len} element(s), got {value!r}")]
         return [line for i, v in enumerate(value) for line in element(f"{key}[{i}]", v)]
+
     return rule
 
 
@@ -146,18 +155,21 @@ def device() -> Rule:
         if isinstance(value, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
             return []
         return [_line(key, f"unknown device {value!r}; allowed: auto, cpu, cuda, cuda:<k> (k = 0, 1, ...)")]
+
     return rule
 
 
 def like(default: Any) -> Rule:
     """The fallback for a key of base.py without a rule: the default's type (an int is a float)."""
-    kinds = (int, float) if isinstance(default, float) else (tuple, list) if isinstance(default, (tuple, list)) \
-        else (type(default),)
+    kinds = (
+        (int, float) if isinstance(default, float) else (tuple, list) if isinstance(default, (tuple, list)) else (type(default),)
+    )
 
     def rule(key, value):
         ok = isinstance(value, kinds) and (isinstance(default, bool) or not isinstance(value, bool))
         expected = f"must be of type {type(default).__name__} like its default {default!r}"
         return [] if ok else [_line(key, f"{expected}, got {_got(value)}")]
+
     return rule
 
 
@@ -168,7 +180,7 @@ def _scales(key: str, value: Any) -> list:
     except ValueError:
         parts = []
     if not isinstance(value, str) or not parts or not all(math.isfinite(v) for v in parts):
-        return [_line(key, f"must be comma-separated finite numbers such as \"1,2,4\", got {_got(value)}")]
+        return [_line(key, f'must be comma-separated finite numbers such as "1,2,4", got {_got(value)}')]
     return []
 
 
@@ -184,75 +196,186 @@ def _section(section: str, /, **rules: Rule) -> dict[str, Rule]:
 
 # -- one rule per key of config/defaults.py (see its comments for what each key means) ---------------
 RULES: dict[str, Rule] = {
-    "seed": count0, "device": device(), "allow_config_mismatch": flag,
+    "seed": count0,
+    "device": device(),
+    "allow_config_mismatch": flag,
     **_section(
-        "data", dataset=one_of(data.DATASETS, "dataset"), path=text(), image_size=count0, grayscale=flag,
-        n_examples=count, pad_to=count0, centered=flag, random_flip=flag, test_fraction=real(0, 1, open_min=True, open_max=True),
+        "data",
+        dataset=one_of(data.DATASETS, "dataset"),
+        path=text(),
+        image_size=count0,
+        grayscale=flag,
+        n_examples=count,
+        pad_to=count0,
+        centered=flag,
+        random_flip=flag,
+        test_fraction=real(0, 1, open_min=True, open_max=True),
     ),
     **_section(
-        "sde", name=one_of(SDES, "SDE"), beta_min=positive, beta_max=positive, sigma_min=positive, sigma_max=positive,
-        s=non_negative, max_beta=real(0, 1, open_min=True, open_max=True), num_scales=count,
+        "sde",
+        name=one_of(SDES, "SDE"),
+        beta_min=positive,
+        beta_max=positive,
+        sigma_min=positive,
+        sigma_max=positive,
+        s=non_negative,
+        max_beta=real(0, 1, open_min=True, open_max=True),
+        num_scales=count,
     ),
     **_section(
-        "model", name=one_of(MODELS, "model"), fourier_scale=positive, dropout=probability,
-        width=count, depth=count, embed_dim=count, time_embedding=one_of(mlp.TIME_EMBEDDINGS, "time_embedding"),
-        nf=count, ch_mult=sequence_of(count, min_len=1), num_res_blocks=count, attn_resolutions=sequence_of(count),
-        resblock_type=one_of(unet.RESBLOCK_TYPES, "resblock_type"), resamp_with_conv=flag, fir=flag,
-        fir_kernel=sequence_of(real(), min_len=1), skip_rescale=flag,
+        "model",
+        name=one_of(MODELS, "model"),
+        fourier_scale=positive,
+        dropout=probability,
+        width=count,
+        depth=count,
+        embed_dim=count,
+        time_embedding=one_of(mlp.TIME_EMBEDDINGS, "time_embedding"),
+        nf=count,
+        ch_mult=sequence_of(count, min_len=1),
+        num_res_blocks=count,
+        attn_resolutions=sequence_of(count),
+        resblock_type=one_of(unet.RESBLOCK_TYPES, "resblock_type"),
+        resamp_with_conv=flag,
+        fir=flag,
+        fir_kernel=sequence_of(real(), min_len=1),
+        skip_rescale=flag,
         progressive=one_of(unet.PROGRESSIVE, "progressive"),
         progressive_input=one_of(unet.PROGRESSIVE_INPUT, "progressive_input"),
         progressive_combine=one_of(unet.PROGRESSIVE_COMBINE, "progressive_combine"),
-        embedding_type=one_of(unet.EMBEDDING_TYPES, "embedding_type"), log_label=flag, scale_by_sigma=flag, center_input=flag,
-        num_classes=count0, init_scale=non_negative, parameterization=one_of(score.PARAMETERIZATIONS, "parameterization"),
-        time_label=one_of(score.TIME_LABELS, "time label"), scale_input=flag, sigma_data=positive, ema_decay=probability,
+        embedding_type=one_of(unet.EMBEDDING_TYPES, "embedding_type"),
+        log_label=flag,
+        scale_by_sigma=flag,
+        center_input=flag,
+        num_classes=count0,
+        init_scale=non_negative,
+        parameterization=one_of(score.PARAMETERIZATIONS, "parameterization"),
+        time_label=one_of(score.TIME_LABELS, "time label"),
+        scale_input=flag,
+        sigma_data=positive,
+        ema_decay=probability,
     ),
     **_section(
-        "training", batch_size=count, n_steps=count, eps=positive, weighting=one_of(losses.WEIGHTINGS, "weighting"),
-        time_distribution=one_of(losses.TIME_DISTRIBUTIONS, "time distribution"), p_mean=real(), p_std=positive,
-        reduce=one_of(losses.REDUCTIONS, "reduction"), log_freq=count, checkpoint_freq=count, keep_checkpoints=count,
-        meta_checkpoint_freq=count0, resume_from=text(), sample_freq=count0, grad_accum=count,
-        precision=one_of(("fp32", "bf16", "fp16"), "precision"), compile=flag,
-        nonfinite=one_of(("stop", "skip"), "policy"), progress=flag, tensorboard=flag, label_dropout=probability,
+        "training",
+        batch_size=count,
+        n_steps=count,
+        eps=positive,
+        weighting=one_of(losses.WEIGHTINGS, "weighting"),
+        time_distribution=one_of(losses.TIME_DISTRIBUTIONS, "time distribution"),
+        p_mean=real(),
+        p_std=positive,
+        reduce=one_of(losses.REDUCTIONS, "reduction"),
+        log_freq=count,
+        checkpoint_freq=count,
+        keep_checkpoints=count,
+        meta_checkpoint_freq=count0,
+        resume_from=text(),
+        sample_freq=count0,
+        grad_accum=count,
+        precision=one_of(("fp32", "bf16", "fp16"), "precision"),
+        compile=flag,
+        nonfinite=one_of(("stop", "skip"), "policy"),
+        progress=flag,
+        tensorboard=flag,
+        label_dropout=probability,
     ),
     **_section("distributed", backend=one_of(("auto", "nccl", "gloo"), "backend"), timeout_minutes=positive),
     **_section(
-        "optim", lr=positive, beta1=probability, eps=positive, weight_decay=non_negative, warmup=count0, grad_clip=non_negative,
+        "optim",
+        lr=positive,
+        beta1=probability,
+        eps=positive,
+        weight_decay=non_negative,
+        warmup=count0,
+        grad_clip=non_negative,
     ),
     **_section(
-        "sampling", sampler=one_of(samplers.available(), "sampler"), steps=integer(1, samplers.MAX_STEPS), eps=positive,
-        time_grid=one_of(("", "tuned") + tuple(samplers.TIME_GRIDS), "time grid"), tune_samples=count, tune_evaluations=count,
-        predictor=one_of(PREDICTORS, "predictor"), corrector=one_of(CORRECTORS, "corrector"), order=one_of(ORDERS, "order"),
-        snr=positive, corrector_steps=count, steps_per_level=count, step_rule=one_of(STEP_RULES, "step rule"),
-        rtol=positive, atol=positive, method=text(),  # method: the backend's methods are a cross-key check
-        backend=one_of(BACKENDS, "backend"), max_order=integer(1, 4), lower_order_final=flag,
-        predictor_order=integer(1, 3), interpolate_in=one_of(UNIPC_INTERPOLATION, "interpolation variable"),
-        denoise=one_of(samplers.DENOISE_MODES, "denoise mode"), n_samples=count, batch_size=count,
-        use_ema=flag, checkpoint=text(), seed=count0,
+        "sampling",
+        sampler=one_of(samplers.available(), "sampler"),
+        steps=integer(1, samplers.MAX_STEPS),
+        eps=positive,
+        time_grid=one_of(("", "tuned") + tuple(samplers.TIME_GRIDS), "time grid"),
+        tune_samples=count,
+        tune_evaluations=count,
+        predictor=one_of(PREDICTORS, "predictor"),
+        corrector=one_of(CORRECTORS, "corrector"),
+        order=one_of(ORDERS, "order"),
+        snr=positive,
+        corrector_steps=count,
+        steps_per_level=count,
+        step_rule=one_of(STEP_RULES, "step rule"),
+        rtol=positive,
+        atol=positive,
+        method=text(),  # method: the backend's methods are a cross-key check
+        backend=one_of(BACKENDS, "backend"),
+        max_order=integer(1, 4),
+        lower_order_final=flag,
+        predictor_order=integer(1, 3),
+        interpolate_in=one_of(UNIPC_INTERPOLATION, "interpolation variable"),
+        denoise=one_of(samplers.DENOISE_MODES, "denoise mode"),
+        n_samples=count,
+        batch_size=count,
+        use_ema=flag,
+        checkpoint=text(),
+        seed=count0,
     ),
     **_section(
-        "benchmark", target=one_of(("oracle", "checkpoint"), "target"),
+        "benchmark",
+        target=one_of(("oracle", "checkpoint"), "target"),
         problems=sequence_of(one_of(benchmark.ORACLE_PROBLEMS, "problem"), min_len=1),
         sdes=sequence_of(one_of(SDES, "SDE"), min_len=1),
         samplers=sequence_of(sampler_spec(), min_len=1),
-        budgets=sequence_of(count, min_len=1), seeds=count, n_samples=integer(min=4), plot_budget=count,
-        reference_rtol=positive, progress=flag, inception_weights=text(), inception_sha256=hex_digest(),
+        budgets=sequence_of(count, min_len=1),
+        seeds=count,
+        n_samples=integer(min=4),
+        plot_budget=count,
+        reference_rtol=positive,
+        progress=flag,
+        inception_weights=text(),
+        inception_sha256=hex_digest(),
     ),
     **_section(
-        "likelihood", split=one_of(("test", "train"), "split"), n_examples=count0, batch_size=count,
-        divergence=one_of(("auto", "exact", "hutchinson"), "divergence"), n_probes=count,
-        probe=one_of(likelihood.PROBES, "probe"), method=one_of(likelihood.METHODS, "method"), steps=count,
-        rtol=positive, atol=positive, eps=real(0, 1, open_min=True, open_max=True), n_dequantize=count,
-        use_ema=flag, seed=count0,
+        "likelihood",
+        split=one_of(("test", "train"), "split"),
+        n_examples=count0,
+        batch_size=count,
+        divergence=one_of(("auto", "exact", "hutchinson"), "divergence"),
+        n_probes=count,
+        probe=one_of(likelihood.PROBES, "probe"),
+        method=one_of(likelihood.METHODS, "method"),
+        steps=count,
+        rtol=positive,
+        atol=positive,
+        eps=real(0, 1, open_min=True, open_max=True),
+        n_dequantize=count,
+        use_ema=flag,
+        seed=count0,
     ),
     **_section(
-        "classifier", width=count, depth=count, embed_dim=integer(min=4), fourier_scale=positive, dropout=probability,
-        n_steps=count, batch_size=count, lr=positive, ema_decay=real(0, 1), checkpoint_freq=count,
+        "classifier",
+        width=count,
+        depth=count,
+        embed_dim=integer(min=4),
+        fourier_scale=positive,
+        dropout=probability,
+        n_steps=count,
+        batch_size=count,
+        lr=positive,
+        ema_decay=real(0, 1),
+        checkpoint_freq=count,
     ),
     **_section(
-        "controllable", mask=one_of(controllable.MASKS, "mask"), mask_fraction=real(0, 1, open_min=True, open_max=True),
-        n_images=count, method=one_of(("replacement", "smc"), "method"), particles=count,
-        noise=one_of(("",) + controllable.NOISE_MODES, "noise mode"), guidance=one_of(controllable.GUIDANCE, "guidance"),
-        scales=_scales, n_per_class=count, classifier_workdir=text(),
+        "controllable",
+        mask=one_of(controllable.MASKS, "mask"),
+        mask_fraction=real(0, 1, open_min=True, open_max=True),
+        n_images=count,
+        method=one_of(("replacement", "smc"), "method"),
+        particles=count,
+        noise=one_of(("",) + controllable.NOISE_MODES, "noise mode"),
+        guidance=one_of(controllable.GUIDANCE, "guidance"),
+        scales=_scales,
+        n_per_class=count,
+        classifier_workdir=text(),
     ),
     **_section("eval", n_projections=count),
 }
@@ -260,7 +383,7 @@ RULES: dict[str, Rule] = {
 
 # -- keys ------------------------------------------------------------------------------------------
 def _flatten(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
-    flat = {}
+    flat: dict[str, Any] = {}
     for key in config.keys():
         value = config[key]
         flat.update(_flatten(value, f"{prefix}{key}.") if isinstance(value, ml_collections.ConfigDict) else {prefix + key: value})
@@ -272,7 +395,11 @@ def _suggest(path: str, siblings: list[str]) -> str:
     prefix, _, leaf = path.rpartition(".")
     close = [f"{prefix}.{k}".lstrip(".") for k in difflib.get_close_matches(leaf, siblings, n=1)]
     close = close or [k for k in _flatten(defaults.get_config()) if k.rpartition(".")[2] == leaf][:3]
-    return f"; did you mean {' or '.join('config.' + k for k in close)}?" if close else " (scoresde/config/defaults.py has no such key)"
+    return (
+        f"; did you mean {' or '.join('config.' + k for k in close)}?"
+        if close
+        else " (scoresde/config/defaults.py has no such key)"
+    )
 
 
 def _key_problems(config: ml_collections.ConfigDict, schema: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
@@ -303,8 +430,10 @@ def _cross_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
         yield "training.batch_size", f"must be divisible by training.grad_accum ({t.grad_accum}), got {t.batch_size}"
     if fine("training.precision", "device") and t.precision == "fp16" and c.device == "cpu":
         yield "training.precision", "'fp16' needs CUDA (a gradient scaler); use 'bf16' or 'fp32' with device 'cpu'"
+
     def data_fine(key):
         return fine("data.dataset", f"data.{key}")
+
     if data_fine("path") and d.dataset in data.PATH_DATASETS and not d.path:
         yield "data.path", f"dataset {d.dataset!r} needs a path (the file or folder to read)"
     if data_fine("path") and d.dataset not in data.PATH_DATASETS and d.path:
@@ -319,16 +448,35 @@ def _cross_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
         yield "data.pad_to", f"only applies to image datasets, not to {d.dataset!r}; set it to 0"
     if data_fine("random_flip") and d.random_flip and d.dataset in data.NO_FLIP_DATASETS:
         flippable = ", ".join(n for n in data.DATASETS if n not in data.NO_FLIP_DATASETS)
-        yield "data.random_flip", (f"left-right flips do not make sense for dataset {d.dataset!r} (toy points are no "
-                                   f"images, mirrored digits are no digits); use it with {flippable}")
+        yield (
+            "data.random_flip",
+            (
+                f"left-right flips do not make sense for dataset {d.dataset!r} (toy points are no "
+                f"images, mirrored digits are no digits); use it with {flippable}"
+            ),
+        )
     if fine("sampling.time_grid", "sampling.sampler") and s.time_grid == "tuned" and s.sampler not in samplers.DETERMINISTIC:
-        yield "sampling.time_grid", (f"'tuned' needs a fixed-step ODE solver ({', '.join(samplers.DETERMINISTIC)}), "
-                                     f"not {s.sampler!r}: the grid is tuned against the flow's solution")
+        yield (
+            "sampling.time_grid",
+            (
+                f"'tuned' needs a fixed-step ODE solver ({', '.join(samplers.DETERMINISTIC)}), "
+                f"not {s.sampler!r}: the grid is tuned against the flow's solution"
+            ),
+        )
     if fine("sampling.method", "sampling.backend") and s.method not in ("",) + ADAPTIVE_METHODS[s.backend]:
-        yield "sampling.method", (f"unknown method {s.method!r} for backend {s.backend!r}; "
-                                  f"allowed: '' (the default), {', '.join(ADAPTIVE_METHODS[s.backend])}")
-    if fine("model.name", "model.embedding_type", "model.nf") and m.name == "unet" and m.embedding_type == "positional" \
-            and (m.nf < 4 or m.nf % 2):
+        yield (
+            "sampling.method",
+            (
+                f"unknown method {s.method!r} for backend {s.backend!r}; "
+                f"allowed: '' (the default), {', '.join(ADAPTIVE_METHODS[s.backend])}"
+            ),
+        )
+    if (
+        fine("model.name", "model.embedding_type", "model.nf")
+        and m.name == "unet"
+        and m.embedding_type == "positional"
+        and (m.nf < 4 or m.nf % 2)
+    ):
         yield "model.nf", f"must be even and >= 4 for positional embeddings, got {m.nf}"
     yield from _time_and_tolerance_checks(c, fine)
 
@@ -346,14 +494,21 @@ def _time_and_tolerance_checks(c: ml_collections.ConfigDict, fine: Callable[...,
             if fine(key) and not c[section][name] < T:
                 yield key, f"must be < T = {T:g}, the end time of SDE {c.sde.name!r}, got {c[section][name]!r}"
     low = min_rtol(torch.float32)  # the networks run in float32
-    s, l = c.sampling, c.likelihood
-    checks = [("sampling.rtol", fine("sampling.rtol", "sampling.backend") and s.backend != "scipy", s.rtol),
-              ("likelihood.rtol", fine("likelihood.rtol", "likelihood.method") and l.method not in ("scipy", "rk4"), l.rtol),
-              ("benchmark.reference_rtol", fine("benchmark.reference_rtol"), c.benchmark.reference_rtol)]
+    s, lik = c.sampling, c.likelihood
+    checks = [
+        ("sampling.rtol", fine("sampling.rtol", "sampling.backend") and s.backend != "scipy", s.rtol),
+        ("likelihood.rtol", fine("likelihood.rtol", "likelihood.method") and lik.method not in ("scipy", "rk4"), lik.rtol),
+        ("benchmark.reference_rtol", fine("benchmark.reference_rtol"), c.benchmark.reference_rtol),
+    ]
     for key, applies, value in checks:
         if applies and value < low:
-            yield key, (f"must be >= {low:.2g}: float32 (the network's precision) cannot resolve a smaller relative "
-                        f"tolerance and the adaptive solver would stall; got {value!r}")
+            yield (
+                key,
+                (
+                    f"must be >= {low:.2g}: float32 (the network's precision) cannot resolve a smaller relative "
+                    f"tolerance and the adaptive solver would stall; got {value!r}"
+                ),
+            )
 
 
 def check(config: ml_collections.ConfigDict) -> None:
@@ -400,7 +555,7 @@ def model_defining_values(config: dict) -> dict[str, Any]:
     take("sde", ("name", *(inspect.signature(sde_class).parameters if sde_class else ())))
     if model.get("time_label") == "index":  # the label t (N - 1) / T depends on N
         take("sde", ("num_scales",))
-    model_class = MODELS.get(model.get("name"))
+    model_class = MODELS.get(str(model.get("name")))
     take("model", (*ADAPTER_DEFINING, *(set(inspect.signature(model_class).parameters) - NOT_DEFINING if model_class else ())))
     return values
 
@@ -421,8 +576,11 @@ def check_checkpoint_config(config: ml_collections.ConfigDict, directory: str | 
         logging.warning("checkpoint %s has no config.json: cannot check that it was trained with this config", directory)
         return
     ours, theirs = model_defining_values(config.to_dict()), model_defining_values(saved)
-    differences = [f"config.{key}: {theirs[key]!r} in the checkpoint, {ours[key]!r} in this run"
-                   for key in ours if key in theirs and ours[key] != theirs[key]]
+    differences = [
+        f"config.{key}: {theirs[key]!r} in the checkpoint, {ours[key]!r} in this run"
+        for key in ours
+        if key in theirs and ours[key] != theirs[key]
+    ]
     if not differences:
         return
     text = f"checkpoint {directory} was written under another model-defining config:\n" + "\n".join(differences)

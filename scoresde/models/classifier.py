@@ -31,8 +31,19 @@ class NoiseConditionalClassifier(nn.Module):
         sigma_data: the data's assumed standard deviation.
     """
 
-    def __init__(self, data_shape: tuple[int, ...], n_classes: int, sde: SDE, *, width: int = 256, depth: int = 3,
-                 embed_dim: int = 128, fourier_scale: float = 16.0, dropout: float = 0.0, sigma_data: float = 0.5):
+    def __init__(
+        self,
+        data_shape: tuple[int, ...],
+        n_classes: int,
+        sde: SDE,
+        *,
+        width: int = 256,
+        depth: int = 3,
+        embed_dim: int = 128,
+        fourier_scale: float = 16.0,
+        dropout: float = 0.0,
+        sigma_data: float = 0.5,
+    ):
         super().__init__()
         if n_classes < 2:
             raise ValueError(f"a classifier needs n_classes >= 2, got {n_classes}")

@@ -20,6 +20,8 @@ class GaussianFourierProjection(nn.Module):
         scale: standard deviation of the frequencies.
     """
 
+    W: torch.Tensor  # the fixed random frequencies (a buffer)
+
     def __init__(self, embedding_size: int = 128, scale: float = 16.0):
         super().__init__()
         if embedding_size < 1:
@@ -73,6 +75,7 @@ def conv2d(in_ch: int, out_ch: int, kernel_size: int = 3, *, init_scale: float =
     """A conv layer with 'same' padding (odd kernel), variance-scaling weights and a zero bias."""
     conv = nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, **kwargs)
     variance_scaling_(conv.weight, init_scale)
+    assert conv.bias is not None
     nn.init.zeros_(conv.bias)
     return conv
 
@@ -93,7 +96,9 @@ def group_norm(channels: int) -> nn.GroupNorm:
     """
     groups = max(1, min(channels // 4, 32))
     if channels % groups:
-        raise ValueError(f"GroupNorm cannot split {channels} channels into {groups} groups (min(channels // 4, 32)); "
-                         "choose nf so that every level's channel count, and every sum of two levels' counts "
-                         "(the skip connections), is divisible by its group count")
+        raise ValueError(
+            f"GroupNorm cannot split {channels} channels into {groups} groups (min(channels // 4, 32)); "
+            "choose nf so that every level's channel count, and every sum of two levels' counts "
+            "(the skip connections), is divisible by its group count"
+        )
     return nn.GroupNorm(groups, channels, eps=1e-6)

@@ -41,8 +41,9 @@ def fir_kernel_2d(kernel: Sequence[float], gain: float = 1.0) -> torch.Tensor:
     return k / k.sum() * gain
 
 
-def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, *, up: int = 1, down: int = 1,
-              pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+def upfirdn2d(
+    x: torch.Tensor, kernel: torch.Tensor, *, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)
+) -> torch.Tensor:
     """Zero-insertion upsampling by `up`, padding by `pad` (before, after; the same on both axes),
     true convolution with the square 2-D `kernel`, and decimation by `down`, per channel.
 
@@ -129,8 +130,15 @@ class Resample(nn.Module):
         fir_kernel: the 1-D FIR kernel, e.g. (1, 3, 3, 1); None for nearest / average.
     """
 
-    def __init__(self, direction: str, in_ch: int, out_ch: int | None = None, *, with_conv: bool = True,
-                 fir_kernel: Sequence[float] | None = None):
+    def __init__(
+        self,
+        direction: str,
+        in_ch: int,
+        out_ch: int | None = None,
+        *,
+        with_conv: bool = True,
+        fir_kernel: Sequence[float] | None = None,
+    ):
         super().__init__()
         if direction not in RESAMPLE_DIRECTIONS:
             raise ValueError(f"unknown direction {direction!r}; valid: {', '.join(RESAMPLE_DIRECTIONS)}")
@@ -144,6 +152,7 @@ class Resample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.conv is None:
             return resample(x, self.direction, self.fir_kernel)
+        assert self.conv.bias is not None
         w, b = self.conv.weight, self.conv.bias[None, :, None, None]
         if self.fir_kernel:
             if self.direction == "up":

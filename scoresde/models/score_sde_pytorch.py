@@ -39,11 +39,35 @@ from scoresde.sde_lib import SDE
 
 SUPPORTED = {"name": "ncsnpp", "normalization": "GroupNorm", "nonlinearity": "swish", "attention_type": "ddpm", "conv_size": 3}
 # score_sde_pytorch config.model fields passed to ScoreUNet unchanged.
-_SAME_NAME = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "dropout", "resblock_type", "resamp_with_conv",
-              "fir", "fir_kernel", "skip_rescale", "progressive", "progressive_input", "progressive_combine",
-              "embedding_type", "fourier_scale", "conditional", "scale_by_sigma", "init_scale")
-_RESBLOCK_NAMES = {"GroupNorm_0": "norm_0", "Conv_0": "conv_0", "Dense_0": "time_proj", "GroupNorm_1": "norm_1",
-                   "Conv_1": "conv_1", "Conv_2": "skip", "NIN_0": "skip"}
+_SAME_NAME = (
+    "nf",
+    "ch_mult",
+    "num_res_blocks",
+    "attn_resolutions",
+    "dropout",
+    "resblock_type",
+    "resamp_with_conv",
+    "fir",
+    "fir_kernel",
+    "skip_rescale",
+    "progressive",
+    "progressive_input",
+    "progressive_combine",
+    "embedding_type",
+    "fourier_scale",
+    "conditional",
+    "scale_by_sigma",
+    "init_scale",
+)
+_RESBLOCK_NAMES = {
+    "GroupNorm_0": "norm_0",
+    "Conv_0": "conv_0",
+    "Dense_0": "time_proj",
+    "GroupNorm_1": "norm_1",
+    "Conv_1": "conv_1",
+    "Conv_2": "skip",
+    "NIN_0": "skip",
+}
 
 
 def _as_dict(config: Any) -> dict:
@@ -62,15 +86,18 @@ def unet_options(model_config: Mapping, data_config: Mapping) -> dict:
     """
     model, data = _as_dict(model_config), _as_dict(data_config)
     missing = [k for k in (*_SAME_NAME, "name") if k not in model] + [
-        f"data.{k}" for k in ("image_size", "num_channels", "centered") if k not in data]
+        f"data.{k}" for k in ("image_size", "num_channels", "centered") if k not in data
+    ]
     if missing:
         raise ValueError(f"the score_sde_pytorch configuration lacks the fields: {', '.join(missing)}")
     for key, value in SUPPORTED.items():
         if key in model and model[key] != value:
             raise ValueError(f"config.model.{key}={model[key]!r} is not supported; scoresde's U-Net implements {key}={value!r}")
     if not model["conditional"]:
-        raise ValueError("config.model.conditional=False is not supported: score_sde_pytorch's unconditional "
-                         "networks keep unused time layers that ours leave out (none of its configs use it)")
+        raise ValueError(
+            "config.model.conditional=False is not supported: score_sde_pytorch's unconditional "
+            "networks keep unused time layers that ours leave out (none of its configs use it)"
+        )
     if model["embedding_type"] == "positional" and model["scale_by_sigma"]:
         raise ValueError("scale_by_sigma with positional embeddings (a lookup of discrete sigmas by index) is not supported")
     options = {key: model[key] for key in _SAME_NAME}
@@ -97,17 +124,26 @@ def _official_order(net: ScoreUNet) -> list[nn.Module]:
             order.append(net.time_embed.fourier)
         order += [net.time_embed.dense_0, net.time_embed.dense_1]
     order.append(net.input_conv)
-    for level in net.down.values():
+    for level in net.down_levels():
         for i, block in enumerate(level.blocks):
             order.append(block)
             if len(level.attentions):
                 order.append(level.attentions[i])
         order += [m for m in (level.downsample, level.input_pyramid) if m is not None]
     order += [net.middle["block_0"], net.middle["attention"], net.middle["block_1"]]
-    for level in net.up.values():
-        order += list(level.blocks)
-        order += [m for m in (level.attention, level.pyramid_norm, level.pyramid_conv, level.pyramid_upsample,
-                              level.upsample) if m is not None]
+    for up_level in net.up_levels():
+        order += list(up_level.blocks)
+        order += [
+            m
+            for m in (
+                up_level.attention,
+                up_level.pyramid_norm,
+                up_level.pyramid_conv,
+                up_level.pyramid_upsample,
+                up_level.upsample,
+            )
+            if m is not None
+        ]
     if net.progressive != "output_skip":
         order += [net.output_norm, net.output_conv]
     return order
@@ -122,10 +158,14 @@ def _convert_module(module: nn.Module, official: dict[str, torch.Tensor]) -> dic
     """One layer's official tensors (keys relative to `all_modules.<i>.`) under our names."""
     if isinstance(module, SelfAttention):
         nin = lambda i, p: official.pop(f"NIN_{i}.{p}")  # noqa: E731
-        out = {"norm.weight": official.pop("GroupNorm_0.weight"), "norm.bias": official.pop("GroupNorm_0.bias"),
-               "qkv.weight": torch.cat([_nin_as_conv(nin(i, "W")) for i in range(3)]),
-               "qkv.bias": torch.cat([nin(i, "b") for i in range(3)]),
-               "proj.weight": _nin_as_conv(nin(3, "W")), "proj.bias": nin(3, "b")}
+        out = {
+            "norm.weight": official.pop("GroupNorm_0.weight"),
+            "norm.bias": official.pop("GroupNorm_0.bias"),
+            "qkv.weight": torch.cat([_nin_as_conv(nin(i, "W")) for i in range(3)]),
+            "qkv.bias": torch.cat([nin(i, "b") for i in range(3)]),
+            "proj.weight": _nin_as_conv(nin(3, "W")),
+            "proj.bias": nin(3, "b"),
+        }
         return out
     out = {}
     for key in list(official):
@@ -134,7 +174,8 @@ def _convert_module(module: nn.Module, official: dict[str, torch.Tensor]) -> dic
             name = _RESBLOCK_NAMES[layer]
             if layer == "NIN_0":
                 out[f"{name}.{'weight' if param == 'W' else 'bias'}"] = (
-                    _nin_as_conv(official.pop(key)) if param == "W" else official.pop(key))
+                    _nin_as_conv(official.pop(key)) if param == "W" else official.pop(key)
+                )
                 continue
             out[f"{name}.{param}"] = official.pop(key)
         elif isinstance(module, Resample) and layer in ("Conv_0", "Conv2d_0"):
@@ -150,8 +191,9 @@ def _expected_sigmas(model: dict) -> torch.Tensor:
     return torch.exp(torch.linspace(math.log(model["sigma_max"]), math.log(model["sigma_min"]), model["num_scales"]))
 
 
-def convert_state_dict(state_dict: Mapping[str, torch.Tensor], net: ScoreUNet,
-                       model_config: Mapping | None = None) -> dict[str, torch.Tensor]:
+def convert_state_dict(
+    state_dict: Mapping[str, torch.Tensor], net: ScoreUNet, model_config: Mapping | None = None
+) -> dict[str, torch.Tensor]:
     """A score_sde_pytorch NCSN++ / DDPM++ state_dict renamed and reshaped for `net`.
 
     Every official tensor must be used and every tensor of `net` provided, with matching shapes.
@@ -172,7 +214,7 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor], net: ScoreUNet,
     converted: dict[str, torch.Tensor] = {}
     for index, module in enumerate(_official_order(net)):
         prefix = f"all_modules.{index}."
-        part = {k[len(prefix):]: official.pop(k) for k in [k for k in official if k.startswith(prefix)]}
+        part = {k[len(prefix) :]: official.pop(k) for k in [k for k in official if k.startswith(prefix)]}
         try:
             renamed = _convert_module(module, part)
         except KeyError as err:
@@ -183,14 +225,20 @@ def convert_state_dict(state_dict: Mapping[str, torch.Tensor], net: ScoreUNet,
     ours = net.state_dict()
     missing = [k for k in ours if k not in converted]
     unexpected = sorted(official, key=lambda k: (len(k), k)) + [f"{k} (as converted)" for k in converted if k not in ours]
-    shapes = [f"{k}: checkpoint {tuple(v.shape)} vs network {tuple(ours[k].shape)}"
-              for k, v in converted.items() if k in ours and v.shape != ours[k].shape]
+    shapes = [
+        f"{k}: checkpoint {tuple(v.shape)} vs network {tuple(ours[k].shape)}"
+        for k, v in converted.items()
+        if k in ours and v.shape != ours[k].shape
+    ]
     if missing:
-        problems.append(f"{len(missing)} tensors of the network not in the checkpoint: {', '.join(missing[:8])}"
-                        + (" ..." if len(missing) > 8 else ""))
+        problems.append(
+            f"{len(missing)} tensors of the network not in the checkpoint: {', '.join(missing[:8])}"
+            + (" ..." if len(missing) > 8 else "")
+        )
     if unexpected:
-        problems.append(f"{len(unexpected)} unexpected checkpoint keys: {', '.join(unexpected[:8])}"
-                        + (" ..." if len(unexpected) > 8 else ""))
+        problems.append(
+            f"{len(unexpected)} unexpected checkpoint keys: {', '.join(unexpected[:8])}" + (" ..." if len(unexpected) > 8 else "")
+        )
     if shapes:
         problems.append(f"{len(shapes)} shape mismatches: {'; '.join(shapes[:8])}" + (" ..." if len(shapes) > 8 else ""))
     if problems:
@@ -241,8 +289,10 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise ValueError(f"{os.fspath(path)!r} holds objects other than tensors and plain containers; refusing to "
-                         f"unpickle it ({str(err).splitlines()[0]})") from None
+        raise ValueError(
+            f"{os.fspath(path)!r} holds objects other than tensors and plain containers; refusing to "
+            f"unpickle it ({str(err).splitlines()[0]})"
+        ) from None
     except (RuntimeError, EOFError, OSError) as err:
         raise ValueError(f"{os.fspath(path)!r} is not a readable PyTorch checkpoint ({str(err).splitlines()[0]})") from None
     if not isinstance(checkpoint, Mapping) or "model" not in checkpoint:
@@ -250,8 +300,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     return dict(checkpoint)
 
 
-def load_score_sde_pytorch_checkpoint(path: str | os.PathLike, model_config: Mapping, data_config: Mapping,
-                                      ema: bool = True) -> ScoreUNet:
+def load_score_sde_pytorch_checkpoint(
+    path: str | os.PathLike, model_config: Mapping, data_config: Mapping, ema: bool = True
+) -> ScoreUNet:
     """Our U-Net built from the configuration and loaded strictly from an official checkpoint.
 
     Args:

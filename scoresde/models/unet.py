@@ -35,7 +35,7 @@ Layout of the network and of its weights (keys read `down.16x16.blocks.0.conv_0.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -79,9 +79,18 @@ class ResBlock(nn.Module):
         init_scale: variance scale of conv_1's initial weights.
     """
 
-    def __init__(self, in_ch: int, out_ch: int | None = None, *, temb_dim: int | None = None,
-                 resample: str | None = None, fir_kernel: Sequence[float] | None = None, dropout: float = 0.0,
-                 skip_rescale: bool = True, init_scale: float = 0.0):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int | None = None,
+        *,
+        temb_dim: int | None = None,
+        resample: str | None = None,
+        fir_kernel: Sequence[float] | None = None,
+        dropout: float = 0.0,
+        skip_rescale: bool = True,
+        init_scale: float = 0.0,
+    ):
         super().__init__()
         out_ch = out_ch or in_ch
         self.resample = resample
@@ -159,7 +168,7 @@ class TimeEmbedding(nn.Module):
 class DownLevel(nn.Module):
     """One resolution of the down path (see the module docstring)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.blocks = nn.ModuleList()
         self.attentions = nn.ModuleList()
@@ -170,7 +179,7 @@ class DownLevel(nn.Module):
 class UpLevel(nn.Module):
     """One resolution of the up path (see the module docstring)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.blocks = nn.ModuleList()
         self.attention: nn.Module | None = None
@@ -245,8 +254,19 @@ class ScoreUNet(nn.Module):
         init_scale: float = 0.0,
     ):
         super().__init__()
-        self._check(data_shape, nf, ch_mult, num_res_blocks, dropout, resblock_type, progressive,
-                    progressive_input, progressive_combine, embedding_type, num_classes)
+        self._check(
+            data_shape,
+            nf,
+            ch_mult,
+            num_res_blocks,
+            dropout,
+            resblock_type,
+            progressive,
+            progressive_input,
+            progressive_combine,
+            embedding_type,
+            num_classes,
+        )
         channels, size = data_shape[0], data_shape[1]
         self.data_shape = tuple(data_shape)
         self.num_resolutions = len(ch_mult)
@@ -261,14 +281,25 @@ class ScoreUNet(nn.Module):
         self.fir_kernel = tuple(fir_kernel) if fir else None
 
         temb_dim = 4 * nf
-        self.time_embed = TimeEmbedding(nf, temb_dim, embedding_type=embedding_type,
-                                        fourier_scale=fourier_scale, log_label=log_label) if conditional else None
+        self.time_embed = (
+            TimeEmbedding(nf, temb_dim, embedding_type=embedding_type, fourier_scale=fourier_scale, log_label=log_label)
+            if conditional
+            else None
+        )
         self.class_embed = nn.Embedding(num_classes + 1, temb_dim) if num_classes else None
         temb = temb_dim if (conditional or num_classes) else None
 
         def block(in_ch, out_ch=None, resample=None):
-            return ResBlock(in_ch, out_ch, temb_dim=temb, resample=resample, fir_kernel=self.fir_kernel,
-                            dropout=dropout, skip_rescale=skip_rescale, init_scale=init_scale)
+            return ResBlock(
+                in_ch,
+                out_ch,
+                temb_dim=temb,
+                resample=resample,
+                fir_kernel=self.fir_kernel,
+                dropout=dropout,
+                skip_rescale=skip_rescale,
+                init_scale=init_scale,
+            )
 
         def attention(ch):
             return SelfAttention(ch, skip_rescale=skip_rescale, init_scale=init_scale)
@@ -304,27 +335,27 @@ class ScoreUNet(nn.Module):
         self.up = nn.ModuleDict()
         pyramid_ch = 0
         for i in reversed(range(self.num_resolutions)):
-            level = UpLevel()
+            up_level = UpLevel()
             for _ in range(num_res_blocks + 1):
                 out_ch = nf * ch_mult[i]
-                level.blocks.append(block(in_ch + skip_channels.pop(), out_ch))
+                up_level.blocks.append(block(in_ch + skip_channels.pop(), out_ch))
                 in_ch = out_ch
             if resolutions[i] in self.attn_resolutions:
-                level.attention = attention(in_ch)
+                up_level.attention = attention(in_ch)
             if progressive == "output_skip" or (progressive == "residual" and i == self.num_resolutions - 1):
-                level.pyramid_norm = group_norm(in_ch)
+                up_level.pyramid_norm = group_norm(in_ch)
                 if progressive == "output_skip":
-                    level.pyramid_conv = conv2d(in_ch, channels, 3, init_scale=init_scale)
+                    up_level.pyramid_conv = conv2d(in_ch, channels, 3, init_scale=init_scale)
                     pyramid_ch = channels
                 else:
-                    level.pyramid_conv = conv2d(in_ch, in_ch, 3)
+                    up_level.pyramid_conv = conv2d(in_ch, in_ch, 3)
                     pyramid_ch = in_ch
             elif progressive == "residual":
-                level.pyramid_upsample = resampler("up", pyramid_ch, in_ch, with_conv=True)
+                up_level.pyramid_upsample = resampler("up", pyramid_ch, in_ch, with_conv=True)
                 pyramid_ch = in_ch
             if i != 0:
-                level.upsample = block(in_ch, resample="up") if resblock_type == "biggan" else resampler("up", in_ch)
-            self.up[_level_name(resolutions[i])] = level
+                up_level.upsample = block(in_ch, resample="up") if resblock_type == "biggan" else resampler("up", in_ch)
+            self.up[_level_name(resolutions[i])] = up_level
         assert not skip_channels
 
         if progressive != "output_skip":
@@ -332,10 +363,22 @@ class ScoreUNet(nn.Module):
             self.output_conv = conv2d(in_ch, channels, 3, init_scale=init_scale)
 
     @staticmethod
-    def _check(data_shape, nf, ch_mult, num_res_blocks, dropout, resblock_type, progressive,
-               progressive_input, progressive_combine, embedding_type, num_classes) -> None:
+    def _check(
+        data_shape,
+        nf,
+        ch_mult,
+        num_res_blocks,
+        dropout,
+        resblock_type,
+        progressive,
+        progressive_input,
+        progressive_combine,
+        embedding_type,
+        num_classes,
+    ) -> None:
         for value, name, valid in [
-            (resblock_type, "resblock_type", RESBLOCK_TYPES), (progressive, "progressive", PROGRESSIVE),
+            (resblock_type, "resblock_type", RESBLOCK_TYPES),
+            (progressive, "progressive", PROGRESSIVE),
             (progressive_input, "progressive_input", PROGRESSIVE_INPUT),
             (progressive_combine, "progressive_combine", PROGRESSIVE_COMBINE),
             (embedding_type, "embedding_type", EMBEDDING_TYPES),
@@ -345,11 +388,15 @@ class ScoreUNet(nn.Module):
         if len(data_shape) != 3 or data_shape[1] != data_shape[2] or min(data_shape) < 1:
             raise ValueError(f"the U-Net needs square images of shape (channels, size, size), got {tuple(data_shape)}")
         if not ch_mult or min(ch_mult) < 1 or nf < 1 or num_res_blocks < 1:
-            raise ValueError(f"need nf >= 1, num_res_blocks >= 1 and positive ch_mult; got {nf}, {num_res_blocks}, {tuple(ch_mult)}")
+            raise ValueError(
+                f"need nf >= 1, num_res_blocks >= 1 and positive ch_mult; got {nf}, {num_res_blocks}, {tuple(ch_mult)}"
+            )
         factor = 2 ** (len(ch_mult) - 1)
         if data_shape[1] % factor:
-            raise ValueError(f"image size {data_shape[1]} is not divisible by the total down-sampling factor "
-                             f"{factor} (= 2^(len(ch_mult) - 1) for ch_mult={tuple(ch_mult)})")
+            raise ValueError(
+                f"image size {data_shape[1]} is not divisible by the total down-sampling factor "
+                f"{factor} (= 2^(len(ch_mult) - 1) for ch_mult={tuple(ch_mult)})"
+            )
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
         if num_classes < 0:
@@ -368,6 +415,14 @@ class ScoreUNet(nn.Module):
             temb = c if temb is None else temb + c
         return temb
 
+    def down_levels(self) -> list[DownLevel]:
+        """The down path's levels, finest resolution first."""
+        return [cast(DownLevel, level) for level in self.down.values()]
+
+    def up_levels(self) -> list[UpLevel]:
+        """The up path's levels, coarsest resolution first."""
+        return [cast(UpLevel, level) for level in self.up.values()]
+
     def forward(self, x: torch.Tensor, label: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.data_shape:
             raise ValueError(f"expected inputs of shape (batch, {', '.join(map(str, self.data_shape))}), got {tuple(x.shape)}")
@@ -378,7 +433,7 @@ class ScoreUNet(nn.Module):
             x = 2 * x - 1
         h = self.input_conv(x)
         skips, pyramid = [h], x
-        for level in self.down.values():
+        for level in self.down_levels():
             for i, block in enumerate(level.blocks):
                 h = block(h, temb)
                 if len(level.attentions):
@@ -387,11 +442,13 @@ class ScoreUNet(nn.Module):
             if level.downsample is None:
                 continue
             h = level.downsample(h, temb) if isinstance(level.downsample, ResBlock) else level.downsample(h)
-            if self.progressive_input == "input_skip":
+            if level.input_pyramid is None:  # progressive_input == "none"
+                pass
+            elif self.progressive_input == "input_skip":
                 pyramid = resample(pyramid, "down", self.fir_kernel)
                 projected = level.input_pyramid(pyramid)
                 h = torch.cat([projected, h], dim=1) if self.progressive_combine == "cat" else projected + h
-            elif self.progressive_input == "residual":
+            else:  # "residual"
                 pyramid = level.input_pyramid(pyramid)
                 pyramid = (pyramid + h) * _SQRT_HALF if self.skip_rescale else pyramid + h
                 h = pyramid
@@ -401,26 +458,31 @@ class ScoreUNet(nn.Module):
         h = self.middle["attention"](h)
         h = self.middle["block_1"](h, temb)
 
-        pyramid = None
-        for level in self.up.values():
-            for block in level.blocks:
+        out_pyramid: torch.Tensor | None = None
+        for up_level in self.up_levels():
+            for block in up_level.blocks:
                 h = block(torch.cat([h, skips.pop()], dim=1), temb)
-            if level.attention is not None:
-                h = level.attention(h)
-            if level.pyramid_norm is not None:
-                out = level.pyramid_conv(F.silu(level.pyramid_norm(h)))
-                if self.progressive == "output_skip" and pyramid is not None:
-                    pyramid = resample(pyramid, "up", self.fir_kernel) + out
+            if up_level.attention is not None:
+                h = up_level.attention(h)
+            if up_level.pyramid_norm is not None:
+                assert up_level.pyramid_conv is not None
+                out = up_level.pyramid_conv(F.silu(up_level.pyramid_norm(h)))
+                if self.progressive == "output_skip" and out_pyramid is not None:
+                    out_pyramid = resample(out_pyramid, "up", self.fir_kernel) + out
                 else:
-                    pyramid = out
-            elif level.pyramid_upsample is not None:
-                pyramid = level.pyramid_upsample(pyramid)
-                pyramid = (pyramid + h) * _SQRT_HALF if self.skip_rescale else pyramid + h
-                h = pyramid
-            if level.upsample is not None:
-                h = level.upsample(h, temb) if isinstance(level.upsample, ResBlock) else level.upsample(h)
+                    out_pyramid = out
+            elif up_level.pyramid_upsample is not None:
+                out_pyramid = up_level.pyramid_upsample(out_pyramid)
+                out_pyramid = (out_pyramid + h) * _SQRT_HALF if self.skip_rescale else out_pyramid + h
+                h = out_pyramid
+            if up_level.upsample is not None:
+                h = up_level.upsample(h, temb) if isinstance(up_level.upsample, ResBlock) else up_level.upsample(h)
 
-        h = pyramid if self.progressive == "output_skip" else self.output_conv(F.silu(self.output_norm(h)))
+        if self.progressive == "output_skip":
+            assert out_pyramid is not None
+            h = out_pyramid
+        else:
+            h = self.output_conv(F.silu(self.output_norm(h)))
         if self.scale_by_sigma:
             h = h / label.reshape(-1, *([1] * (h.ndim - 1)))
         return h

@@ -129,10 +129,18 @@ def _check_result(x: torch.Tensor, counted: CountingScore, name: str) -> None:
     if bool(finite.all()):
         return
     t, score = counted.last if counted.last is not None else (None, None)
-    where = "" if t is None else (f"; the score function's last output (t = {float(t.reshape(-1)[0]):.6g}) was "
-                                  f"{'finite' if bool(torch.isfinite(score).all()) else 'NaN / infinite'}")
-    raise FloatingPointError(f"{name}: {int((~finite).sum())} of {x.shape[0]} samples are NaN or infinite after "
-                             f"{counted.calls} score evaluations{where}; check the score function, or take more steps")
+    where = (
+        ""
+        if t is None or score is None
+        else (
+            f"; the score function's last output (t = {float(t.reshape(-1)[0]):.6g}) was "
+            f"{'finite' if bool(torch.isfinite(score).all()) else 'NaN / infinite'}"
+        )
+    )
+    raise FloatingPointError(
+        f"{name}: {int((~finite).sum())} of {x.shape[0]} samples are NaN or infinite after "
+        f"{counted.calls} score evaluations{where}; check the score function, or take more steps"
+    )
 
 
 def _denoise_extrapolated(sde: SDE, counted: CountingScore, x: torch.Tensor, t_end: float) -> torch.Tensor:
@@ -246,12 +254,13 @@ def sample(
     fn = SAMPLERS[name]
     unknown = set(options) - valid
     if unknown:
-        valid = sorted(valid)
-        raise ValueError(f"unknown options {sorted(unknown)} for sampler {name!r}; valid: {valid or 'none'}")
+        raise ValueError(f"unknown options {sorted(unknown)} for sampler {name!r}; valid: {sorted(valid) or 'none'}")
     if denoise not in DENOISE_MODES:
         raise ValueError(f"denoise must be one of {DENOISE_MODES}, got {denoise!r}")
     if denoise == "extrapolate" and name not in DETERMINISTIC:
-        raise ValueError(f"denoise='extrapolate' needs a fixed-step deterministic sampler ({', '.join(DETERMINISTIC)}), got {name!r}")
+        raise ValueError(
+            f"denoise='extrapolate' needs a fixed-step deterministic sampler ({', '.join(DETERMINISTIC)}), got {name!r}"
+        )
     eps = DEFAULT_EPS if eps is None else eps
     if time_grid is None:
         time_grid = DEFAULT_TIME_GRIDS.get(name, "uniform")

@@ -45,8 +45,10 @@ def check_tolerances(rtol: float, atol: float, dtype: torch.dtype) -> None:
     if not (rtol > 0 and atol > 0):
         raise ValueError(f"rtol and atol must be > 0, got {rtol!r}, {atol!r}")
     if rtol < min_rtol(dtype):
-        raise ValueError(f"rtol={rtol:g} is below what {str(dtype).replace('torch.', '')} can resolve: use rtol >= "
-                         f"{min_rtol(dtype):.2g} (or float64 inputs); a smaller tolerance stalls the solver")
+        raise ValueError(
+            f"rtol={rtol:g} is below what {str(dtype).replace('torch.', '')} can resolve: use rtol >= "
+            f"{min_rtol(dtype):.2g} (or float64 inputs); a smaller tolerance stalls the solver"
+        )
 
 
 def _check_options(backend, method, rtol, atol, dtype) -> None:
@@ -58,8 +60,19 @@ def _check_options(backend, method, rtol, atol, dtype) -> None:
     check_tolerances(rtol, atol, torch.float64 if backend == "scipy" else dtype)
 
 
-def probability_flow(sde, score_fn, x, time_grid, *, rtol: float = 1e-5, atol: float = 1e-5,
-                     method: str | None = None, backend: str = "torchdiffeq", generator=None, callback=None):
+def probability_flow(
+    sde,
+    score_fn,
+    x,
+    time_grid,
+    *,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    method: str | None = None,
+    backend: str = "torchdiffeq",
+    generator=None,
+    callback=None,
+):
     """Integrate the probability-flow ODE from time_grid[0] to time_grid[-1] adaptively.
 
     Raises:
@@ -91,8 +104,9 @@ def probability_flow(sde, score_fn, x, time_grid, *, rtol: float = 1e-5, atol: f
     except AssertionError as err:  # torchdiffeq's "underflow in dt": the step size collapsed
         finite = bool(torch.isfinite(newest["drift"]).all()) if "drift" in newest else True
         cause = "the score function returned NaN or infinity there" if not finite else "the ODE is too stiff for rtol/atol"
-        raise FloatingPointError(f"the adaptive solver ({method}) failed at t = {newest.get('t', t_start):.6g} ({err}): "
-                                 f"{cause}") from None
+        raise FloatingPointError(
+            f"the adaptive solver ({method}) failed at t = {newest.get('t', t_start):.6g} ({err}): {cause}"
+        ) from None
 
 
 def _solve_scipy(drift, x, t_start, t_end, rtol, atol, method) -> torch.Tensor:

@@ -24,7 +24,9 @@ from scoresde.samplers.noise import randn_like
 from scoresde.samplers.ode import GridScales
 
 
-def ancestral_step(g: GridScales, i: int, x: torch.Tensor, d: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def ancestral_step(
+    g: GridScales, i: int, x: torch.Tensor, d: torch.Tensor, noise: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior step from grid time i to i + 1 given the data prediction d; returns (x, mean)."""
     a_t, a_s = g.alpha[i], g.alpha[i + 1]
     var_t, var_s = g.sigma[i] ** 2, g.sigma[i + 1] ** 2

@@ -33,8 +33,9 @@ def _per_sample_norm(v: torch.Tensor) -> torch.Tensor:
     return v.reshape(v.shape[0], -1).norm(dim=1)
 
 
-def langevin_step(score_fn, sde, x: torch.Tensor, t_vec: torch.Tensor, noise: torch.Tensor, *, snr: float,
-                  step_rule: str = "noise_level") -> torch.Tensor:
+def langevin_step(
+    score_fn, sde, x: torch.Tensor, t_vec: torch.Tensor, noise: torch.Tensor, *, snr: float, step_rule: str = "noise_level"
+) -> torch.Tensor:
     """One Langevin step targeting p_t with the step size of `step_rule` (module docstring)."""
     score = score_fn(x, t_vec)
     if step_rule == "noise_level":
@@ -55,8 +56,18 @@ def check_langevin_options(snr, steps: int, step_rule: str, steps_name: str) -> 
         raise ValueError(f"unknown step_rule {step_rule!r}; valid: {', '.join(STEP_RULES)}")
 
 
-def annealed_langevin(sde, score_fn, x, time_grid, *, steps_per_level: int = 5, snr: float = 0.16,
-                      step_rule: str = "noise_level", generator=None, callback=None):
+def annealed_langevin(
+    sde,
+    score_fn,
+    x,
+    time_grid,
+    *,
+    steps_per_level: int = 5,
+    snr: float = 0.16,
+    step_rule: str = "noise_level",
+    generator=None,
+    callback=None,
+):
     """Annealed Langevin dynamics (Song & Ermon 2019): `steps_per_level` Langevin steps targeting
     p_t at each time of the grid after the first (x starts as a sample of the prior at T)."""
     check_langevin_options(snr, steps_per_level, step_rule, "steps_per_level")

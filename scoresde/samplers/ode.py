@@ -160,8 +160,7 @@ def _dpmpp_weights(g: GridScales, i: int, order: int) -> list[float]:
     return [-a * phi_1 + (A + B) / r0, -(A + B) / r0 - B / r1, B / r1]
 
 
-def dpm_solver_pp(sde, score_fn, x, time_grid, *, order: int = 2, lower_order_final: bool = True,
-                  generator=None, callback=None):
+def dpm_solver_pp(sde, score_fn, x, time_grid, *, order: int = 2, lower_order_final: bool = True, generator=None, callback=None):
     """DPM-Solver++ multistep of order 1, 2 or 3, one score evaluation per step.
 
     The first steps use lower orders (there is no history yet); with `lower_order_final` the
@@ -309,8 +308,9 @@ def s_adams_weights(g: GridScales, i: int, nodes: list[int]) -> list[float]:
     return _interpolatory_weights([g.s[j] / g.s[i] for j in nodes], moments[:k])
 
 
-def _exponential_adams_step(g: GridScales, i: int, x: torch.Tensor, predictions: dict, nodes: list[int],
-                            weights: list[float]) -> torch.Tensor:
+def _exponential_adams_step(
+    g: GridScales, i: int, x: torch.Tensor, predictions: dict, nodes: list[int], weights: list[float]
+) -> torch.Tensor:
     """x_{i+1} = (sigma_{i+1} / sigma_i) x_i + alpha_{i+1} sum_j w_j D_j."""
     out = x * (g.sigma[i + 1] / g.sigma[i])
     for j, w in zip(nodes, weights):
@@ -318,8 +318,9 @@ def _exponential_adams_step(g: GridScales, i: int, x: torch.Tensor, predictions:
     return out
 
 
-def unipc(sde, score_fn, x, time_grid, *, predictor_order: int = 2, interpolate_in: str = "lambda", generator=None,
-          callback=None):
+def unipc(
+    sde, score_fn, x, time_grid, *, predictor_order: int = 2, interpolate_in: str = "lambda", generator=None, callback=None
+):
     """UniPC-style predictor–corrector, one score evaluation per step (Zhao et al. 2023).
 
     Predictor: exponential Adams–Bashforth of `predictor_order` on past data predictions (= DPM-Solver++

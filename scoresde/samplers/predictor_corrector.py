@@ -68,16 +68,31 @@ def _correct(name, sde, score_fn, x, t, steps, snr, step_rule, generator):
     return x
 
 
-def predictor_corrector(sde, score_fn, x, time_grid, *, predictor: str = "reverse_diffusion",
-                        corrector: str = "langevin", snr: float = 0.16, corrector_steps: int = 1,
-                        step_rule: str = "noise_level", order: str = "corrector_first",
-                        generator=None, callback=None):
+def predictor_corrector(
+    sde,
+    score_fn,
+    x,
+    time_grid,
+    *,
+    predictor: str = "reverse_diffusion",
+    corrector: str = "langevin",
+    snr: float = 0.16,
+    corrector_steps: int = 1,
+    step_rule: str = "noise_level",
+    order: str = "corrector_first",
+    generator=None,
+    callback=None,
+):
     """The PC sampler; see the module docstring for predictors, correctors and orders.
 
     Raises:
         ValueError: unknown predictor, corrector or order (listing the valid ones), or bad snr/steps.
     """
-    for value, valid, what in ((predictor, PREDICTORS, "predictor"), (corrector, CORRECTORS, "corrector"), (order, ORDERS, "order")):
+    for value, valid, what in (
+        (predictor, PREDICTORS, "predictor"),
+        (corrector, CORRECTORS, "corrector"),
+        (order, ORDERS, "order"),
+    ):
         if value not in valid:
             raise ValueError(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
     if corrector != "none":

@@ -76,6 +76,8 @@ def get_time_grid(kind: str | Sequence[float] | torch.Tensor, sde: SDE, steps: i
         builders = {"uniform": uniform_grid, "log_snr": log_snr_grid, "karras": karras_grid}
         if kind not in builders:
             raise ValueError(f"unknown time grid {kind!r}; valid: {', '.join(TIME_GRIDS)} or a sequence of times")
+        if steps is None:
+            raise ValueError(f"the {kind!r} time grid needs a step count")
         return builders[kind](sde, steps, eps)
     grid = torch.as_tensor(kind, dtype=torch.float64).flatten()
     if grid.numel() - 1 > MAX_STEPS:

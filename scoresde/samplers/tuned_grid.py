@@ -63,10 +63,20 @@ def _strictly_decreasing(grid: torch.Tensor) -> bool:
     return bool(torch.all(grid[1:] < grid[:-1])) and bool(torch.isfinite(grid).all())
 
 
-def tune_time_grid(sample_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sde: SDE, x_T: torch.Tensor,
-                   steps: int, *, reference: torch.Tensor | None = None, score_fn: Callable | None = None,
-                   init: str = "log_snr", eps: float = 1e-3, t_min: float | None = None, max_evaluations: int = 600,
-                   tolerance: float = 1e-3) -> tuple[torch.Tensor, dict]:
+def tune_time_grid(
+    sample_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    sde: SDE,
+    x_T: torch.Tensor,
+    steps: int,
+    *,
+    reference: torch.Tensor | None = None,
+    score_fn: Callable | None = None,
+    init: str = "log_snr",
+    eps: float = 1e-3,
+    t_min: float | None = None,
+    max_evaluations: int = 600,
+    tolerance: float = 1e-3,
+) -> tuple[torch.Tensor, dict]:
     """A time grid of `steps` intervals that minimises the RMS error of `sample_fn` (module docstring).
 
     Args:
@@ -100,8 +110,9 @@ def tune_time_grid(sample_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
             raise ValueError("give either a reference solution or the score_fn to compute one")
         from scoresde import samplers
 
-        reference, _ = samplers.sample("probability_flow", sde, score_fn, x_T=x_T, eps=min(eps, 1e-5 * sde.T),
-                                       rtol=1e-6, atol=1e-6)
+        reference, _ = samplers.sample(
+            "probability_flow", sde, score_fn, x_T=x_T, eps=min(eps, 1e-5 * sde.T), rtol=1e-6, atol=1e-6
+        )
     if reference.shape != x_T.shape:
         raise ValueError(f"reference has shape {tuple(reference.shape)}, x_T {tuple(x_T.shape)}: they must agree")
     start = get_time_grid(init, sde, steps, eps)
@@ -126,9 +137,12 @@ def tune_time_grid(sample_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tenso
 
     initial = loss(params0)
     simplex = [params0] + [params0 + 0.5 * np.eye(len(params0))[i] for i in range(len(params0))]
-    result = minimize(loss, params0, method="Nelder-Mead",
-                      options={"maxfev": max_evaluations, "initial_simplex": np.array(simplex),
-                               "fatol": tolerance * initial, "xatol": 1e-3})
+    result = minimize(
+        loss,
+        params0,
+        method="Nelder-Mead",
+        options={"maxfev": max_evaluations, "initial_simplex": np.array(simplex), "fatol": tolerance * initial, "xatol": 1e-3},
+    )
     best = result.x if result.fun < initial else params0
     grid = _grid_from_parameters(sde, lam0, lam_end0, lam_cap, best)
     return grid, {"rms_initial": initial, "rms": min(float(result.fun), initial), "evaluations": evaluations}
