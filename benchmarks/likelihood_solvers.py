@@ -60,7 +60,7 @@ def main() -> None:
         x = mix.sample(args.n, generator=torch.Generator().manual_seed(0)).double()
         for sde_name in args.sdes:
             sde = SDES[sde_name]()
-            truth = mix.log_prob(x, sde, torch.full((args.n,), likelihood.DEFAULT_EPS, dtype=torch.float64))
+            truth = mix.log_prob(x, sde, torch.full((args.n,), likelihood.DEFAULT_START_TIME, dtype=torch.float64))
 
             def exact_prior(z, sde=sde):
                 return mix.log_prob(z, sde, torch.full((z.shape[0],), sde.T, dtype=z.dtype))

@@ -32,9 +32,10 @@ and grid, the budget and the seed. A record is reused only when its digest match
 same target name computed under other settings (an earlier checkpoint, another sample count, other
 SDE parameters) are stale: they are not reused, not reported, and stay in the file for the record.
 
-Budgets are in score evaluations (NFE). Each sampler's evaluations per step are measured once (dry
-runs on one example, read from `info["nfe"]`), and the step count is the largest that fits the budget
-including the final denoising evaluation. Samplers whose evaluations do not depend on the step count
+Budgets are in score evaluations (NFE). Each sampler's evaluations per step are what its registry
+declaration says (`samplers.SamplerInfo.evaluations`, with the spec's options; a sampler passed as
+a function is measured by dry runs on one example instead), and the step count is the largest that
+fits the budget including the final denoising evaluation. Samplers whose evaluations do not depend on the step count
 (the adaptive `probability_flow`, whose NFE its tolerance sets) run once per seed, outside the
 budgets: their records have budget 0, shown as "adaptive" in the report. Wall time is measured per run; `overhead_ms_per_step`
 is the wall time minus the time the score function alone takes for that many evaluations (measured
@@ -168,7 +169,7 @@ def parse_sampler_spec(spec: str, base_options: dict | None = None) -> Sampler:
             f"sampler spec {spec!r}: unknown time grid {grid!r}{hint(grid, samplers.TIME_GRIDS)}; "
             f"valid: {', '.join(samplers.TIME_GRIDS)}"
         )
-    valid = samplers.sampler_options(name) - {"time_grid"}
+    valid = samplers.sampler_options(name)
     options = dict(base_options or {})
     for item in filter(None, (part.strip() for part in tail.split(","))):
         key, equals, value = item.partition("=")
@@ -386,7 +387,7 @@ ORACLE_PROBLEMS = {
     "ring": lambda: oracle.ring(8, 1.0, 0.05),
     "stiff64": lambda: oracle.stiff(64, 4, 0.01, 1.0, seed=0),
 }
-DEFAULT_EPS = {"vesde": 1e-5, "vpsde": 1e-4, "subvpsde": 1e-4, "cosinevpsde": 1e-4, "edmsde": 2e-3}
+END_TIME_BY_SDE = {"vesde": 1e-5, "vpsde": 1e-4, "subvpsde": 1e-4, "cosinevpsde": 1e-4, "edmsde": 2e-3}
 
 
 def oracle_target(problem: str, sde_name: str, n_samples: int, **sde_options) -> OracleTarget:
@@ -397,11 +398,20 @@ def oracle_target(problem: str, sde_name: str, n_samples: int, **sde_options) ->
         raise ValueError(f"unknown oracle problem {problem!r}; valid: {', '.join(ORACLE_PROBLEMS)}")
     sde = get_sde_from_options(sde_name, sde_options)
     key = sde_name.lower().replace("-", "").replace("_", "")
-    return OracleTarget(f"{problem}_{key}", ORACLE_PROBLEMS[problem](), sde, DEFAULT_EPS.get(key, 1e-4), n_samples)
+    return OracleTarget(f"{problem}_{key}", ORACLE_PROBLEMS[problem](), sde, END_TIME_BY_SDE.get(key, 1e-4), n_samples)
 
 
 def evaluations_per_step(sampler: Sampler, target) -> tuple[int, int]:
-    """(a, b) with NFE(steps) = a steps + b, from the `info["nfe"]` of dry runs with 2 and 3 steps on one example."""
+    """(a, b) with NFE(steps) = a steps + b.
+
+    A registered sampler's a is its declaration (`samplers.SamplerInfo.evaluations` with the
+    sampler's options; 0 for adaptive ones) and b is the final denoising evaluation (1 when the
+    run's end time has noise left, as every target's eps > 0 has). A sampler given as a function
+    declares nothing: its a and b are read from the `info["nfe"]` of dry runs with 2 and 3 steps
+    on one example.
+    """
+    if isinstance(sampler.sampler, str):  # run with samplers.sample's default denoise=True
+        return samplers.get(sampler.sampler).evaluations(sampler.options), 1
     counts = []
     x_T = target.initial_noise(0)[:1]
     for steps in (2, 3):

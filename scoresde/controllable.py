@@ -76,6 +76,7 @@ import torch
 from scoresde import samplers
 from scoresde.samplers import noise as sampler_noise
 from scoresde.samplers.ode import GridScales
+from scoresde.samplers.registry import StepInfo
 from scoresde.sde_lib import SDE
 
 NOISE_MODES = ("fresh", "fixed")
@@ -194,7 +195,7 @@ def replaced_score(score_fn: Callable, replacement: Replacement) -> Callable:
 
 def default_noise_mode(sampler: str) -> str:
     """ "fixed" for deterministic samplers (the ODE solvers), "fresh" for stochastic ones."""
-    return "fixed" if sampler in samplers.DETERMINISTIC or sampler == "probability_flow" else "fresh"
+    return "fresh" if samplers.get(sampler).kind == "sde" else "fixed"
 
 
 def _sample_with_replacement(sampler, sde, score_fn, known, mask, noise, generator, decoupled, sample_kwargs):
@@ -302,7 +303,7 @@ def smc_inpaint(
     ess_threshold: float = 0.5,
     denoise: bool = True,
     generator: torch.Generator | None = None,
-    callback: Callable[[int, int], None] | None = None,
+    callback: Callable[[StepInfo], None] | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """Inpainting by sequential Monte Carlo (module docstring): K particles per example.
 
@@ -329,7 +330,7 @@ def smc_inpaint(
         raise ValueError(f"ess_threshold must lie in [0, 1], got {ess_threshold!r}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError("smc_inpaint takes one torch.Generator: its particles interact, so per-example generators do not apply")
-    eps = samplers.DEFAULT_EPS if eps is None else eps
+    eps = samplers.DEFAULT_END_TIME if eps is None else eps
     batch, dims, k = known.shape[0], tuple(known.shape[1:]), n_particles
     mask = Replacement(sde, known, mask).mask  # checked and broadcast
     grid = samplers.get_time_grid(time_grid, sde, steps, eps)
@@ -366,7 +367,7 @@ def smc_inpaint(
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
         x = torch.lerp(mean + std * noise, path[i + 1], mask_k)
         if callback is not None:
-            callback(i, g.n)
+            callback({"i": i, "n": g.n, "t": g.t[i], "x": x, "denoised": d})
     if denoise and g.sigma[-1] > 0:
         x = (x + g.sigma[-1] ** 2 * score_fn(x, torch.full((x.shape[0],), g.t[-1], dtype=x.dtype, device=x.device))) / g.alpha[-1]
         nfe += 1

@@ -59,7 +59,7 @@ from scoresde.sde_lib import SDE, broadcast_to_data
 METHODS = ("dopri5", "torchdiffeq", "scipy", "rk4")
 PROBES = ("gaussian", "rademacher")
 EXACT_DIVERGENCE_MAX_DIM = 64
-DEFAULT_EPS = 1e-5
+DEFAULT_START_TIME = 1e-5
 
 # Dormand–Prince 5(4) tableau (Dormand & Prince 1980; Hairer, Nørsett & Wanner, table 5.2).
 _C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
@@ -304,7 +304,7 @@ def log_likelihood(
     Raises:
         ValueError: unknown method or probe kind, bad tolerances, eps outside (0, T), n_probes < 1.
     """
-    eps = DEFAULT_EPS if eps is None else float(eps)
+    eps = DEFAULT_START_TIME if eps is None else float(eps)
     if not x.is_floating_point() or x.ndim < 2:
         raise ValueError(f"x must be a floating-point tensor of shape (batch, *dims), got {x.dtype} {tuple(x.shape)}")
     _check(method, rtol, atol, steps, eps, sde, x.dtype)
@@ -360,7 +360,7 @@ def encode(
     steps: int | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """The latent z = x(T) of data x = x(eps) under the probability-flow ODE (a bijection)."""
-    eps = DEFAULT_EPS if eps is None else float(eps)
+    eps = DEFAULT_START_TIME if eps is None else float(eps)
     return _transport(sde, score_fn, x, eps, float(sde.T), rtol, atol, method, steps)
 
 
@@ -376,7 +376,7 @@ def decode(
     steps: int | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """The data x(eps) of a latent z = x(T): `encode`'s inverse, the same ODE backwards in time."""
-    eps = DEFAULT_EPS if eps is None else float(eps)
+    eps = DEFAULT_START_TIME if eps is None else float(eps)
     return _transport(sde, score_fn, z, float(sde.T), eps, rtol, atol, method, steps)
 
 

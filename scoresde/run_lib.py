@@ -155,10 +155,10 @@ def named_time_grid(config, mode: str) -> str | None:
     return grid or None
 
 
-def sampler_options(config) -> dict:
-    """The config.sampling values that the chosen sampler takes as options (empty strings skipped)."""
-    accepted = samplers.sampler_options(config.sampling.sampler)
-    return {k: v for k, v in config.sampling.items() if k in accepted and v != ""}
+def sampler_options(config, name: str | None = None) -> dict:
+    """The options of sampler `name` (default: config.sampling.sampler): its section config.sampling.<name>."""
+    section = config.sampling.get(name or config.sampling.sampler)
+    return section.to_dict() if section is not None else {}
 
 
 def load_checkpoint(config, workdir: Path, model: torch.nn.Module, *, ema: bool) -> Path:
@@ -233,7 +233,7 @@ class Experiment:
                 )[0]
 
             start = time.perf_counter()
-            init = samplers.DEFAULT_TIME_GRIDS.get(s.sampler, "log_snr")
+            init = samplers.get(s.sampler).default_grid
             self._tuned_grid, info = samplers.tune_time_grid(
                 run, self.sde, x_T, s.steps, score_fn=self.score_fn, init=init, eps=s.eps, max_evaluations=s.tune_evaluations
             )
@@ -282,13 +282,13 @@ class Experiment:
                 self.sde,
                 score_fn,
                 shape,
-                steps=None if s.sampler == "probability_flow" else s.steps,
+                steps=None if samplers.get(s.sampler).kind == "adaptive" else s.steps,
                 eps=s.eps,
                 denoise=s.denoise,
                 generator=generator,
                 device=self.device,
                 time_grid=time_grid,
-                callback=lambda i, k: bar.update(1),
+                callback=lambda step: bar.update(1),
                 **sampler_options(self.config),
             )
             chunks.append(x)
@@ -514,11 +514,6 @@ def likelihood(config, workdir: str | Path) -> dict:
     return summary
 
 
-def _sampler_options_for(config, name: str) -> dict:
-    accepted = samplers.sampler_options(name) - {"time_grid"}
-    return {k: v for k, v in config.sampling.items() if k in accepted and v != ""}
-
-
 def _oracle_targets(config) -> list:
     from scoresde import benchmark as bench
 
@@ -635,7 +630,8 @@ def benchmark(config, workdir: str | Path) -> dict:
     torch.manual_seed(config.seed)
     grid = []
     for spec in b.samplers:
-        sampler = bench.parse_sampler_spec(spec, _sampler_options_for(config, spec.partition(":")[0].partition("@")[0]))
+        name = spec.partition(":")[0].partition("@")[0]
+        sampler = bench.parse_sampler_spec(spec, sampler_options(config, name) if name in samplers.available() else None)
         if sampler.time_grid is None and named_time_grid(config, "benchmark"):
             sampler = bench.Sampler(sampler.label, sampler.sampler, sampler.options, config.sampling.time_grid)
         grid.append(sampler)

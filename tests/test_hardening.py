@@ -389,6 +389,12 @@ def test_sample_mode_fails_before_sampling_when_it_cannot_write(trained, tmp_pat
             "(in 'training.batch_sise'); did you mean 'batch_size'?",
             2,
         ),
+        (
+            ["--config.sampling.snr=0.2"],  # a sampler option, now in the section of each sampler that takes it
+            "--config.sampling.snr=0.2: the config has no key 'snr' (in 'sampling.snr'); "
+            "did you mean 'sampling.annealed_langevin.snr' or 'sampling.predictor_corrector.snr'?",
+            2,
+        ),
         (["--workdir="], "error: --workdir is empty", 1),
     ],
 )
@@ -463,7 +469,7 @@ def test_tolerances_below_the_dtype_resolution_are_refused_at_once():
 @pytest.mark.parametrize(
     "override, message",
     [
-        ({"sampling.rtol": 1e-12}, "config.sampling.rtol must be >= 1.2e-09"),
+        ({"sampling.probability_flow.rtol": 1e-12}, "config.sampling.probability_flow: rtol=1e-12 is below what float32"),
         ({"likelihood.rtol": 1e-12}, "config.likelihood.rtol must be >= 1.2e-09"),
         ({"sampling.eps": 2.0}, "config.sampling.eps must be < T = 1, the end time of SDE 'vpsde', got 2.0"),
         ({"training.eps": 1.0}, "config.training.eps must be < T = 1"),

@@ -19,17 +19,11 @@ EPS = 1e-3
 # A stiff-ish Gaussian: per-dimension stds from 0.05 to 1.
 TARGET = oracle.gaussian(torch.tensor([0.5, -0.5, 0.0]), torch.tensor([0.05, 0.3, 1.0]))
 
-# (sampler, nominal order, step counts in the asymptotic range) on the Karras grid.
-ORDERS = [
-    ("ode_euler", 1, (32, 64, 128)),
-    ("ddim", 1, (32, 64, 128)),
-    ("heun", 2, (32, 64, 128)),
-    ("dpmpp_2m", 2, (32, 64, 128)),
-    ("ipndm", 2, (32, 64, 128)),
-    ("dpmpp_3m", 3, (64, 128, 256)),
-    ("lms", 4, (64, 128, 256)),
-    ("unipc", 3, (32, 64, 128)),
-]
+# Step counts in each solver's asymptotic range on the Karras grid (higher orders need more steps
+# before round-off and the first, lower-order steps stop mattering).
+ASYMPTOTIC_STEPS = {"dpmpp_3m": (64, 128, 256), "lms": (64, 128, 256)}
+# (sampler, its declared order, step counts): every fixed-step solver of the registry.
+ORDERS = [(name, samplers.get(name).order, ASYMPTOTIC_STEPS.get(name, (32, 64, 128))) for name in samplers.deterministic()]
 
 
 def flow_error(name, sde, steps, x_T, **options):
@@ -59,13 +53,22 @@ def test_fixed_step_solvers_converge_with_their_order(x_T_by_sde, sde_name, name
     assert order + tolerance[0] < slope < order + tolerance[1], f"{name} on {sde_name}: errors {errors}, slope {slope:.2f}"
 
 
-@pytest.mark.parametrize(
-    "name, per_step",
-    [("ode_euler", 1), ("ddim", 1), ("heun", 2), ("dpmpp_2m", 1), ("dpmpp_3m", 1), ("ipndm", 1), ("lms", 1), ("unipc", 1)],
-)
-def test_fixed_step_nfe_is_exact(x_T_by_sde, name, per_step):
+@pytest.mark.parametrize("name", samplers.deterministic())
+def test_fixed_step_nfe_is_what_the_registry_declares(x_T_by_sde, name):
     _, info = flow_error(name, SDES["vp"], 7, x_T_by_sde["vp"])
-    assert info["nfe"] == 7 * per_step
+    assert info["nfe"] == 7 * samplers.get(name).evaluations()
+
+
+@pytest.mark.parametrize("order", [1, 2, 3])
+def test_dpm_solver_pp_converges_with_the_order_it_is_given(x_T_by_sde, order):
+    """dpm_solver_pp(order=k) is DPM-Solver++(kM): ddim at k = 1, dpmpp_2m and dpmpp_3m at 2 and 3."""
+    sde, x_T = SDES["vp"], x_T_by_sde["vp"]
+    steps = ASYMPTOTIC_STEPS["dpmpp_3m"] if order == 3 else (32, 64, 128)
+    errors = [flow_error("dpm_solver_pp", sde, n, x_T, order=order)[0] for n in steps]
+    slope = -np.polyfit(np.log(steps), np.log(errors), 1)[0]
+    assert order - 0.25 < slope < order + 0.6, f"errors {errors}, slope {slope:.2f}"
+    same = {1: "ddim", 2: "dpmpp_2m", 3: "dpmpp_3m"}[order]
+    assert flow_error(same, sde, 16, x_T)[0] == pytest.approx(flow_error("dpm_solver_pp", sde, 16, x_T, order=order)[0], rel=1e-9)
 
 
 @pytest.mark.parametrize("sde_name", SDES)

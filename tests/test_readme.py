@@ -82,3 +82,10 @@ def test_tuned_grid_example_runs(capsys):
     sde, samplers = namespace["sde"], namespace["samplers"]
     assert rms(run(x_T, grid)) < 0.7 * rms(run(x_T, samplers.get_time_grid("log_snr", sde, 9, 1e-5)))  # on held-out noise
     assert "tuned on other noise" in capsys.readouterr().out
+
+
+def test_own_sampler_example_runs():
+    namespace: dict = {}
+    exec(compile(block_with('samplers.register("shrunk_ddim"'), "README.md", "exec"), namespace)
+    assert namespace["x"].shape == (100, 2) and namespace["info"]["nfe"] == 11
+    assert "shrunk_ddim" not in namespace["samplers"].available()  # the example unregisters it

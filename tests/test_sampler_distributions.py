@@ -33,6 +33,7 @@ SAMPLERS = {
     "ddim": (100, {}),
     "heun": (25, {}),
     "dpmpp_2m": (25, {}),
+    "dpm_solver_pp": (25, {"order": 3}),
     "dpmpp_3m": (25, {}),
     "ipndm": (25, {}),
     "lms": (25, {}),

@@ -13,6 +13,7 @@ import pytest
 import scipy.stats
 import torch
 
+from scoresde import samplers
 from scoresde.models import ScoreMLP
 from scoresde.samplers import SAMPLERS, available, euler_maruyama_step, get_time_grid, sample
 from scoresde.samplers.time_grids import TIME_GRIDS
@@ -182,9 +183,34 @@ def test_callback_sees_every_step(make_generator):
         (4, 2),
         steps=6,
         generator=make_generator(9),
-        callback=lambda i, n: seen.append((i, n)),
+        callback=seen.append,
     )
-    assert seen == [(i, 6) for i in range(6)]
+    assert [(step["i"], step["n"]) for step in seen] == [(i, 6) for i in range(6)]
+    grid = samplers.get_time_grid("uniform", VPSDE(), 6, samplers.DEFAULT_END_TIME)
+    assert [step["t"] for step in seen] == pytest.approx(grid[:-1].tolist())
+    assert all(step["x"].shape == (4, 2) and step["denoised"] is None for step in seen)  # an SDE step reports no D
+
+
+@pytest.mark.parametrize("name", samplers.deterministic())
+def test_every_ode_solver_reports_the_denoised_state_it_evaluated(name):
+    """The callback's `denoised` is D(x_i, t_i) (Tweedie's formula at the step's start): checked
+    against the exact denoiser of the mixture on the state the previous step reported. UniPC's
+    evaluation at t_i is made on its predictor's state, before the corrector moves it (that is
+    what makes its corrector free), so only its first one is on a reported state."""
+    sde = VPSDE()
+    seen = []
+    x_T = sde.prior_sampling((5, 2), generator=torch.Generator().manual_seed(0))
+    sample(name, sde, PROBLEM.score(sde), x_T=x_T, steps=5, callback=seen.append, denoise=False)
+    assert [step["i"] for step in seen] == list(range(5))
+    states = [x_T] + [step["x"] for step in seen]
+    for step, x in zip(seen, states):
+        if name == "unipc" and step["i"] > 0:
+            assert step["denoised"].shape == x.shape
+            continue
+        t = torch.full((5,), step["t"])
+        alpha, sigma = sde.alpha(t)[:, None], sde.sigma(t)[:, None]
+        exact = (x + sigma**2 * PROBLEM.score(sde)(x, t)) / alpha
+        torch.testing.assert_close(step["denoised"], exact, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("grid_kind", TIME_GRIDS)

@@ -179,8 +179,8 @@ def test_two_process_ddp_matches_one_process(straight, tmp_path):
         "training.checkpoint_freq": 12,
         "sampling.n_samples": 21,
         "sampling.sampler": "probability_flow",
-        "sampling.rtol": 1e-3,
-        "sampling.atol": 1e-3,
+        "sampling.probability_flow.rtol": 1e-3,
+        "sampling.probability_flow.atol": 1e-3,
     }
     ctx = mp.get_context("spawn")
     failures = ctx.Queue()

@@ -18,6 +18,6 @@ def get_config():
     b.seeds = 3
     b.n_samples = 2000
     b.plot_budget = 200
-    config.sampling.corrector_steps = 1
-    config.sampling.steps_per_level = 1
+    config.sampling.predictor_corrector.corrector_steps = 1
+    config.sampling.annealed_langevin.steps_per_level = 1
     return config

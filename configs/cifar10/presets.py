@@ -52,7 +52,8 @@ def ncsnpp(config, *, deep: bool = False):
     m.ema_decay = 0.999
     m.num_res_blocks = 8 if deep else 4
     config.sampling.sampler = "predictor_corrector"
-    config.sampling.predictor, config.sampling.corrector = "reverse_diffusion", "langevin"
+    pc = config.sampling.predictor_corrector
+    pc.predictor, pc.corrector = "reverse_diffusion", "langevin"
     return config
 
 
@@ -67,5 +68,6 @@ def ddpmpp(config, *, deep: bool = False):
     m.num_res_blocks = 8 if deep else 4
     config.training.reduce = "mean"
     config.sampling.sampler = "predictor_corrector"
-    config.sampling.predictor, config.sampling.corrector = "euler_maruyama", "none"
+    pc = config.sampling.predictor_corrector
+    pc.predictor, pc.corrector = "euler_maruyama", "none"
     return config

@@ -73,9 +73,31 @@ def _override_problem(argv: list[str], err: Exception) -> str:
     for arg in argv:
         path = arg[len("--config.") :].split("=", 1)[0] if arg.startswith("--config.") else ""
         if path and missing and missing.group(1) in path.split("."):
-            suggestion = f"; did you mean {hint.group(1)!r}?" if hint else ""
+            elsewhere = _paths_ending_in(missing.group(1))  # e.g. a sampler option, now in its sampler's section
+            if hint:
+                suggestion = f"; did you mean {hint.group(1)!r}?"
+            elif elsewhere:
+                suggestion = (
+                    f"; did you mean {' or '.join(repr(p) for p in elsewhere[:3])}{' or ...' if len(elsewhere) > 3 else ''}?"
+                )
+            else:
+                suggestion = ""
             return f"{arg}: the config has no key {missing.group(1)!r} (in {path!r}){suggestion}; see scoresde/config/defaults.py"
     return "a --config override names no key of the config: " + text.replace("\n", " ")
+
+
+def _paths_ending_in(key: str) -> list[str]:
+    """Dotted paths of the default config whose last part is `key`."""
+    from scoresde.config import defaults
+
+    def walk(node, prefix):
+        for name, value in node.items():
+            if hasattr(value, "items"):
+                yield from walk(value, f"{prefix}{name}.")
+            elif name == key:
+                yield f"{prefix}{name}"
+
+    return sorted(walk(defaults.get_config(), ""))
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -5,6 +5,8 @@ Override any value on the command line: `--config.training.n_steps=200`.
 
 import ml_collections
 
+from scoresde import samplers
+
 
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
@@ -117,22 +119,11 @@ def get_config() -> ml_collections.ConfigDict:
     )
     sampling.tune_samples = 256  # time_grid "tuned": starting points the grid is tuned on (samplers.tune_time_grid)
     sampling.tune_evaluations = 400  # time_grid "tuned": sampler runs the search may spend
-    # Sampler options: each is passed only to the samplers that take it.
-    sampling.predictor = "reverse_diffusion"  # predictor_corrector: reverse_diffusion, euler_maruyama, ancestral, none
-    sampling.corrector = "langevin"  # predictor_corrector: langevin, none
-    sampling.order = "corrector_first"  # predictor_corrector: corrector_first, predictor_first
-    sampling.snr = 0.16  # Langevin signal-to-noise ratio
-    sampling.corrector_steps = 1
-    sampling.steps_per_level = 5  # annealed_langevin
-    sampling.step_rule = "noise_level"  # Langevin step size: noise_level, score_norm
-    sampling.rtol = 1e-5  # probability_flow
-    sampling.atol = 1e-5
-    sampling.method = ""  # probability_flow: "" (dopri5 / RK45) or a method of the backend
-    sampling.backend = "torchdiffeq"  # probability_flow: torchdiffeq, scipy
-    sampling.max_order = 4  # lms, ipndm
-    sampling.lower_order_final = True  # dpmpp_2m, dpmpp_3m
-    sampling.predictor_order = 2  # unipc (the corrector adds one)
-    sampling.interpolate_in = "lambda"  # unipc: "lambda" or "s" (see scoresde.samplers.ode.unipc)
+    # Options of each sampler, in a section of its own with the defaults of its loop's signature
+    # (scoresde.samplers.REGISTRY): --config.sampling.predictor_corrector.snr=0.2. Only the section of
+    # the chosen sampler is used; a sampler registered before get_config() runs gets one too.
+    for name, info in samplers.REGISTRY.items():
+        sampling[name] = ml_collections.ConfigDict(info.option_defaults())
     sampling.denoise = True  # a final Tweedie denoising step
     sampling.n_samples = 1000
     sampling.batch_size = 1000

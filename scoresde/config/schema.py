@@ -31,9 +31,7 @@ from absl import logging
 from scoresde import benchmark, controllable, data, likelihood, losses, samplers, score
 from scoresde.config import defaults
 from scoresde.models import MODELS, mlp, unet
-from scoresde.samplers.adaptive import BACKENDS, METHODS, SCIPY_METHODS, min_rtol
-from scoresde.samplers.langevin import STEP_RULES
-from scoresde.samplers.predictor_corrector import CORRECTORS, ORDERS, PREDICTORS
+from scoresde.samplers.adaptive import min_rtol
 from scoresde.sde_lib import SDES, get_sde_from_options
 
 Rule = Callable[[str, Any], list]  # (dotted key, value) -> problem lines (empty: fine)
@@ -113,12 +111,18 @@ def sampler_spec() -> Rule:
         if not isinstance(value, str):
             return [_line(key, f"must be a sampler spec string, got {_got(value)}")]
         try:
-            benchmark.parse_sampler_spec(value)
+            parsed = benchmark.parse_sampler_spec(value)
+            samplers.check_options(str(parsed.sampler), parsed.options)
         except ValueError as error:
             return [_line(key, str(error))]
         return []
 
     return rule
+
+
+def registered_sampler() -> Rule:
+    """A name of `samplers.available()` when the config is checked (samplers registered at run time count)."""
+    return lambda key, value: one_of(samplers.available(), "sampler")(key, value)
 
 
 def one_of(names, what: str = "value") -> Rule:
@@ -186,8 +190,6 @@ def _scales(key: str, value: Any) -> list:
 
 positive, non_negative, probability = real(min=0, open_min=True), real(min=0), real(0, 1, open_max=True)
 count, count0, flag = integer(min=1), integer(min=0), boolean()  # count0: 0 allowed ("never", "none")
-UNIPC_INTERPOLATION = ("lambda", "s")  # scoresde.samplers.ode.unipc's interpolate_in
-ADAPTIVE_METHODS = {"torchdiffeq": METHODS, "scipy": SCIPY_METHODS}
 
 
 def _section(section: str, /, **rules: Rule) -> dict[str, Rule]:
@@ -291,27 +293,12 @@ RULES: dict[str, Rule] = {
     ),
     **_section(
         "sampling",
-        sampler=one_of(samplers.available(), "sampler"),
+        sampler=registered_sampler(),
         steps=integer(1, samplers.MAX_STEPS),
         eps=positive,
         time_grid=one_of(("", "tuned") + tuple(samplers.TIME_GRIDS), "time grid"),
         tune_samples=count,
         tune_evaluations=count,
-        predictor=one_of(PREDICTORS, "predictor"),
-        corrector=one_of(CORRECTORS, "corrector"),
-        order=one_of(ORDERS, "order"),
-        snr=positive,
-        corrector_steps=count,
-        steps_per_level=count,
-        step_rule=one_of(STEP_RULES, "step rule"),
-        rtol=positive,
-        atol=positive,
-        method=text(),  # method: the backend's methods are a cross-key check
-        backend=one_of(BACKENDS, "backend"),
-        max_order=integer(1, 4),
-        lower_order_final=flag,
-        predictor_order=integer(1, 3),
-        interpolate_in=one_of(UNIPC_INTERPOLATION, "interpolation variable"),
         denoise=one_of(samplers.DENOISE_MODES, "denoise mode"),
         n_samples=count,
         batch_size=count,
@@ -455,22 +442,15 @@ def _cross_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
                 f"images, mirrored digits are no digits); use it with {flippable}"
             ),
         )
-    if fine("sampling.time_grid", "sampling.sampler") and s.time_grid == "tuned" and s.sampler not in samplers.DETERMINISTIC:
+    if fine("sampling.time_grid", "sampling.sampler") and s.time_grid == "tuned" and s.sampler not in samplers.deterministic():
         yield (
             "sampling.time_grid",
             (
-                f"'tuned' needs a fixed-step ODE solver ({', '.join(samplers.DETERMINISTIC)}), "
+                f"'tuned' needs a fixed-step ODE solver ({', '.join(samplers.deterministic())}), "
                 f"not {s.sampler!r}: the grid is tuned against the flow's solution"
             ),
         )
-    if fine("sampling.method", "sampling.backend") and s.method not in ("",) + ADAPTIVE_METHODS[s.backend]:
-        yield (
-            "sampling.method",
-            (
-                f"unknown method {s.method!r} for backend {s.backend!r}; "
-                f"allowed: '' (the default), {', '.join(ADAPTIVE_METHODS[s.backend])}"
-            ),
-        )
+    yield from _sampler_option_checks(c, fine)
     if (
         fine("model.name", "model.embedding_type", "model.nf")
         and m.name == "unet"
@@ -479,6 +459,27 @@ def _cross_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
     ):
         yield "model.nf", f"must be even and >= 4 for positional embeddings, got {m.nf}"
     yield from _time_and_tolerance_checks(c, fine)
+
+
+def _sampler_option_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
+    """Each sampler's section, config.sampling.<name>, as the sampler itself judges it
+    (`samplers.check_options`: its own ValueErrors, from a dry run that samples nothing). Every
+    section is checked, not only the chosen sampler's: the benchmark reads them all."""
+    name = c.sampling.sampler
+    if fine("sampling.sampler") and name in samplers.available() and c.sampling.get(name) is None:
+        yield (
+            f"sampling.{name}",
+            f"missing: sampler {name!r} was registered after get_config() built the defaults; register it before",
+        )
+    for sampler in samplers.available():
+        section = c.sampling.get(sampler)
+        if not isinstance(section, ml_collections.ConfigDict) or not fine(*(f"sampling.{sampler}.{k}" for k in section.keys())):
+            continue
+        known = {k: v for k, v in section.items() if k in samplers.get(sampler).options}  # others: unknown keys
+        try:
+            samplers.check_options(sampler, known)
+        except ValueError as error:
+            yield f"sampling.{sampler}", str(error)
 
 
 def _time_and_tolerance_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
@@ -493,10 +494,9 @@ def _time_and_tolerance_checks(c: ml_collections.ConfigDict, fine: Callable[...,
             section, name = key.split(".")
             if fine(key) and not c[section][name] < T:
                 yield key, f"must be < T = {T:g}, the end time of SDE {c.sde.name!r}, got {c[section][name]!r}"
-    low = min_rtol(torch.float32)  # the networks run in float32
-    s, lik = c.sampling, c.likelihood
+    low = min_rtol(torch.float32)  # the networks run in float32 (the sampler's own rtol: its dry run)
+    lik = c.likelihood
     checks = [
-        ("sampling.rtol", fine("sampling.rtol", "sampling.backend") and s.backend != "scipy", s.rtol),
         ("likelihood.rtol", fine("likelihood.rtol", "likelihood.method") and lik.method not in ("scipy", "rk4"), lik.rtol),
         ("benchmark.reference_rtol", fine("benchmark.reference_rtol"), c.benchmark.reference_rtol),
     ]

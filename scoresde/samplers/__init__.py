@@ -1,30 +1,18 @@
 """Pluggable samplers behind one entry point, `sample(name, sde, score_fn, ...)`.
 
-`SAMPLERS` maps each name to a loop function `fn(sde, score_fn, x, time_grid, *, generator,
-callback, **options) -> x`; `available()` lists the names. Step functions are importable from the
-sampler modules for people who build their own loops.
-
-| name                 | kind                    | score evaluations     | module                  |
-|----------------------|-------------------------|-----------------------|-------------------------|
-| euler_maruyama       | reverse SDE, 1st order  | 1 per step            | euler_maruyama.py       |
-| reverse_diffusion    | reverse SDE (Song's)    | 1 per step            | predictor_corrector.py  |
-| ancestral            | DDPM / SMLD posterior   | 1 per step            | ancestral.py            |
-| predictor_corrector  | predictor + Langevin    | 1 + corrector_steps   | predictor_corrector.py  |
-| annealed_langevin    | NCSN                    | steps_per_level       | langevin.py             |
-| probability_flow     | adaptive ODE            | adaptive              | adaptive.py             |
-| ode_euler            | ODE, Euler in t         | 1 per step            | ode.py                  |
-| ddim                 | ODE, 1st-order exp.     | 1 per step            | ode.py                  |
-| heun                 | ODE, Karras 2nd order   | 2 per step            | ode.py                  |
-| dpmpp_2m, dpmpp_3m   | ODE, multistep 2nd/3rd  | 1 per step            | ode.py                  |
-| ipndm                | ODE, equal-step AB 4    | 1 per step            | ode.py                  |
-| lms                  | ODE, variable-step AB 4 | 1 per step            | ode.py                  |
-| unipc                | ODE, predictor + free corrector | 1 per step    | ode.py                  |
+Every sampler is declared once, in `REGISTRY` (a `registry.SamplerInfo` each: loop function, kind,
+convergence order, score evaluations per step, default time grid, summary); its options and
+their defaults are its loop's keyword-only parameters. Everything else is derived from there:
+`available()`, `SAMPLERS`, `DEFAULT_TIME_GRIDS`, `DETERMINISTIC`, `sampler_options`, the table
+below (generated) and in the README (checked by a test), the config sections
+`config.sampling.<name>`, the benchmark's budgets, the tests' parametrisations. `register` adds a
+sampler of your own. Step functions are importable from the sampler modules for people who build
+their own loops.
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -35,52 +23,180 @@ from scoresde.samplers.euler_maruyama import euler_maruyama, euler_maruyama_step
 from scoresde.samplers.langevin import annealed_langevin, langevin_step
 from scoresde.samplers.ode import ddim, ddim_step, dpm_solver_pp, dpmpp_2m, dpmpp_3m, heun, ipndm, lms, ode_euler, unipc
 from scoresde.samplers.predictor_corrector import predictor_corrector, reverse_diffusion, reverse_diffusion_step
+from scoresde.samplers.registry import KINDS, SamplerInfo, StepInfo, closest
 from scoresde.samplers.time_grids import MAX_STEPS, TIME_GRIDS, get_time_grid
 from scoresde.samplers.tuned_grid import tune_time_grid
 from scoresde.score import denoise as tweedie_denoise
 from scoresde.sde_lib import SDE
 
-SAMPLERS: dict[str, Callable] = {
-    "euler_maruyama": euler_maruyama,
-    "reverse_diffusion": reverse_diffusion,
-    "ancestral": ancestral,
-    "predictor_corrector": predictor_corrector,
-    "annealed_langevin": annealed_langevin,
-    "probability_flow": probability_flow,
-    "ode_euler": ode_euler,
-    "ddim": ddim,
-    "heun": heun,
-    "dpmpp_2m": dpmpp_2m,
-    "dpmpp_3m": dpmpp_3m,
-    "ipndm": ipndm,
-    "lms": lms,
-    "unipc": unipc,
+DEFAULT_END_TIME = 1e-3  # the final time eps of `sample` when none is given
+
+
+def _predictor_corrector_evaluations(options: Mapping[str, Any]) -> int:
+    """1 + corrector_steps"""
+    return (options["predictor"] != "none") + (options["corrector"] != "none") * options["corrector_steps"]
+
+
+def _annealed_langevin_evaluations(options: Mapping[str, Any]) -> int:
+    """steps_per_level"""
+    return options["steps_per_level"]
+
+
+REGISTRY: dict[str, SamplerInfo] = {
+    info.name: info
+    for info in (
+        SamplerInfo("euler_maruyama", euler_maruyama, "sde", summary="reverse-time SDE, Euler–Maruyama"),
+        SamplerInfo("reverse_diffusion", reverse_diffusion, "sde", summary="Song et al.'s reverse-diffusion predictor"),
+        SamplerInfo(
+            "ancestral", ancestral, "sde", summary="posterior q(x_s \\| x_t, D(x_t)): DDPM for VP, SMLD for VE, any step count"
+        ),
+        SamplerInfo(
+            "predictor_corrector",
+            predictor_corrector,
+            "sde",
+            evaluations_per_step=_predictor_corrector_evaluations,
+            summary="any predictor + Langevin corrector (Song et al.)",
+        ),
+        SamplerInfo(
+            "annealed_langevin",
+            annealed_langevin,
+            "sde",
+            evaluations_per_step=_annealed_langevin_evaluations,
+            default_grid="log_snr",  # geometric noise levels as NCSN (uniform t is the same for VE)
+            summary="NCSN: Langevin steps at each noise level",
+        ),
+        SamplerInfo(
+            "probability_flow",
+            probability_flow,
+            "adaptive",
+            evaluations_per_step=0,
+            summary='adaptive ODE solver on the grid\'s end points (`backend="scipy"`: RK45, score_sde parity)',
+        ),
+        SamplerInfo("ode_euler", ode_euler, "ode", order=1, summary="Euler in t on the probability-flow ODE"),
+        SamplerInfo(
+            "ddim",
+            ddim,
+            "ode",
+            order=1,
+            default_grid="log_snr",
+            summary="first-order exponential integrator (= Euler in sigma/alpha)",
+        ),
+        SamplerInfo(
+            "heun", heun, "ode", order=2, evaluations_per_step=2, default_grid="karras", summary="Karras et al.'s 2nd-order Heun"
+        ),
+        SamplerInfo("dpmpp_2m", dpmpp_2m, "ode", order=2, default_grid="log_snr", summary="DPM-Solver++(2M), multistep"),
+        SamplerInfo(
+            "dpm_solver_pp",
+            dpm_solver_pp,
+            "ode",
+            order=2,
+            default_grid="log_snr",
+            summary="DPM-Solver++(kM) of any `order` k in 1-3 (the declared order is the default's)",
+        ),
+        SamplerInfo("dpmpp_3m", dpmpp_3m, "ode", order=3, default_grid="log_snr", summary="DPM-Solver++(3M), multistep"),
+        SamplerInfo(
+            "ipndm",
+            ipndm,
+            "ode",
+            order=2,
+            default_grid="karras",
+            summary="Adams–Bashforth in sigma/alpha with equal-step weights (iPNDM; order 4 on even steps, 2 on uneven ones)",
+        ),
+        SamplerInfo("lms", lms, "ode", order=4, default_grid="karras", summary="variable-step Adams–Bashforth in sigma/alpha"),
+        SamplerInfo(
+            "unipc",
+            unipc,
+            "ode",
+            order=3,
+            default_grid="log_snr",
+            summary="exponential Adams predictor + a corrector that reuses the next evaluation (order + 1); "
+            '`interpolate_in="s"` (the denoiser as a polynomial in sigma/alpha) is 2–4x more accurate at 20–50 NFE '
+            "with `predictor_order=3`",
+        ),
+    )
 }
 
-# The time grid each sampler uses when the caller names none.
-DEFAULT_TIME_GRIDS = {
-    "ddim": "log_snr",
-    "dpmpp_2m": "log_snr",
-    "dpmpp_3m": "log_snr",
-    "heun": "karras",
-    "ipndm": "karras",
-    "lms": "karras",
-    "unipc": "log_snr",
-    "annealed_langevin": "log_snr",  # geometric noise levels as NCSN (uniform t is the same for VE)
-}
 
-DEFAULT_EPS = 1e-3
+def register(
+    name: str,
+    loop: Callable,
+    *,
+    kind: str,
+    order: int | None = None,
+    evaluations_per_step: int | Callable[[Mapping[str, Any]], int] = 1,
+    default_grid: str = "uniform",
+    summary: str = "",
+    replace: bool = False,
+) -> SamplerInfo:
+    """Declare a sampler of your own; it then works wherever a sampler name does (`registry`).
+
+    Raises:
+        ValueError: a name already taken (unless `replace`), an unknown kind or grid, a loop
+            without the keyword-only `generator` and `callback` parameters.
+    """
+    if name in REGISTRY and not replace:
+        raise ValueError(f"a sampler named {name!r} is already registered; pass replace=True to replace it")
+    if default_grid not in TIME_GRIDS:
+        raise ValueError(f"unknown default_grid {default_grid!r}; valid: {', '.join(TIME_GRIDS)}")
+    info = SamplerInfo(name, loop, kind, order, evaluations_per_step, default_grid, summary)
+    REGISTRY[name] = info
+    return info
+
+
+def unregister(name: str) -> None:
+    """Remove a sampler added by `register`."""
+    REGISTRY.pop(name, None)
+
+
+def get(name: str) -> SamplerInfo:
+    """The declaration of sampler `name`.
+
+    Raises:
+        ValueError: for an unknown name (with the closest one and the list of valid names).
+    """
+    if name not in REGISTRY:
+        raise ValueError(f"unknown sampler {name!r}{closest(name, REGISTRY)}; available: {', '.join(available())}")
+    return REGISTRY[name]
 
 
 def available() -> list[str]:
     """Names accepted by `sample`."""
-    return sorted(SAMPLERS)
+    return sorted(REGISTRY)
 
 
-# Fixed-step ODE solvers: they evaluate the score on the trajectory at the grid times, which
-# `denoise="extrapolate"` needs (an adaptive solver's last evaluations are Runge–Kutta stages).
-DETERMINISTIC = ("ode_euler", "ddim", "heun", "dpmpp_2m", "dpmpp_3m", "ipndm", "lms", "unipc")
+def deterministic() -> tuple[str, ...]:
+    """The fixed-step ODE solvers (kind "ode"): they evaluate the score on the trajectory at the grid
+    times, which `denoise="extrapolate"` and tuned time grids need."""
+    return tuple(name for name, info in REGISTRY.items() if info.deterministic)
+
+
+def __getattr__(name: str):  # views of the registry that follow `register`
+    if name == "SAMPLERS":
+        return {n: info.loop for n, info in REGISTRY.items()}
+    if name == "DEFAULT_TIME_GRIDS":
+        return {n: info.default_grid for n, info in REGISTRY.items()}
+    if name == "DETERMINISTIC":
+        return deterministic()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 DENOISE_MODES = (True, False, "tweedie", "extrapolate")
+
+
+def markdown_table() -> str:
+    """The table of all registered samplers (the README's, and this module's docstring)."""
+    lines = ["| name | kind | order | evaluations | default grid | options (defaults) | what |", "|---|---|---|---|---|---|---|"]
+    for name, info in REGISTRY.items():
+        if info.kind == "adaptive":
+            cost = "adaptive"
+        elif callable(info.evaluations_per_step):
+            cost = (info.evaluations_per_step.__doc__ or "depends on options").strip()
+        else:
+            cost = f"{info.evaluations_per_step} / step"
+        grid = "end points" if info.kind == "adaptive" else info.default_grid
+        options = ", ".join(f"`{k}={v!r}`".replace("'", '"') for k, v in info.option_defaults().items()) or "-"
+        lines.append(f"| `{name}` | {info.kind} | {info.order or '-'} | {cost} | {grid} | {options} | {info.summary} |")
+    return "\n".join(lines)
 
 
 class CountingScore:
@@ -90,16 +206,11 @@ class CountingScore:
     a wrong result; a NaN or infinite one would give NaN samples): `ValueError` / `FloatingPointError`
     naming the problem. Later evaluations are not checked (a host synchronisation per step); the
     newest output is kept by reference, so a solver failure can be explained cheaply.
-
-    With `record`, it also keeps copies of the newest evaluation at each of the last two distinct
-    times, as (t, x, score), for `denoise="extrapolate"`.
     """
 
-    def __init__(self, score_fn: Callable, record: bool = False):
+    def __init__(self, score_fn: Callable):
         self.score_fn = score_fn
         self.calls = 0
-        self.record = record
-        self.history: list[tuple[float, torch.Tensor, torch.Tensor]] = []
         self.last: tuple[torch.Tensor, torch.Tensor] | None = None  # (t, score) of the newest evaluation
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -108,9 +219,6 @@ class CountingScore:
         if self.calls == 1:
             _check_first_score(score, x, t)
         self.last = (t, score)
-        if self.record:
-            t0 = float(t.reshape(-1)[0])
-            self.history = [h for h in self.history if h[0] != t0][-1:] + [(t0, x.clone(), score.clone())]
         return score
 
 
@@ -143,29 +251,69 @@ def _check_result(x: torch.Tensor, counted: CountingScore, name: str) -> None:
     )
 
 
-def _denoise_extrapolated(sde: SDE, counted: CountingScore, x: torch.Tensor, t_end: float) -> torch.Tensor:
+def _denoise_extrapolated(sde: SDE, counted: CountingScore, x: torch.Tensor, t_end: float, last: StepInfo | None) -> torch.Tensor:
     """The probability-flow ODE's end point at zero noise, extrapolated along the trajectory.
 
     In y = x / alpha, s = sigma / alpha the ODE is dy/ds = (y - D) / s, whose solution at s = 0
     is D itself continued to s = 0 (y(s) = s (y_a / s_a + int_s^{s_a} D / u^2 du) -> D(0)).
     Tweedie's formula stops at D(s_a); here D, even in s along the trajectory, is extrapolated
-    linearly in s^2 through the last two trajectory times:
-    D(0) ~ D_a + (D_a - D_b) s_a^2 / (s_b^2 - s_a^2). One score evaluation, like Tweedie.
+    linearly in s^2 through the end time a and the last step's start b (its `denoised`, reported
+    to the step callback): D(0) ~ D_a + (D_a - D_b) s_a^2 / (s_b^2 - s_a^2). One score evaluation,
+    like Tweedie.
     """
-    tweedie_denoise(sde, counted, x, torch.full((x.shape[0],), t_end, dtype=x.dtype, device=x.device))
-    if len(counted.history) < 2:
-        return _history_denoised(sde, counted.history[-1])[1]
-    (s_b, d_b), (s_a, d_a) = (_history_denoised(sde, h) for h in counted.history)
+    s_a, d_a = _denoised_at(sde, counted, x, t_end)
+    if last is None or last["denoised"] is None:
+        return d_a
+    s_b = _scale(sde, last["t"])
     if not s_b > s_a:  # no earlier trajectory time to extrapolate from
         return d_a
-    return d_a + (d_a - d_b) * (s_a**2 / (s_b**2 - s_a**2))
+    return d_a + (d_a - last["denoised"]) * (s_a**2 / (s_b**2 - s_a**2))
 
 
-def _history_denoised(sde: SDE, entry) -> tuple[float, torch.Tensor]:
-    t, x, score = entry
+def _scale(sde: SDE, t: float) -> float:
+    """s = sigma(t) / alpha(t), in float64."""
+    t64 = torch.tensor(t, dtype=torch.float64)
+    return sde.sigma(t64).item() / sde.alpha(t64).item()
+
+
+def _denoised_at(sde: SDE, score_fn: Callable, x: torch.Tensor, t: float) -> tuple[float, torch.Tensor]:
+    """(s(t), D(x, t)), Tweedie's D = (x + sigma^2 score) / alpha with float64 scalars (one evaluation)."""
     t64 = torch.tensor(t, dtype=torch.float64)
     alpha, sigma = sde.alpha(t64).item(), sde.sigma(t64).item()
+    score = score_fn(x, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device))
     return sigma / alpha, torch.add(x, score, alpha=sigma**2).div_(alpha)
+
+
+class _OptionsAccepted(Exception):
+    """Raised by the dry run's score function: the loop got past its option checks."""
+
+
+def _accept(x, t):
+    raise _OptionsAccepted
+
+
+def check_options(name: str, options: Mapping[str, Any]) -> None:
+    """Raise what sampler `name` raises for `options`, without sampling.
+
+    The options' names are checked against the loop's signature; their values by a dry run of the
+    loop on a one-dimensional toy problem whose score function stops it at the first evaluation
+    (loops check their options before they evaluate anything), so nothing is computed and even a
+    huge step count costs nothing.
+
+    Raises:
+        ValueError: an unknown sampler or option, or a value the sampler refuses (its own message).
+    """
+    info = get(name)
+    unknown = set(options) - set(info.options)
+    if unknown:
+        raise ValueError(f"unknown options {sorted(unknown)} for sampler {name!r}; valid: {sorted(info.options) or 'none'}")
+    from scoresde.sde_lib import VPSDE
+
+    grid = torch.tensor([1.0, 0.5, 0.25], dtype=torch.float64)
+    try:
+        info.loop(VPSDE(N=3), _accept, torch.zeros(1, 1), grid, generator=None, callback=None, **options)
+    except _OptionsAccepted:
+        pass
 
 
 def sampler_options(name: str) -> set[str]:
@@ -174,10 +322,7 @@ def sampler_options(name: str) -> set[str]:
     Raises:
         ValueError: for an unknown sampler.
     """
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; available: {', '.join(available())}")
-    params = inspect.signature(SAMPLERS[name]).parameters.values()
-    return {p.name for p in params if p.kind == p.KEYWORD_ONLY} - {"generator", "callback"}
+    return set(get(name).options)
 
 
 def initial_state(sde, shape, x_T, generator, device) -> torch.Tensor:
@@ -212,7 +357,7 @@ def sample(
     generator: noise.Generators = None,
     device: torch.device | str | None = None,
     time_grid: str | Sequence[float] | torch.Tensor | None = None,
-    callback: Callable[[int, int], None] | None = None,
+    callback: Callable[[StepInfo], None] | None = None,
     **options,
 ) -> tuple[torch.Tensor, dict]:
     """Draw samples of p_eps (or of p_0 with `denoise`) by reversing `sde`.
@@ -236,7 +381,9 @@ def sample(
         device: where x_T is drawn when omitted.
         time_grid: "uniform", "log_snr", "karras", or a decreasing sequence of times; default
             the sampler's own (`DEFAULT_TIME_GRIDS`, else uniform).
-        callback: called as callback(i, n) after each step i of n (progress bars).
+        callback: called after each step with a `StepInfo` dict: "i", "n" (steps), "t" (the step's
+            start time), "x" (the state after the step) and "denoised" (the data prediction the
+            step evaluated at t, or None); for progress bars and for inspecting trajectories.
         **options: sampler-specific options.
 
     Returns:
@@ -250,31 +397,37 @@ def sample(
         FloatingPointError: the score is NaN / infinite at its first evaluation, or samples end
             NaN / infinite (how many is named).
     """
-    valid = sampler_options(name)
-    fn = SAMPLERS[name]
-    unknown = set(options) - valid
+    info = get(name)
+    unknown = set(options) - set(info.options)
     if unknown:
-        raise ValueError(f"unknown options {sorted(unknown)} for sampler {name!r}; valid: {sorted(valid) or 'none'}")
+        raise ValueError(f"unknown options {sorted(unknown)} for sampler {name!r}; valid: {sorted(info.options) or 'none'}")
     if denoise not in DENOISE_MODES:
         raise ValueError(f"denoise must be one of {DENOISE_MODES}, got {denoise!r}")
-    if denoise == "extrapolate" and name not in DETERMINISTIC:
+    if denoise == "extrapolate" and not info.deterministic:
         raise ValueError(
-            f"denoise='extrapolate' needs a fixed-step deterministic sampler ({', '.join(DETERMINISTIC)}), got {name!r}"
+            f"denoise='extrapolate' needs a fixed-step deterministic sampler ({', '.join(deterministic())}), got {name!r}"
         )
-    eps = DEFAULT_EPS if eps is None else eps
+    eps = DEFAULT_END_TIME if eps is None else eps
     if time_grid is None:
-        time_grid = DEFAULT_TIME_GRIDS.get(name, "uniform")
+        time_grid = info.default_grid
     if steps is None and isinstance(time_grid, str):
         steps = sde.N
     grid = get_time_grid(time_grid, sde, steps, eps)
     x = initial_state(sde, shape, x_T, generator, device)
     if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != x.shape[0]:
         raise ValueError(f"got {len(generator)} generators for a batch of {x.shape[0]} samples; give one per sample")
-    counted = CountingScore(score_fn, record=denoise == "extrapolate")
-    x = fn(sde, counted, x, grid, generator=generator, callback=callback, **options)
+    counted = CountingScore(score_fn)
+    steps_seen: list[StepInfo] = []  # the last step's report, for denoise="extrapolate"
+
+    def on_step(step: StepInfo) -> None:
+        steps_seen[:] = [step]
+        if callback is not None:
+            callback(step)
+
+    x = info.loop(sde, counted, x, grid, generator=generator, callback=on_step, **options)
     if denoise and sde.sigma(grid[-1]).item() > 0:  # at sigma = 0, x is already noise-free
         if denoise == "extrapolate":
-            x = _denoise_extrapolated(sde, counted, x, grid[-1].item())
+            x = _denoise_extrapolated(sde, counted, x, grid[-1].item(), steps_seen[-1] if steps_seen else None)
         else:
             x = tweedie_denoise(sde, counted, x, torch.full((x.shape[0],), grid[-1].item(), dtype=x.dtype, device=x.device))
     _check_result(x, counted, name)
@@ -282,36 +435,50 @@ def sample(
 
 
 __all__ = [
+    "DEFAULT_END_TIME",
     "DEFAULT_TIME_GRIDS",
-    "MAX_STEPS",
+    "DENOISE_MODES",
     "DETERMINISTIC",
+    "KINDS",
+    "MAX_STEPS",
+    "REGISTRY",
     "SAMPLERS",
     "TIME_GRIDS",
-    "tune_time_grid",
+    "SamplerInfo",
+    "StepInfo",
     "ancestral",
     "ancestral_step",
     "annealed_langevin",
     "available",
+    "check_options",
     "ddim",
     "ddim_step",
+    "deterministic",
     "dpm_solver_pp",
     "dpmpp_2m",
     "dpmpp_3m",
     "euler_maruyama",
     "euler_maruyama_step",
+    "get",
     "get_time_grid",
     "heun",
     "initial_state",
     "ipndm",
     "langevin_step",
     "lms",
+    "markdown_table",
     "noise",
     "ode_euler",
     "predictor_corrector",
     "probability_flow",
+    "register",
     "reverse_diffusion",
     "reverse_diffusion_step",
     "sample",
     "sampler_options",
+    "tune_time_grid",
     "unipc",
+    "unregister",
 ]
+
+__doc__ = f"{__doc__}\n{markdown_table()}\n"  # the registered samplers at import

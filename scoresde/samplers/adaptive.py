@@ -68,7 +68,7 @@ def probability_flow(
     *,
     rtol: float = 1e-5,
     atol: float = 1e-5,
-    method: str | None = None,
+    method: str = "",
     backend: str = "torchdiffeq",
     generator=None,
     callback=None,

@@ -21,7 +21,7 @@ import math
 import torch
 
 from scoresde.samplers.noise import randn_like
-from scoresde.samplers.ode import GridScales
+from scoresde.samplers.ode import GridScales, report_step
 
 
 def ancestral_step(
@@ -40,7 +40,7 @@ def ancestral(sde, score_fn, x, time_grid, *, generator=None, callback=None):
     """DDPM / SMLD ancestral sampling over any decreasing time grid."""
     g = GridScales(sde, time_grid)
     for i in range(g.n):
-        x, _ = ancestral_step(g, i, x, g.denoise(score_fn, x, i), randn_like(x, generator))
-        if callback is not None:
-            callback(i, g.n)
+        d = g.denoise(score_fn, x, i)
+        x, _ = ancestral_step(g, i, x, d, randn_like(x, generator))
+        report_step(callback, i, g.n, g.t[i], x, d)
     return x

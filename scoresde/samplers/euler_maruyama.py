@@ -38,7 +38,7 @@ def euler_maruyama(
     time_grid: torch.Tensor,
     *,
     generator: torch.Generator | None = None,
-    callback: Callable[[int, int], None] | None = None,
+    callback: Callable[[dict], None] | None = None,
 ) -> torch.Tensor:
     """Integrate the reverse SDE over `time_grid` (decreasing) from x = x(t_0).
 
@@ -48,7 +48,7 @@ def euler_maruyama(
         x: initial state at time_grid[0], shape (batch, *dims).
         time_grid: decreasing times, shape (n + 1,).
         generator: source of the Brownian increments.
-        callback: called as callback(i, n) after step i.
+        callback: called after step i with a `registry.StepInfo` dict (no data prediction: "denoised" None).
 
     Returns:
         x at time_grid[-1] (with its last noise increment).
@@ -60,5 +60,5 @@ def euler_maruyama(
         noise = randn_like(x, generator)
         x, _ = euler_maruyama_step(reverse_sde, x, times[i], times[i + 1], noise)
         if callback is not None:
-            callback(i, n)
+            callback({"i": i, "n": n, "t": times[i], "x": x, "denoised": None})
     return x

@@ -77,5 +77,5 @@ def annealed_langevin(
         for _ in range(steps_per_level):
             x = langevin_step(score_fn, sde, x, t_vec, randn_like(x, generator), snr=snr, step_rule=step_rule)
         if callback is not None:
-            callback(i, len(times))
+            callback({"i": i, "n": len(times), "t": t, "x": x, "denoised": None})
     return x

@@ -66,20 +66,28 @@ def denoised(sde: SDE, score_fn: Callable, x: torch.Tensor, t: float) -> torch.T
     return (x + broadcast_to_data(sigma**2, x) * score) / broadcast_to_data(alpha, x)
 
 
-def _step_done(callback, i: int, n: int) -> None:
+def report_step(callback, i: int, n: int, t: float, x: torch.Tensor, denoised: torch.Tensor | None) -> None:
+    """Tell a loop's callback about step i of n (a `registry.StepInfo`), when there is one."""
     if callback is not None:
-        callback(i, n)
+        callback({"i": i, "n": n, "t": t, "x": x, "denoised": denoised})
 
 
 def ode_euler(sde, score_fn, x, time_grid, *, generator=None, callback=None):
     """Euler's method in t: x <- x + (t_{i+1} - t_i) (f(x, t_i) - g(t_i)^2 score / 2)."""
-    reverse_ode = sde.reverse(score_fn, probability_flow=True)
-    times = time_grid.tolist()
-    for i in range(len(times) - 1):
-        t_vec = torch.full((x.shape[0],), times[i], device=x.device, dtype=x.dtype)
+    last_score: list[torch.Tensor] = []
+
+    def kept_score(x, t):  # the score the drift uses, kept to report D(x_i, t_i)
+        last_score[:] = [score_fn(x, t)]
+        return last_score[0]
+
+    reverse_ode = sde.reverse(kept_score, probability_flow=True)
+    g = GridScales(sde, time_grid)
+    for i in range(g.n):
+        t_vec = torch.full((x.shape[0],), g.t[i], device=x.device, dtype=x.dtype)
         drift, _ = reverse_ode.sde(x, t_vec)
-        x = x + (times[i + 1] - times[i]) * drift
-        _step_done(callback, i, len(times) - 1)
+        denoised = torch.add(x, last_score[0], alpha=g.sigma[i] ** 2).div_(g.alpha[i]) if callback is not None else None
+        x = x + (g.t[i + 1] - g.t[i]) * drift
+        report_step(callback, i, g.n, g.t[i], x, denoised)
     return x
 
 
@@ -93,8 +101,9 @@ def ddim(sde, score_fn, x, time_grid, *, generator=None, callback=None):
     """Deterministic DDIM: the first-order exponential integrator with data prediction."""
     g = GridScales(sde, time_grid)
     for i in range(g.n):
-        x = ddim_step(g, i, x, g.denoise(score_fn, x, i))
-        _step_done(callback, i, g.n)
+        d = g.denoise(score_fn, x, i)
+        x = ddim_step(g, i, x, d)
+        report_step(callback, i, g.n, g.t[i], x, d)
     return x
 
 
@@ -103,16 +112,16 @@ def heun(sde, score_fn, x, time_grid, *, generator=None, callback=None):
     g = GridScales(sde, time_grid)
     for i in range(g.n):
         y = x / g.alpha[i]
-        slope = (y - g.denoise(score_fn, x, i)) / g.s[i]
+        d = g.denoise(score_fn, x, i)
+        slope = (y - d) / g.s[i]
         y_euler = y + (g.s[i + 1] - g.s[i]) * slope
         x_euler = g.alpha[i + 1] * y_euler
         if g.s[i + 1] == 0:  # the slope is undefined at zero noise: end with the Euler step
             x = x_euler
-            _step_done(callback, i, g.n)
-            continue
-        slope_next = (y_euler - g.denoise(score_fn, x_euler, i + 1)) / g.s[i + 1]
-        x = g.alpha[i + 1] * (y + (g.s[i + 1] - g.s[i]) * 0.5 * (slope + slope_next))
-        _step_done(callback, i, g.n)
+        else:
+            slope_next = (y_euler - g.denoise(score_fn, x_euler, i + 1)) / g.s[i + 1]
+            x = g.alpha[i + 1] * (y + (g.s[i + 1] - g.s[i]) * 0.5 * (slope + slope_next))
+        report_step(callback, i, g.n, g.t[i], x, d)
     return x
 
 
@@ -182,7 +191,7 @@ def dpm_solver_pp(sde, score_fn, x, time_grid, *, order: int = 2, lower_order_fi
         if g.sigma[i + 1] == 0:  # h is infinite: only the first-order (Tweedie) step is defined
             step_order = 1
         x = _dpmpp_step(g, i, x, history, step_order)
-        _step_done(callback, i, g.n)
+        report_step(callback, i, g.n, g.t[i], x, history[-1])
     return x
 
 
@@ -226,12 +235,13 @@ def _adams_bashforth_in_s(sde, score_fn, x, time_grid, max_order, coefficients_f
     slopes: list[torch.Tensor] = []
     for i in range(g.n):
         y = x / g.alpha[i]
-        slopes = [(y - g.denoise(score_fn, x, i)).div_(g.s[i])] + slopes[: max_order - 1]
+        d = g.denoise(score_fn, x, i)
+        slopes = [(y - d).div_(g.s[i])] + slopes[: max_order - 1]
         coefficients = coefficients_fn([g.s[i - j] for j in range(len(slopes))], g.s[i + 1])
         for c, slope in zip(coefficients, slopes):
             y.add_(slope, alpha=c)
         x = y.mul_(g.alpha[i + 1])
-        _step_done(callback, i, g.n)
+        report_step(callback, i, g.n, g.t[i], x, d)
     return x
 
 
@@ -361,6 +371,6 @@ def unipc(
                 x.add_(predictions[j], alpha=g.alpha[i + 1] * (c - w))
         else:
             x = x_pred
+        report_step(callback, i, g.n, g.t[i], x, predictions[i])
         predictions.pop(i - predictor_order, None)
-        _step_done(callback, i, g.n)
     return x

@@ -29,7 +29,7 @@ from scoresde.samplers.ancestral import ancestral_step
 from scoresde.samplers.euler_maruyama import euler_maruyama_step
 from scoresde.samplers.langevin import check_langevin_options, langevin_step
 from scoresde.samplers.noise import randn_like
-from scoresde.samplers.ode import GridScales
+from scoresde.samplers.ode import GridScales, report_step
 
 PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral", "none")
 CORRECTORS = ("langevin", "none")
@@ -105,8 +105,7 @@ def predictor_corrector(
         x = _predict(predictor, sde, reverse_sde, score_fn, g, i, x, generator)
         if order == "predictor_first":
             x = _correct(corrector, sde, score_fn, x, g.t[i + 1], corrector_steps, snr, step_rule, generator)
-        if callback is not None:
-            callback(i, g.n)
+        report_step(callback, i, g.n, g.t[i], x, None)
     return x
 
 
