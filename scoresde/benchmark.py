@@ -64,6 +64,7 @@ from scoresde import files, metrics, oracle, samplers
 from scoresde.sde_lib import SDE, get_sde_from_options
 
 RECORDS_FILE = "records.jsonl"
+TARGETS = ("oracle", "checkpoint")  # exact-score mixtures (`OracleTarget`), or a trained model (`CheckpointTarget`)
 RECORD_VERSION = 2  # bump when a metric's definition changes: older records then no longer match
 HIGHER_IS_BETTER = ("precision", "recall", "inception_score")
 ZERO_IS_BEST = ("nll_gap",)  # a negative gap means over-concentrated samples, no better than a positive one
@@ -387,7 +388,8 @@ ORACLE_PROBLEMS = {
     "ring": lambda: oracle.ring(8, 1.0, 0.05),
     "stiff64": lambda: oracle.stiff(64, 4, 0.01, 1.0, seed=0),
 }
-END_TIME_BY_SDE = {"vesde": 1e-5, "vpsde": 1e-4, "subvpsde": 1e-4, "cosinevpsde": 1e-4, "edmsde": 2e-3}
+# The end time eps of an oracle problem by SDE (score_sde's 1e-5 for VE; EDM's sigma_min = 0.002), else 1e-4.
+END_TIME_BY_SDE = {"vesde": 1e-5, "edmsde": 2e-3}
 
 
 def oracle_target(problem: str, sde_name: str, n_samples: int, **sde_options) -> OracleTarget:

@@ -76,10 +76,11 @@ import torch
 from scoresde import samplers
 from scoresde.samplers import noise as sampler_noise
 from scoresde.samplers.ode import GridScales
-from scoresde.samplers.registry import StepInfo
+from scoresde.samplers.registry import StepInfo, report_step
 from scoresde.sde_lib import SDE
 
 NOISE_MODES = ("fresh", "fixed")
+METHODS = ("replacement", "smc")  # conditioning a sampler on known pixels: the replacement hook, or SMC
 GUIDANCE = ("classifier", "free")
 
 # Rows: sqrt(3) * gray, then two orthonormal colour directions: an orthonormal basis of RGB space
@@ -366,8 +367,7 @@ def smc_inpaint(
             resamples += 1
         noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype, device=mean.device)
         x = torch.lerp(mean + std * noise, path[i + 1], mask_k)
-        if callback is not None:
-            callback({"i": i, "n": g.n, "t": g.t[i], "x": x, "denoised": d})
+        report_step(callback, i, g.n, g.t[i], x, d)
     if denoise and g.sigma[-1] > 0:
         x = (x + g.sigma[-1] ** 2 * score_fn(x, torch.full((x.shape[0],), g.t[-1], dtype=x.dtype, device=x.device))) / g.alpha[-1]
         nfe += 1

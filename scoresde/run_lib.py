@@ -33,7 +33,7 @@ from absl import logging
 from tqdm.auto import tqdm
 
 from scoresde import checkpoint, data, distributed, metrics, plotting, samplers, training
-from scoresde.config import schema
+from scoresde.config import arguments, compare, schema
 from scoresde.models import MODELS, ExponentialMovingAverage, get_model
 from scoresde.score import NetworkScore
 from scoresde.sde_lib import SDE, SDES, get_sde_from_options
@@ -90,17 +90,8 @@ def build_score_fn(config, model: torch.nn.Module, sde: SDE) -> NetworkScore:
 
 def load_data(config) -> tuple[data.Dataset, data.Dataset]:
     """(train, test) splits of the configured dataset, deterministic given config.seed."""
-    d = config.data
-    dataset = data.load_dataset(
-        d.dataset,
-        n=d.n_examples if d.dataset in data.TOY_DATASETS else None,
-        seed=config.seed,
-        path=d.path or None,
-        pad_to=d.pad_to or None,
-        image_size=d.image_size or None,
-        grayscale=d.grayscale,
-    )
-    return data.train_test_split(dataset, d.test_fraction, seed=config.seed)
+    dataset = data.load_dataset(**arguments.dataset_options(config), seed=config.seed)
+    return data.train_test_split(dataset, config.data.test_fraction, seed=config.seed)
 
 
 def to_model_tensor(config, dataset: data.Dataset, device: torch.device) -> torch.Tensor:
@@ -155,17 +146,14 @@ def named_time_grid(config, mode: str) -> str | None:
     return grid or None
 
 
-def sampler_options(config, name: str | None = None) -> dict:
-    """The options of sampler `name` (default: config.sampling.sampler): its section config.sampling.<name>."""
-    section = config.sampling.get(name or config.sampling.sampler)
-    return section.to_dict() if section is not None else {}
+sampler_options = arguments.sampler_options
 
 
 def load_checkpoint(config, workdir: Path, model: torch.nn.Module, *, ema: bool) -> Path:
     """Load config.sampling.checkpoint (or the newest complete checkpoint of workdir) into `model`.
 
     The checkpoint's saved config is checked against this run's model-defining values first
-    (`scoresde.config.schema.check_checkpoint_config`); the weights are loaded strictly and must be finite.
+    (`scoresde.config.compare.check_checkpoint_config`); the weights are loaded strictly and must be finite.
 
     Returns:
         The checkpoint directory.
@@ -180,7 +168,7 @@ def load_checkpoint(config, workdir: Path, model: torch.nn.Module, *, ema: bool)
             f"no complete checkpoint in {Path(workdir) / 'checkpoints'}; train first or set config.sampling.checkpoint"
         )
     checkpoint.check_identity(found)
-    schema.check_checkpoint_config(config, found)
+    compare.check_checkpoint_config(config, found)
     checkpoint.load_weights(found, model, ema=ema)
     return found
 
@@ -427,7 +415,7 @@ def likelihood(config, workdir: str | Path) -> dict:
     x_all = split.x[: settings.n_examples] if settings.n_examples else split.x
     is_image = split.is_image
     levels = data.QUANTIZATION_LEVELS[config.data.dataset] if is_image else None
-    exact = {"auto": None, "exact": True, "hutchinson": False}[settings.divergence]
+    exact = lik.DIVERGENCES[settings.divergence]
     generator = torch.Generator(exp.device).manual_seed(settings.seed)
     dim = int(np.prod(split.shape))
     per_example: dict[str, list[torch.Tensor]] = {"logp": [], "stderr": [], "nfe": []}
@@ -595,7 +583,7 @@ def _checkpoint_target(config, workdir: Path):
             "step": checkpoint.step_of(found),
             "ema": config.sampling.use_ema,
             "weights_sha256": features.weights_hash(exp.model),
-            "config": schema.model_defining_values(config.to_dict()),
+            "config": compare.model_defining_values(config.to_dict()),
             "split": {"seed": config.seed, "test_fraction": config.data.test_fraction},
             "feature_classifier_sha256": info["weights_sha256"],
             "data_sha256": info["data_sha256"],
@@ -620,10 +608,6 @@ def benchmark(config, workdir: str | Path) -> dict:
     from scoresde import benchmark as bench
 
     b = config.benchmark
-    if b.target not in ("oracle", "checkpoint"):
-        raise ValueError(f"config.benchmark.target must be 'oracle' or 'checkpoint', got {b.target!r}")
-    if b.seeds < 1 or b.n_samples < 4 or not b.budgets or min(b.budgets) < 1:
-        raise ValueError("config.benchmark needs seeds >= 1, n_samples >= 4 and positive budgets")
     workdir = Path(workdir)
     out = workdir / "benchmark"
     out.mkdir(parents=True, exist_ok=True)

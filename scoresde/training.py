@@ -51,7 +51,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from scoresde import checkpoint, data, distributed, files, losses
-from scoresde.config import schema
+from scoresde.config import compare
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 NONFINITE_POLICIES = ("stop", "skip")
@@ -187,7 +187,7 @@ class Trainer:
             found = checkpoint.newest(*self.checkpoint_roots)
         if found is None:
             return 0
-        schema.check_checkpoint_config(self.exp.config, found)
+        compare.check_checkpoint_config(self.exp.config, found)
         step, extra = checkpoint.restore(found, self.exp.model, self.exp.ema, self.exp.optimizer)
         if self.scaler is not None and extra.get("scaler"):
             self.scaler.load_state_dict(extra["scaler"])

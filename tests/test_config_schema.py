@@ -111,13 +111,20 @@ BAD = [
     (dict(distributed__backend="mpi"), "config.distributed.backend: unknown backend 'mpi'; allowed: auto, nccl, gloo"),
     (dict(distributed__timeout_minutes=0), "config.distributed.timeout_minutes must be > 0"),
     # cross-key checks
-    (dict(sde__beta_max=0.01), "config.sde.beta_max must be > beta_min (0.1), got 0.01"),
-    (dict(sde__sigma_max=0.001), "config.sde.sigma_max must be > sigma_min"),
+    # the SDE constructors' own checks, on a dry build of each SDE the run builds
+    (dict(sde__beta_max=0.01), "config.sde: beta_max must be > beta_min, got beta_min=0.1, beta_max=0.01"),
+    (
+        dict(sde__sigma_max=0.001),
+        "config.sde: sigma_max must be > sigma_min, got sigma_min=0.01, sigma_max=0.001 "
+        "(as config.benchmark.sdes builds 'vesde')",
+    ),
     (dict(training__grad_accum=3), "config.training.batch_size must be divisible by training.grad_accum (3), got 256"),
     (dict(training__precision="fp16", device="cpu"), "config.training.precision: 'fp16' needs CUDA"),
-    (dict(data__dataset="npz"), "config.data.path: dataset 'npz' needs a path"),
-    (dict(data__path="x.npz"), "config.data.path: only used by the datasets npz, folder, cifar10"),
-    (dict(data__dataset="folder", data__path="imgs"), "config.data.image_size must be >= 1 for dataset 'folder'"),
+    # the loader's own argument checks (data.check_dataset_options), on the arguments the run passes
+    (dict(data__dataset="npz"), "config.data: dataset 'npz' needs a path to the .npz file"),
+    (dict(data__path="x.npz"), "config.data: path is only used by the datasets 'npz', 'folder', 'cifar10'"),
+    (dict(data__dataset="folder", data__path="imgs"), "config.data: dataset 'folder' needs an image_size"),
+    (dict(data__dataset="digits", data__grayscale=True), "config.data: grayscale is only used by the 'folder' dataset"),
     (dict(data__dataset="digits", data__random_flip=True), "left-right flips do not make sense for dataset 'digits'"),
     (dict(sampling__probability_flow__method="RK45"), "config.sampling.probability_flow: unknown method 'RK45' for backend"),
     (dict(model__name="unet", model__embedding_type="positional", model__nf=6 - 1), "config.model.nf must be even and >= 4"),

@@ -17,19 +17,15 @@ machine can tell (is CUDA there, does the file exist, the world size) is checked
 from __future__ import annotations
 
 import difflib
-import inspect
-import json
 import math
 import re
-from pathlib import Path
 from typing import Any, Callable
 
 import ml_collections
 import torch
-from absl import logging
 
-from scoresde import benchmark, controllable, data, likelihood, losses, samplers, score
-from scoresde.config import defaults
+from scoresde import benchmark, controllable, data, distributed, likelihood, losses, samplers, score, training
+from scoresde.config import arguments, defaults
 from scoresde.models import MODELS, mlp, unet
 from scoresde.samplers.adaptive import min_rtol
 from scoresde.sde_lib import SDES, get_sde_from_options
@@ -274,14 +270,14 @@ RULES: dict[str, Rule] = {
         resume_from=text(),
         sample_freq=count0,
         grad_accum=count,
-        precision=one_of(("fp32", "bf16", "fp16"), "precision"),
+        precision=one_of(training.PRECISIONS, "precision"),
         compile=flag,
-        nonfinite=one_of(("stop", "skip"), "policy"),
+        nonfinite=one_of(training.NONFINITE_POLICIES, "policy"),
         progress=flag,
         tensorboard=flag,
         label_dropout=probability,
     ),
-    **_section("distributed", backend=one_of(("auto", "nccl", "gloo"), "backend"), timeout_minutes=positive),
+    **_section("distributed", backend=one_of(distributed.BACKENDS, "backend"), timeout_minutes=positive),
     **_section(
         "optim",
         lr=positive,
@@ -308,7 +304,7 @@ RULES: dict[str, Rule] = {
     ),
     **_section(
         "benchmark",
-        target=one_of(("oracle", "checkpoint"), "target"),
+        target=one_of(benchmark.TARGETS, "target"),
         problems=sequence_of(one_of(benchmark.ORACLE_PROBLEMS, "problem"), min_len=1),
         sdes=sequence_of(one_of(SDES, "SDE"), min_len=1),
         samplers=sequence_of(sampler_spec(), min_len=1),
@@ -323,10 +319,10 @@ RULES: dict[str, Rule] = {
     ),
     **_section(
         "likelihood",
-        split=one_of(("test", "train"), "split"),
+        split=one_of(data.SPLITS, "split"),
         n_examples=count0,
         batch_size=count,
-        divergence=one_of(("auto", "exact", "hutchinson"), "divergence"),
+        divergence=one_of(likelihood.DIVERGENCES, "divergence"),
         n_probes=count,
         probe=one_of(likelihood.PROBES, "probe"),
         method=one_of(likelihood.METHODS, "method"),
@@ -356,7 +352,7 @@ RULES: dict[str, Rule] = {
         mask=one_of(controllable.MASKS, "mask"),
         mask_fraction=real(0, 1, open_min=True, open_max=True),
         n_images=count,
-        method=one_of(("replacement", "smc"), "method"),
+        method=one_of(controllable.METHODS, "method"),
         particles=count,
         noise=one_of(("",) + controllable.NOISE_MODES, "noise mode"),
         guidance=one_of(controllable.GUIDANCE, "guidance"),
@@ -409,10 +405,7 @@ def _key_problems(config: ml_collections.ConfigDict, schema: ml_collections.Conf
 def _cross_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
     """Rules tying keys together, as (key, problem); each runs when its keys passed their own rules."""
     d, t, s, m = c.data, c.training, c.sampling, c.model
-    if fine("sde.beta_min", "sde.beta_max") and not c.sde.beta_max > c.sde.beta_min:
-        yield "sde.beta_max", f"must be > beta_min ({c.sde.beta_min}), got {c.sde.beta_max}"
-    if fine("sde.sigma_min", "sde.sigma_max") and not c.sde.sigma_max > c.sde.sigma_min:
-        yield "sde.sigma_max", f"must be > sigma_min ({c.sde.sigma_min}), got {c.sde.sigma_max}"
+    yield from _sde_checks(c, fine)
     if fine("training.batch_size", "training.grad_accum") and t.batch_size % t.grad_accum:
         yield "training.batch_size", f"must be divisible by training.grad_accum ({t.grad_accum}), got {t.batch_size}"
     if fine("training.precision", "device") and t.precision == "fp16" and c.device == "cpu":
@@ -421,18 +414,11 @@ def _cross_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
     def data_fine(key):
         return fine("data.dataset", f"data.{key}")
 
-    if data_fine("path") and d.dataset in data.PATH_DATASETS and not d.path:
-        yield "data.path", f"dataset {d.dataset!r} needs a path (the file or folder to read)"
-    if data_fine("path") and d.dataset not in data.PATH_DATASETS and d.path:
-        yield "data.path", f"only used by the datasets {', '.join(data.PATH_DATASETS)}, not by {d.dataset!r}; set it to ''"
-    if data_fine("image_size") and d.dataset in data.SIZED_DATASETS and d.image_size < 1:
-        yield "data.image_size", f"must be >= 1 for dataset {d.dataset!r} (the square size to load at), got {d.image_size}"
-    if data_fine("image_size") and d.dataset not in data.SIZED_DATASETS and d.image_size:
-        yield "data.image_size", f"only used by the datasets {', '.join(data.SIZED_DATASETS)}, not by {d.dataset!r}; set it to 0"
-    if data_fine("grayscale") and d.grayscale and d.dataset != "folder":
-        yield "data.grayscale", f"only used by the 'folder' dataset, not by {d.dataset!r}"
-    if data_fine("pad_to") and d.pad_to and d.dataset in data.TOY_DATASETS:
-        yield "data.pad_to", f"only applies to image datasets, not to {d.dataset!r}; set it to 0"
+    if fine(*(f"data.{k}" for k in ("dataset", "n_examples", "path", "pad_to", "image_size", "grayscale"))):
+        try:  # the loader's own argument check, on the arguments the run will pass it
+            data.check_dataset_options(**arguments.dataset_options(c))
+        except ValueError as error:
+            yield "data", str(error)
     if data_fine("random_flip") and d.random_flip and d.dataset in data.NO_FLIP_DATASETS:
         flippable = ", ".join(n for n in data.DATASETS if n not in data.NO_FLIP_DATASETS)
         yield (
@@ -482,13 +468,27 @@ def _sampler_option_checks(c: ml_collections.ConfigDict, fine: Callable[..., boo
             yield f"sampling.{sampler}", str(error)
 
 
+def _sde_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
+    """A dry build of each SDE the run will build from config.sde's parameters: config.sde.name's,
+    and the benchmark's config.benchmark.sdes; the constructors' own ValueErrors."""
+    if not fine(*(f"sde.{k}" for k in c.sde.keys() if k != "name")):
+        return
+    names = ([c.sde.name] if fine("sde.name") else []) + (list(c.benchmark.sdes) if fine("benchmark.sdes") else [])
+    for name in dict.fromkeys(names):
+        try:
+            get_sde_from_options(name, c.sde, N=c.sde.num_scales)
+        except ValueError as error:
+            where = "" if name == c.sde.name else f" (as config.benchmark.sdes builds {name!r})"
+            yield "sde", f"{error}{where}"
+
+
 def _time_and_tolerance_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
     """Times against the SDE's end time T (a dry build of the SDE), tolerances against float32."""
     sde_keys = [f"sde.{k}" for k in c.sde.keys()]
     if fine(*sde_keys):
         try:
             T = float(get_sde_from_options(c.sde.name, c.sde, N=c.sde.num_scales).T)
-        except ValueError:  # its parameters' own problems are reported by the checks above
+        except ValueError:  # its parameters' own problems are reported by _sde_checks
             T = math.inf
         for key in ("training.eps", "sampling.eps", "likelihood.eps"):
             section, name = key.split(".")
@@ -526,65 +526,3 @@ def check(config: ml_collections.ConfigDict) -> None:
         problems += [_line(key, text) for key, text in _cross_checks(config, lambda *keys: bad.isdisjoint(keys))]
     if problems:
         raise ValueError(f"{len(problems)} problem(s) in the config:\n" + "\n".join(problems))
-
-
-# -- a checkpoint's config against this run's ------------------------------------------------------
-# What the weights of a checkpoint compute is fixed by these values (with the SDE's and the network's
-# own constructor arguments, read from their signatures): loading the weights under other values runs
-# without an error and produces garbage, so a mismatch is refused (config.allow_config_mismatch).
-DATA_DEFINING = ("dataset", "pad_to", "image_size", "grayscale", "centered")
-ADAPTER_DEFINING = ("name", "parameterization", "time_label", "scale_input", "sigma_data", "num_classes")
-NOT_DEFINING = {"data_shape", "dropout", "init_scale"}  # training-only knobs of the constructors
-
-
-def model_defining_values(config: dict) -> dict[str, Any]:
-    """The values of a config (as a plain dict, e.g. a checkpoint's config.json) that decide what
-    its network computes: the data's shape and range, the SDE and its parameters, the network's
-    architecture and its score adapter. Keys the config lacks are left out."""
-    values: dict[str, Any] = {}
-
-    def take(section: str, keys) -> None:
-        part = config.get(section) or {}
-        for key in keys:
-            if key in part:
-                values[f"{section}.{key}"] = json.loads(json.dumps(part[key]))  # tuples and lists alike
-
-    take("data", DATA_DEFINING)
-    sde, model = config.get("sde") or {}, config.get("model") or {}
-    sde_class = SDES.get(str(sde.get("name", "")).lower())
-    take("sde", ("name", *(inspect.signature(sde_class).parameters if sde_class else ())))
-    if model.get("time_label") == "index":  # the label t (N - 1) / T depends on N
-        take("sde", ("num_scales",))
-    model_class = MODELS.get(str(model.get("name")))
-    take("model", (*ADAPTER_DEFINING, *(set(inspect.signature(model_class).parameters) - NOT_DEFINING if model_class else ())))
-    return values
-
-
-def check_checkpoint_config(config: ml_collections.ConfigDict, directory: str | Path) -> None:
-    """Refuse a checkpoint whose saved config.json differs from `config` in a model-defining value.
-
-    With config.allow_config_mismatch the differences are logged as a warning instead. A
-    checkpoint without config.json (written by other code) is accepted with a warning.
-
-    Raises:
-        ValueError: the differences, one line each, naming the checkpoint; or an unreadable config.json.
-    """
-    from scoresde import checkpoint
-
-    saved = checkpoint.read_config(directory)
-    if saved is None:
-        logging.warning("checkpoint %s has no config.json: cannot check that it was trained with this config", directory)
-        return
-    ours, theirs = model_defining_values(config.to_dict()), model_defining_values(saved)
-    differences = [
-        f"config.{key}: {theirs[key]!r} in the checkpoint, {ours[key]!r} in this run"
-        for key in ours
-        if key in theirs and ours[key] != theirs[key]
-    ]
-    if not differences:
-        return
-    text = f"checkpoint {directory} was written under another model-defining config:\n" + "\n".join(differences)
-    if config.allow_config_mismatch:
-        logging.warning("%s\nloading it anyway (config.allow_config_mismatch=True)", text)
-        return
-    raise ValueError(f"{text}\nRun with the checkpoint's values, or set --config.allow_config_mismatch=True to load it anyway")

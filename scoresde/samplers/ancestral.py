@@ -21,7 +21,8 @@ import math
 import torch
 
 from scoresde.samplers.noise import randn_like
-from scoresde.samplers.ode import GridScales, report_step
+from scoresde.samplers.ode import GridScales
+from scoresde.samplers.registry import report_step
 
 
 def ancestral_step(

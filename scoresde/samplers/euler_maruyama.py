@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 from scoresde.samplers.noise import randn_like
+from scoresde.samplers.registry import report_step
 from scoresde.sde_lib import SDE, ReverseSDE, broadcast_to_data
 
 
@@ -59,6 +60,5 @@ def euler_maruyama(
     for i in range(n):
         noise = randn_like(x, generator)
         x, _ = euler_maruyama_step(reverse_sde, x, times[i], times[i + 1], noise)
-        if callback is not None:
-            callback({"i": i, "n": n, "t": times[i], "x": x, "denoised": None})
+        report_step(callback, i, n, times[i], x, None)
     return x

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from scoresde.samplers.noise import randn_like
+from scoresde.samplers.registry import report_step
 from scoresde.sde_lib import broadcast_to_data
 
 STEP_RULES = ("noise_level", "score_norm")
@@ -76,6 +77,5 @@ def annealed_langevin(
         t_vec = torch.full((x.shape[0],), t, device=x.device, dtype=x.dtype)
         for _ in range(steps_per_level):
             x = langevin_step(score_fn, sde, x, t_vec, randn_like(x, generator), snr=snr, step_rule=step_rule)
-        if callback is not None:
-            callback({"i": i, "n": len(times), "t": t, "x": x, "denoised": None})
+        report_step(callback, i, len(times), t, x, None)
     return x

@@ -34,6 +34,7 @@ from typing import Callable
 
 import torch
 
+from scoresde.samplers.registry import report_step
 from scoresde.sde_lib import SDE, broadcast_to_data
 
 
@@ -64,12 +65,6 @@ def denoised(sde: SDE, score_fn: Callable, x: torch.Tensor, t: float) -> torch.T
     alpha, sigma = sde._alpha(t_vec), sde._sigma(t_vec)
     score = score_fn(x, t_vec)
     return (x + broadcast_to_data(sigma**2, x) * score) / broadcast_to_data(alpha, x)
-
-
-def report_step(callback, i: int, n: int, t: float, x: torch.Tensor, denoised: torch.Tensor | None) -> None:
-    """Tell a loop's callback about step i of n (a `registry.StepInfo`), when there is one."""
-    if callback is not None:
-        callback({"i": i, "n": n, "t": t, "x": x, "denoised": denoised})
 
 
 def ode_euler(sde, score_fn, x, time_grid, *, generator=None, callback=None):

@@ -29,7 +29,8 @@ from scoresde.samplers.ancestral import ancestral_step
 from scoresde.samplers.euler_maruyama import euler_maruyama_step
 from scoresde.samplers.langevin import check_langevin_options, langevin_step
 from scoresde.samplers.noise import randn_like
-from scoresde.samplers.ode import GridScales, report_step
+from scoresde.samplers.ode import GridScales
+from scoresde.samplers.registry import report_step
 
 PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral", "none")
 CORRECTORS = ("langevin", "none")

@@ -10,8 +10,7 @@ so adding a sampler is one function and one `register` call:
     def my_sampler(sde, score_fn, x, time_grid, *, generator=None, callback=None, gamma=0.5):
         for i in range(len(time_grid) - 1):
             ...
-            if callback is not None:
-                callback({"i": i, "n": len(time_grid) - 1, "t": float(time_grid[i]), "x": x, "denoised": None})
+            report_step(callback, i, len(time_grid) - 1, float(time_grid[i]), x, None)  # calls callback if given
         return x
 
     samplers.register("my_sampler", my_sampler, kind="sde")
@@ -49,6 +48,12 @@ class StepInfo(TypedDict):
     t: float
     x: torch.Tensor
     denoised: torch.Tensor | None
+
+
+def report_step(callback, i: int, n: int, t: float, x: torch.Tensor, denoised: torch.Tensor | None) -> None:
+    """Tell a loop's callback about step i of n (a `StepInfo`), when there is one."""
+    if callback is not None:
+        callback(StepInfo(i=i, n=n, t=t, x=x, denoised=denoised))
 
 
 @dataclasses.dataclass(frozen=True)

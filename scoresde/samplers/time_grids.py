@@ -16,7 +16,6 @@ import torch
 
 from scoresde.sde_lib import SDE
 
-TIME_GRIDS = ("uniform", "log_snr", "karras")
 MAX_STEPS = 1_000_000  # more is a typo (10**9 steps would allocate an 8 GB grid before the first step)
 
 
@@ -57,6 +56,10 @@ def karras_grid(sde: SDE, steps: int, eps: float, rho: float = 7.0) -> torch.Ten
     return grid.clamp(eps, sde.T)
 
 
+GRID_BUILDERS = {"uniform": uniform_grid, "log_snr": log_snr_grid, "karras": karras_grid}  # name -> fn(sde, steps, eps)
+TIME_GRIDS = tuple(GRID_BUILDERS)
+
+
 def get_time_grid(kind: str | Sequence[float] | torch.Tensor, sde: SDE, steps: int | None, eps: float) -> torch.Tensor:
     """A grid by name (`TIME_GRIDS`) or a custom decreasing sequence of times.
 
@@ -73,12 +76,11 @@ def get_time_grid(kind: str | Sequence[float] | torch.Tensor, sde: SDE, steps: i
         ValueError: for an unknown name or a custom grid that is not strictly decreasing in [0, T].
     """
     if isinstance(kind, str):
-        builders = {"uniform": uniform_grid, "log_snr": log_snr_grid, "karras": karras_grid}
-        if kind not in builders:
+        if kind not in GRID_BUILDERS:
             raise ValueError(f"unknown time grid {kind!r}; valid: {', '.join(TIME_GRIDS)} or a sequence of times")
         if steps is None:
             raise ValueError(f"the {kind!r} time grid needs a step count")
-        return builders[kind](sde, steps, eps)
+        return GRID_BUILDERS[kind](sde, steps, eps)
     grid = torch.as_tensor(kind, dtype=torch.float64).flatten()
     if grid.numel() - 1 > MAX_STEPS:
         raise ValueError(f"a custom time grid of {grid.numel() - 1} intervals exceeds the limit of {MAX_STEPS:,} steps")
