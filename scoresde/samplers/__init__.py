@@ -424,7 +424,8 @@ def sample(
         if callback is not None:
             callback(step)
 
-    x = info.loop(sde, counted, x, grid, generator=generator, callback=on_step, **options)
+    watch = callback is not None or denoise == "extrapolate"  # else no per-step reports at all (their cost)
+    x = info.loop(sde, counted, x, grid, generator=generator, callback=on_step if watch else None, **options)
     if denoise and sde.sigma(grid[-1]).item() > 0:  # at sigma = 0, x is already noise-free
         if denoise == "extrapolate":
             x = _denoise_extrapolated(sde, counted, x, grid[-1].item(), steps_seen[-1] if steps_seen else None)
