@@ -77,7 +77,8 @@ from scoresde import samplers
 from scoresde.samplers import noise as sampler_noise
 from scoresde.samplers.ode import GridScales
 from scoresde.samplers.registry import StepInfo, report_step
-from scoresde.sde_lib import SDE
+from scoresde.score import tweedie
+from scoresde.sde_lib import SDE, time_vector
 
 NOISE_MODES = ("fresh", "fixed")
 METHODS = ("replacement", "smc")  # conditioning a sampler on known pixels: the replacement hook, or SMC
@@ -155,7 +156,7 @@ class Replacement:
         if noise == "fixed":
             if x_T is None:
                 raise ValueError("noise='fixed' needs x_T (the fixed noise is read from it)")
-            T = torch.full((known.shape[0],), float(sde.T), dtype=known.dtype, device=known.device)
+            T = time_vector(float(sde.T), known)
             alpha, sigma = self._scales(T)
             start = to_decoupled(x_T) if decoupled else x_T
             self.z = (start - alpha * known) / sigma
@@ -369,7 +370,7 @@ def smc_inpaint(
         x = torch.lerp(mean + std * noise, path[i + 1], mask_k)
         report_step(callback, i, g.n, g.t[i], x, d)
     if denoise and g.sigma[-1] > 0:
-        x = (x + g.sigma[-1] ** 2 * score_fn(x, torch.full((x.shape[0],), g.t[-1], dtype=x.dtype, device=x.device))) / g.alpha[-1]
+        x = tweedie(x, score_fn(x, time_vector(g.t[-1], x)), g.alpha[-1], g.sigma[-1])
         nfe += 1
     x = torch.lerp(x, expand(known), mask_k)
     return x.reshape(batch, k, *dims), {"nfe": nfe, "resamples": resamples, "min_ess": min_ess, "time_grid": grid}

@@ -54,7 +54,7 @@ import numpy as np
 import torch
 
 from scoresde.samplers.adaptive import check_tolerances
-from scoresde.sde_lib import SDE, broadcast_to_data
+from scoresde.sde_lib import SDE, broadcast_to_data, time_vector
 
 METHODS = ("dopri5", "torchdiffeq", "scipy", "rk4")
 PROBES = ("gaussian", "rademacher")
@@ -203,7 +203,7 @@ def dopri5_per_sample(
 
 def _rk4(fn, y0, t0, t1, steps):
     y, h = y0.clone(), (t1 - t0) / steps
-    t = torch.full((y0.shape[0],), float(t0), dtype=y0.dtype, device=y0.device)
+    t = time_vector(float(t0), y0)
     for _ in range(steps):
         k1 = fn(y, t, None)
         k2 = fn(y + 0.5 * h * k1, t + 0.5 * h, None)

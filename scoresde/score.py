@@ -136,14 +136,23 @@ def get_score_fn(net: Network, sde: SDE, **options) -> NetworkScore:
     return NetworkScore(net, sde, **options)
 
 
-def denoise(sde: SDE, score_fn: Callable, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """Tweedie's formula: E[x(0) | x(t) = x] = (x + sigma(t)^2 score(x, t)) / alpha(t).
+def tweedie(x: torch.Tensor, score: torch.Tensor, alpha: float | torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+    """Tweedie's formula: the data prediction D = E[x(0) | x(t) = x] = (x + sigma^2 score) / alpha.
 
-    (Efron 2011; the "denoising" last step of Song et al. 2021 and Karras et al. 2022.)
+    (Efron 2011; the "denoising" last step of Song et al. 2021 and Karras et al. 2022, and the
+    data prediction of every exponential integrator.) `alpha`, `sigma`: floats (one time for the
+    whole batch; computed in place, one temporary) or tensors that broadcast against x.
     """
+    if isinstance(alpha, float) and isinstance(sigma, float):
+        return torch.add(x, score, alpha=sigma**2).div_(alpha)
+    return (x + sigma**2 * score) / alpha
+
+
+def denoise(sde: SDE, score_fn: Callable, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Tweedie's formula (`tweedie`) at time t, one score evaluation: (x + sigma(t)^2 score(x, t)) / alpha(t)."""
     t = sde.check_time(t, x)
     if t.ndim == 0:
         t = t.expand(x.shape[0])
     alpha = broadcast_to_data(sde._alpha(t), x)
     sigma = broadcast_to_data(sde._sigma(t), x)
-    return (x + sigma**2 * score_fn(x, t)) / alpha
+    return tweedie(x, score_fn(x, t), alpha, sigma)

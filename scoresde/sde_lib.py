@@ -48,6 +48,11 @@ import torch
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def time_vector(t: float, x: torch.Tensor) -> torch.Tensor:
+    """One time t per example of `x`: shape (batch,), x's dtype and device (what a score function takes)."""
+    return torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device)
+
+
 def broadcast_to_data(v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Reshape a per-example tensor of shape (batch,) (or a scalar) to broadcast against `x`.
 

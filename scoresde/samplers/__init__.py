@@ -27,7 +27,8 @@ from scoresde.samplers.registry import KINDS, SamplerInfo, StepInfo, closest
 from scoresde.samplers.time_grids import MAX_STEPS, TIME_GRIDS, get_time_grid
 from scoresde.samplers.tuned_grid import tune_time_grid
 from scoresde.score import denoise as tweedie_denoise
-from scoresde.sde_lib import SDE
+from scoresde.score import tweedie
+from scoresde.sde_lib import SDE, time_vector
 
 DEFAULT_END_TIME = 1e-3  # the final time eps of `sample` when none is given
 
@@ -280,8 +281,7 @@ def _denoised_at(sde: SDE, score_fn: Callable, x: torch.Tensor, t: float) -> tup
     """(s(t), D(x, t)), Tweedie's D = (x + sigma^2 score) / alpha with float64 scalars (one evaluation)."""
     t64 = torch.tensor(t, dtype=torch.float64)
     alpha, sigma = sde.alpha(t64).item(), sde.sigma(t64).item()
-    score = score_fn(x, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device))
-    return sigma / alpha, torch.add(x, score, alpha=sigma**2).div_(alpha)
+    return sigma / alpha, tweedie(x, score_fn(x, time_vector(t, x)), alpha, sigma)
 
 
 class _OptionsAccepted(Exception):
@@ -430,7 +430,7 @@ def sample(
         if denoise == "extrapolate":
             x = _denoise_extrapolated(sde, counted, x, grid[-1].item(), steps_seen[-1] if steps_seen else None)
         else:
-            x = tweedie_denoise(sde, counted, x, torch.full((x.shape[0],), grid[-1].item(), dtype=x.dtype, device=x.device))
+            x = tweedie_denoise(sde, counted, x, time_vector(grid[-1].item(), x))
     _check_result(x, counted, name)
     return x, {"nfe": counted.calls, "time_grid": grid, "sampler": name}
 

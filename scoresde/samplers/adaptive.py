@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from scoresde.sde_lib import time_vector
+
 METHODS = ("dopri5", "bosh3", "adaptive_heun", "fehlberg2", "dopri8")
 SCIPY_METHODS = ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA")
 BACKENDS = ("torchdiffeq", "scipy")
@@ -88,7 +90,7 @@ def probability_flow(
 
     def drift(t, y):
         t = min(max(float(t), t_end), t_start)  # guard against round-off at the ends
-        newest["t"], newest["drift"] = t, reverse_ode.sde(y, torch.full((y.shape[0],), t, device=y.device, dtype=y.dtype))[0]
+        newest["t"], newest["drift"] = t, reverse_ode.sde(y, time_vector(t, y))[0]
         return newest["drift"]
 
     if backend == "scipy":

@@ -14,7 +14,7 @@ import torch
 
 from scoresde.samplers.noise import randn_like
 from scoresde.samplers.registry import report_step
-from scoresde.sde_lib import SDE, ReverseSDE, broadcast_to_data
+from scoresde.sde_lib import SDE, ReverseSDE, broadcast_to_data, time_vector
 
 
 def euler_maruyama_step(
@@ -26,7 +26,7 @@ def euler_maruyama_step(
         (x_next, x_mean): the sample after the step and its noiseless mean.
     """
     h = t - t_next
-    t_vec = torch.full((x.shape[0],), t, device=x.device, dtype=x.dtype)
+    t_vec = time_vector(t, x)
     drift, diffusion = reverse_sde.sde(x, t_vec)
     x_mean = x - drift * h
     return x_mean + broadcast_to_data(diffusion, x) * math.sqrt(h) * noise, x_mean

@@ -25,7 +25,7 @@ import torch
 
 from scoresde.samplers.noise import randn_like
 from scoresde.samplers.registry import report_step
-from scoresde.sde_lib import broadcast_to_data
+from scoresde.sde_lib import broadcast_to_data, time_vector
 
 STEP_RULES = ("noise_level", "score_norm")
 
@@ -74,7 +74,7 @@ def annealed_langevin(
     check_langevin_options(snr, steps_per_level, step_rule, "steps_per_level")
     times = time_grid.tolist()[1:]
     for i, t in enumerate(times):
-        t_vec = torch.full((x.shape[0],), t, device=x.device, dtype=x.dtype)
+        t_vec = time_vector(t, x)
         for _ in range(steps_per_level):
             x = langevin_step(score_fn, sde, x, t_vec, randn_like(x, generator), snr=snr, step_rule=step_rule)
         report_step(callback, i, len(times), t, x, None)

@@ -35,7 +35,8 @@ from typing import Callable
 import torch
 
 from scoresde.samplers.registry import report_step
-from scoresde.sde_lib import SDE, broadcast_to_data
+from scoresde.score import tweedie
+from scoresde.sde_lib import SDE, time_vector
 
 
 class GridScales:
@@ -55,16 +56,7 @@ class GridScales:
 
     def denoise(self, score_fn: Callable, x: torch.Tensor, i: int) -> torch.Tensor:
         """D(x, t_i) = (x + sigma_i^2 score(x, t_i)) / alpha_i, with the grid's scalars."""
-        score = score_fn(x, torch.full((x.shape[0],), self.t[i], device=x.device, dtype=x.dtype))
-        return torch.add(x, score, alpha=self.sigma[i] ** 2).div_(self.alpha[i])
-
-
-def denoised(sde: SDE, score_fn: Callable, x: torch.Tensor, t: float) -> torch.Tensor:
-    """D(x, t) = (x + sigma(t)^2 score(x, t)) / alpha(t), the data prediction at time t."""
-    t_vec = torch.full((x.shape[0],), t, device=x.device, dtype=x.dtype)
-    alpha, sigma = sde._alpha(t_vec), sde._sigma(t_vec)
-    score = score_fn(x, t_vec)
-    return (x + broadcast_to_data(sigma**2, x) * score) / broadcast_to_data(alpha, x)
+        return tweedie(x, score_fn(x, time_vector(self.t[i], x)), self.alpha[i], self.sigma[i])
 
 
 def ode_euler(sde, score_fn, x, time_grid, *, generator=None, callback=None):
@@ -78,9 +70,8 @@ def ode_euler(sde, score_fn, x, time_grid, *, generator=None, callback=None):
     reverse_ode = sde.reverse(kept_score, probability_flow=True)
     g = GridScales(sde, time_grid)
     for i in range(g.n):
-        t_vec = torch.full((x.shape[0],), g.t[i], device=x.device, dtype=x.dtype)
-        drift, _ = reverse_ode.sde(x, t_vec)
-        denoised = torch.add(x, last_score[0], alpha=g.sigma[i] ** 2).div_(g.alpha[i]) if callback is not None else None
+        drift, _ = reverse_ode.sde(x, time_vector(g.t[i], x))
+        denoised = tweedie(x, last_score[0], g.alpha[i], g.sigma[i]) if callback is not None else None
         x = x + (g.t[i + 1] - g.t[i]) * drift
         report_step(callback, i, g.n, g.t[i], x, denoised)
     return x

@@ -31,21 +31,18 @@ from scoresde.samplers.langevin import check_langevin_options, langevin_step
 from scoresde.samplers.noise import randn_like
 from scoresde.samplers.ode import GridScales
 from scoresde.samplers.registry import report_step
+from scoresde.sde_lib import time_vector
 
 PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral", "none")
 CORRECTORS = ("langevin", "none")
 ORDERS = ("corrector_first", "predictor_first")
 
 
-def _time_vector(x: torch.Tensor, t: float) -> torch.Tensor:
-    return torch.full((x.shape[0],), t, device=x.device, dtype=x.dtype)
-
-
 def reverse_diffusion_step(score_fn, g: GridScales, i: int, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """x_mean = (2 - a) x + G^2 score(x, t_i), x = x_mean + G z (see the module docstring)."""
     a = g.alpha[i] / g.alpha[i + 1]
     g2 = max(g.sigma[i] ** 2 - a**2 * g.sigma[i + 1] ** 2, 0.0)
-    x_mean = (2.0 - a) * x + g2 * score_fn(x, _time_vector(x, g.t[i]))
+    x_mean = (2.0 - a) * x + g2 * score_fn(x, time_vector(g.t[i], x))
     return x_mean + math.sqrt(g2) * noise
 
 
@@ -63,7 +60,7 @@ def _predict(name, sde, reverse_sde, score_fn, g, i, x, generator):
 def _correct(name, sde, score_fn, x, t, steps, snr, step_rule, generator):
     if name == "none":
         return x
-    t_vec = _time_vector(x, t)
+    t_vec = time_vector(t, x)
     for _ in range(steps):
         x = langevin_step(score_fn, sde, x, t_vec, randn_like(x, generator), snr=snr, step_rule=step_rule)
     return x
