@@ -263,6 +263,12 @@ def _check(method, rtol, atol, steps, eps, sde, dtype):
         raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
 
 
+def uses_exact_divergence(exact_divergence: bool | None, dim: int) -> bool:
+    """`log_likelihood`'s choice: the exact Jacobian trace when asked, or by default up to
+    EXACT_DIVERGENCE_MAX_DIM data dimensions; else Hutchinson's estimator."""
+    return dim <= EXACT_DIVERGENCE_MAX_DIM if exact_divergence is None else bool(exact_divergence)
+
+
 def log_likelihood(
     sde: SDE,
     score_fn: Callable,
@@ -315,8 +321,7 @@ def log_likelihood(
     if n_probes < 1:
         raise ValueError(f"n_probes must be >= 1, got {n_probes}")
     data_shape, dim = tuple(x.shape[1:]), math.prod(x.shape[1:])
-    if exact_divergence is None:
-        exact_divergence = dim <= EXACT_DIVERGENCE_MAX_DIM
+    exact_divergence = uses_exact_divergence(exact_divergence, dim)
     probes = None if exact_divergence else _make_probes(x, n_probes, probe, generator).reshape(x.shape[0], n_probes, -1)
     fn = _Augmented(flow_drift(sde, score_fn), data_shape, "exact" if exact_divergence else "hutchinson", probes)
     channels = 1 if exact_divergence else n_probes
@@ -419,3 +424,76 @@ def bits_per_dim(logp: torch.Tensor, dim: int, levels: int, *, centered: bool) -
     """-(log p_x(x) + D log(c / L)) / (D ln 2): the discrete negative log-likelihood bound in bits per dimension."""
     scale = 2.0 if centered else 1.0
     return -(logp + dim * math.log(scale / levels)) / (dim * math.log(2.0))
+
+
+def evaluate_dataset(
+    sde: SDE,
+    score_fn: Callable,
+    x: np.ndarray | torch.Tensor,
+    *,
+    levels: int | None = None,
+    centered: bool = False,
+    n_dequantize: int = 1,
+    batch_size: int = 256,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    callback: Callable[[int], None] | None = None,
+    **options,
+) -> dict[str, np.ndarray]:
+    """Per-example log-likelihoods of a whole data set, batch by batch (`log_likelihood` each).
+
+    Continuous data (`levels` None): log p(x) in nats. Images of `levels` grey levels (values
+    k / (levels - 1) in [0, 1]): each of `n_dequantize` draws adds uniform dequantization noise
+    (`dequantize`); "logp" and "stderr" are the means over the draws, "bpd" the mean of the draws'
+    bits per dimension (`bits_per_dim`), "bpd_iw" the importance-weighted bound over the draws
+    (`importance_weighted_logp`), tighter for more draws (Ho et al. 2019). The dequantization
+    noise of draw j of the batch starting at example b is seeded by (seed, b, j), and the
+    divergence probes by one generator seeded by `seed`, so a result is a function of the seed.
+
+    Args:
+        x: the examples, (n, *dims), in [0, 1] for images.
+        callback: called with the number of examples done after each batch (progress bars).
+        **options: `log_likelihood`'s (eps, exact_divergence, n_probes, probe, rtol, atol, method, steps).
+
+    Returns:
+        numpy arrays of length n: "logp", "stderr" (Hutchinson's standard error, NaN for the exact
+        divergence), "nfe" (summed over the draws), and for images "bpd" and "bpd_iw".
+    """
+    if n_dequantize < 1 or (levels is None and n_dequantize != 1):
+        raise ValueError(f"n_dequantize must be >= 1, and 1 for continuous data (levels=None), got {n_dequantize}")
+    x = torch.as_tensor(x)
+    dim = int(np.prod(x.shape[1:]))
+    generator = torch.Generator(device).manual_seed(seed)
+    columns: dict[str, list[torch.Tensor]] = {"logp": [], "stderr": [], "nfe": []}
+    if levels is not None:
+        columns["bpd"], columns["bpd_iw"] = [], []
+    for begin in range(0, len(x), batch_size):
+        chunk = x[begin : begin + batch_size]
+        draws = []
+        for draw in range(n_dequantize):
+            if levels is not None:
+                noise = torch.Generator().manual_seed(seed * 7919 + begin * 31 + draw)
+                x_in = dequantize(
+                    torch.round(chunk * (levels - 1)), levels, centered=centered, generator=noise, dtype=torch.float32
+                )
+            else:
+                x_in = chunk.to(torch.float32)
+            logp, info = log_likelihood(sde, score_fn, x_in.to(device), generator=generator, **options)
+            stderr = info.get("stderr", torch.full_like(logp, float("nan")))
+            draws.append((logp.detach().cpu(), stderr.cpu(), info["nfe_per_sample"].cpu()))
+        logps = torch.stack([d[0] for d in draws])
+        columns["logp"].append(logps.mean(0))
+        columns["stderr"].append(torch.stack([d[1] for d in draws]).mean(0))
+        columns["nfe"].append(torch.stack([d[2] for d in draws]).sum(0))
+        if levels is not None:
+            columns["bpd"].append(bits_per_dim(logps.double(), dim, levels, centered=centered).mean(0))
+            columns["bpd_iw"].append(bits_per_dim(importance_weighted_logp(logps.double()), dim, levels, centered=centered))
+        if callback is not None:
+            callback(len(chunk))
+    return {k: torch.cat(v).double().numpy() for k, v in columns.items()}
+
+
+def mean_and_stderr(values: np.ndarray) -> dict[str, float]:
+    """{"mean", "stderr"}: the mean over examples and its standard error (NaN for one example)."""
+    stderr = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
+    return {"mean": float(values.mean()), "stderr": stderr}

@@ -413,66 +413,35 @@ def likelihood(config, workdir: str | Path) -> dict:
     exp.model.eval()
     split = exp.test_data if settings.split == "test" else exp.train_data
     x_all = split.x[: settings.n_examples] if settings.n_examples else split.x
-    is_image = split.is_image
-    levels = data.QUANTIZATION_LEVELS[config.data.dataset] if is_image else None
+    levels = data.QUANTIZATION_LEVELS[config.data.dataset] if split.is_image else None
     exact = lik.DIVERGENCES[settings.divergence]
-    generator = torch.Generator(exp.device).manual_seed(settings.seed)
     dim = int(np.prod(split.shape))
-    per_example: dict[str, list[torch.Tensor]] = {"logp": [], "stderr": [], "nfe": []}
-    if is_image:
-        per_example["bpd"], per_example["bpd_iw"] = [], []
-    n_batches = math.ceil(len(x_all) / settings.batch_size)
     start = time.perf_counter()
-    for begin in tqdm(range(0, len(x_all), settings.batch_size), total=n_batches, desc="likelihood", disable=None):
-        chunk = torch.as_tensor(x_all[begin : begin + settings.batch_size])
-        draws: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        for _ in range(settings.n_dequantize if is_image else 1):
-            if levels is not None:  # images
-                k = torch.round(chunk * (levels - 1))
-                x = lik.dequantize(
-                    k,
-                    levels,
-                    centered=config.data.centered,
-                    generator=torch.Generator().manual_seed(settings.seed * 7919 + begin * 31 + len(draws)),
-                    dtype=torch.float32,
-                ).to(exp.device)
-            else:
-                x = chunk.to(exp.device, torch.float32)
-            logp, info = lik.log_likelihood(
-                exp.sde,
-                exp.score_fn,
-                x,
-                eps=settings.eps,
-                exact_divergence=exact,
-                n_probes=settings.n_probes,
-                probe=settings.probe,
-                rtol=settings.rtol,
-                atol=settings.atol,
-                method=settings.method,
-                steps=settings.steps,
-                generator=generator,
-            )
-            draws.append(
-                (logp.detach().cpu(), info.get("stderr", torch.full_like(logp, float("nan"))).cpu(), info["nfe_per_sample"].cpu())
-            )
-        logp = torch.stack([d[0] for d in draws]).mean(0)
-        per_example["logp"].append(logp)
-        per_example["stderr"].append(torch.stack([d[1] for d in draws]).mean(0))
-        per_example["nfe"].append(torch.stack([d[2] for d in draws]).sum(0))
-        if levels is not None:  # images
-            logps = torch.stack([d[0].double() for d in draws])
-            per_example["bpd"].append(lik.bits_per_dim(logps, dim, levels, centered=config.data.centered).mean(0))
-            per_example["bpd_iw"].append(
-                lik.bits_per_dim(lik.importance_weighted_logp(logps), dim, levels, centered=config.data.centered)
-            )
+    with tqdm(total=len(x_all), desc="likelihood", disable=None) as bar:
+        values = lik.evaluate_dataset(
+            exp.sde,
+            exp.score_fn,
+            x_all,
+            levels=levels,
+            centered=config.data.centered,
+            n_dequantize=settings.n_dequantize if levels else 1,
+            batch_size=settings.batch_size,
+            seed=settings.seed,
+            device=exp.device,
+            callback=bar.update,
+            eps=settings.eps,
+            exact_divergence=exact,
+            n_probes=settings.n_probes,
+            probe=settings.probe,
+            rtol=settings.rtol,
+            atol=settings.atol,
+            method=settings.method,
+            steps=settings.steps,
+        )
     seconds = time.perf_counter() - start
-    values = {k: torch.cat(v).double().numpy() for k, v in per_example.items()}
     out = workdir / "likelihood"
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / f"{settings.split}.npz", **values)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
-
-    def mean_and_se(v):
-        return {"mean": float(v.mean()), "stderr": float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else float("nan")}
 
     summary = {
         "checkpoint": str(found),
@@ -480,21 +449,21 @@ def likelihood(config, workdir: str | Path) -> dict:
         "split": settings.split,
         "n_examples": len(x_all),
         "dimensions": dim,
-        "logp_nats": mean_and_se(values["logp"]),
+        "logp_nats": lik.mean_and_stderr(values["logp"]),
         "nfe_per_example": float(values["nfe"].mean()),
         "seconds": seconds,
         "method": settings.method,
         "rtol": settings.rtol,
         "atol": settings.atol,
         "eps": settings.eps,
-        "divergence": "exact"
-        if exact or (exact is None and dim <= lik.EXACT_DIVERGENCE_MAX_DIM)
-        else f"hutchinson x{settings.n_probes}",
+        "divergence": "exact" if lik.uses_exact_divergence(exact, dim) else f"hutchinson x{settings.n_probes}",
     }
-    if is_image:
-        summary.update({"bits_per_dim": mean_and_se(values["bpd"]), "levels": levels, "n_dequantize": settings.n_dequantize})
+    if levels:
+        summary.update(
+            {"bits_per_dim": lik.mean_and_stderr(values["bpd"]), "levels": levels, "n_dequantize": settings.n_dequantize}
+        )
         if settings.n_dequantize > 1:  # the tighter log-mean-exp bound over the draws (likelihood.importance_weighted_logp)
-            summary["bits_per_dim_importance_weighted"] = mean_and_se(values["bpd_iw"])
+            summary["bits_per_dim_importance_weighted"] = lik.mean_and_stderr(values["bpd_iw"])
     if np.isfinite(values["stderr"]).any():
         summary["mean_hutchinson_stderr_nats"] = float(np.nanmean(values["stderr"]))
     (out / f"{settings.split}.json").write_text(json.dumps(summary, indent=2))

@@ -173,6 +173,40 @@ def test_importance_weighted_bound_tightens_towards_the_discrete_probability():
         likelihood.importance_weighted_logp(torch.zeros(0, 3))
 
 
+def test_a_data_set_is_evaluated_in_batches_as_one_batch():
+    """evaluate_dataset (the likelihood mode's numerics): batch by batch, the per-sample solver
+    gives each example what one call on all of them gives, and that is the true log density."""
+    sde, mix = VPSDE(), mixture(2)
+    x = data(mix, 10).float()
+    options = dict(rtol=1e-5, atol=1e-5, eps=EPS)
+    done = []
+    values = likelihood.evaluate_dataset(sde, mix.score_fn(sde), x, batch_size=3, callback=done.append, **options)
+    assert done == [3, 3, 3, 1] and set(values) == {"logp", "stderr", "nfe"}
+    whole, info = likelihood.log_likelihood(sde, mix.score_fn(sde), x, **options)
+    torch.testing.assert_close(torch.as_tensor(values["logp"]), whole.double(), rtol=0, atol=1e-5)
+    assert (torch.as_tensor(values["logp"]) - true_logp(mix, sde, x.double(), EPS)).abs().max() < 0.05  # float32, default prior
+    assert (values["nfe"] == info["nfe_per_sample"].numpy()).all()
+    with pytest.raises(ValueError, match="n_dequantize"):
+        likelihood.evaluate_dataset(sde, mix.score_fn(sde), x, n_dequantize=2, **options)
+
+
+def test_dequantized_images_average_their_draws_and_bound_them_tighter():
+    """Images of 4 levels, 3 dequantization draws: bpd is the bits of the mean log-likelihood (bits
+    are affine in it), the importance-weighted bound is below it (Jensen), and the draws are a
+    function of the seed."""
+    sde, mix = VPSDE(), mixture(4)
+    images = torch.randint(0, 4, (6, 1, 2, 2), generator=torch.Generator().manual_seed(0)).float() / 3
+    score = lambda x, t: mix.score_fn(sde)(x.reshape(x.shape[0], -1), t).reshape(x.shape)  # noqa: E731
+    run = lambda seed: likelihood.evaluate_dataset(  # noqa: E731
+        sde, score, images, levels=4, centered=True, n_dequantize=3, batch_size=4, seed=seed, rtol=1e-4, atol=1e-4
+    )
+    values = run(0)
+    bits = likelihood.bits_per_dim(torch.as_tensor(values["logp"]), 4, 4, centered=True)
+    torch.testing.assert_close(torch.as_tensor(values["bpd"]), bits, rtol=0, atol=1e-5)
+    assert (values["bpd_iw"] <= values["bpd"] + 1e-9).all() and (values["bpd_iw"] < values["bpd"]).any()
+    assert (run(0)["logp"] == values["logp"]).all() and (run(1)["logp"] != values["logp"]).all()
+
+
 def test_bad_arguments_are_named():
     sde, mix = VPSDE(), mixture(2)
     x = data(mix, 2)
