@@ -19,10 +19,13 @@ These are local figures on 8x8 digits, not an FID.
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 from scoresde import data, metrics
 
 SEED, TEST_FRACTION = 42, 0.1

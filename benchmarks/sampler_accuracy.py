@@ -36,11 +36,14 @@ and, separately, the sampler's own overhead per step (wall time with a free scor
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
 from scoresde import metrics, oracle, samplers
 from scoresde.samplers.tuned_grid import tune_time_grid
 from scoresde.sde_lib import EDMSDE, VESDE, VPSDE, CosineVPSDE
