@@ -145,6 +145,7 @@ def test_a_bad_value_is_reported_with_its_key(overrides, expected):
         ("training.lr", "did you mean config.classifier.lr or config.optim.lr?"),  # every section that has it
         ("sampling.num_steps", "did you mean config.sampling.steps?"),
         ("trainig", "did you mean config.training?"),
+        ("sampling.lms.order", "did you mean config.sampling.lms.max_order?"),
     ],
 )
 def test_an_unknown_key_is_reported_with_a_suggestion(typo, suggestion):
@@ -155,6 +156,14 @@ def test_an_unknown_key_is_reported_with_a_suggestion(typo, suggestion):
         node = node[section]
     node[key] = 1
     assert f"config.{typo}: unknown key; {suggestion}" in problems_of(config)
+
+
+def test_an_unknown_key_in_a_sampler_section_names_the_samplers_options():
+    config = base.get_config()
+    config.sampling.heun.s_churn = 1.0
+    assert "config.sampling.heun.s_churn: unknown key (sampler 'heun' takes no option 's_churn'; its options: none)" in (
+        problems_of(config)
+    )
 
 
 def test_a_section_replaced_by_a_value_and_a_missing_key_are_reported():

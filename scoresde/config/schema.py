@@ -378,11 +378,13 @@ def _suggest(path: str, siblings: list[str]) -> str:
     prefix, _, leaf = path.rpartition(".")
     close = [f"{prefix}.{k}".lstrip(".") for k in difflib.get_close_matches(leaf, siblings, n=1)]
     close = close or [k for k in _flatten(defaults.get_config()) if k.rpartition(".")[2] == leaf][:3]
-    return (
-        f"; did you mean {' or '.join('config.' + k for k in close)}?"
-        if close
-        else " (scoresde/config/defaults.py has no such key)"
-    )
+    if close:
+        return f"; did you mean {' or '.join('config.' + k for k in close)}?"
+    section, _, sampler = prefix.rpartition(".")
+    if section == "sampling" and sampler in samplers.REGISTRY:  # a sampler's section: its loop's options
+        options = ", ".join(samplers.get(sampler).options) or "none"
+        return f" (sampler {sampler!r} takes no option {leaf!r}; its options: {options})"
+    return " (scoresde/config/defaults.py has no such key)"
 
 
 def _key_problems(config: ml_collections.ConfigDict, schema: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
