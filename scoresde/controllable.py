@@ -163,7 +163,8 @@ class Replacement:
 
     def _scales(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (-1, *([1] * (self.known.ndim - 1)))
-        return self.sde._alpha(t).reshape(shape), self.sde._sigma(t).reshape(shape)
+        alpha, sigma = self.sde.scales(t)
+        return alpha.reshape(shape), sigma.reshape(shape)
 
     def noised(self, t: torch.Tensor) -> torch.Tensor:
         """y_t = alpha(t) y + sigma(t) z, with z fresh or fixed."""

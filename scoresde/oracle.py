@@ -63,7 +63,7 @@ def _batch_scales(sde: SDE, t: torch.Tensor | float, x: torch.Tensor) -> tuple[t
         t = t.expand(x.shape[0])
     elif t.shape[0] != x.shape[0]:
         raise ValueError(f"t must be a float or have shape (batch,) = ({x.shape[0]},), got {tuple(t.shape)}")
-    return sde._alpha(t), sde._sigma(t)
+    return sde.scales(t)
 
 
 def _float64_time(t: float | torch.Tensor | None) -> torch.Tensor:

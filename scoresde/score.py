@@ -109,8 +109,7 @@ class NetworkScore:
         t = self.sde.check_time(t, x)
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        alpha = broadcast_to_data(self.sde._alpha(t), x)
-        sigma = broadcast_to_data(self.sde._sigma(t), x)
+        alpha, sigma = (broadcast_to_data(v, x) for v in self.sde.scales(t))
         x_in = x
         if self.scale_input or self.parameterization == "edm":  # x / sqrt(alpha^2 sd^2 + sigma^2) = c_in x~
             x_in = x * torch.rsqrt(alpha**2 * self.sigma_data**2 + sigma**2)
@@ -153,6 +152,5 @@ def denoise(sde: SDE, score_fn: Callable, x: torch.Tensor, t: torch.Tensor) -> t
     t = sde.check_time(t, x)
     if t.ndim == 0:
         t = t.expand(x.shape[0])
-    alpha = broadcast_to_data(sde._alpha(t), x)
-    sigma = broadcast_to_data(sde._sigma(t), x)
+    alpha, sigma = (broadcast_to_data(v, x) for v in sde.scales(t))
     return tweedie(x, score_fn(x, t), alpha, sigma)

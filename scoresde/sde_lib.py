@@ -199,6 +199,15 @@ class SDE(abc.ABC):
         """Drift f(x, t) (shaped like x) and diffusion g(t) (shape (batch,) or ()) of eq. 5."""
         return self._drift_and_diffusion(x, self.check_time(t, x))
 
+    def scales(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(alpha(t), sigma(t)) for a t the caller has validated (`check_time`) or produced itself.
+
+        The unchecked accessor for code inside a sampler, a loss or a network wrapper: the
+        validation of `alpha` / `sigma` is a host synchronisation per call, which a loop that
+        checked its times once at its entry should not pay at every step.
+        """
+        return self._alpha(t), self._sigma(t)
+
     def alpha(self, t: torch.Tensor | float) -> torch.Tensor:
         """alpha(t): the mean of the perturbation kernel is alpha(t) x(0)."""
         return self._alpha(self.check_time(t))

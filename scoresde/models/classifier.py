@@ -62,7 +62,7 @@ class NoiseConditionalClassifier(nn.Module):
             raise ValueError(f"expected inputs of shape (batch, {', '.join(map(str, self.data_shape))}), got {tuple(x.shape)}")
         if t.ndim == 0:
             t = t.expand(x.shape[0])
-        alpha, sigma = self.sde._alpha(t), self.sde._sigma(t)
+        alpha, sigma = self.sde.scales(t)
         x_in = x * broadcast_to_data(torch.rsqrt(alpha**2 * self.sigma_data**2 + sigma**2), x)
         emb = self.time_mlp(self.fourier(t).to(self.input.weight.dtype))
         h = self.input(x_in.reshape(x.shape[0], -1).to(self.input.weight.dtype))
