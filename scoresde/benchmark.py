@@ -329,6 +329,7 @@ class NetworkTarget:
         self.kid_floor = metrics.kernel_inception_distance(floor_features, real_features)[0]
         self.inception_fn: Callable | None = None
         self.classifier_info: dict = {}  # set by the caller that trained the feature classifier (run_lib)
+        self.inception_weights = ""  # the Inception weights file, when `inception` is given (for the report)
         if inception is not None:
             self.inception_fn, real_images, train_images = inception
             self.metric_names = self.metric_names + self.inception_metric_names
@@ -607,6 +608,40 @@ def markdown_table(rows: list[dict], metric_names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def samples_at_budget(grid: Sequence[Sampler], target, budget: int) -> dict[str, torch.Tensor]:
+    """Samples of every sampler in `grid` at `budget` evaluations (adaptive ones once) from the
+    target's first initial noise, labelled "<label> (<NFE> NFE)", for the report's pictures."""
+    samples = {}
+    for sampler in grid:
+        per_step, constant = evaluations_per_step(sampler, target)
+        steps = 1 if per_step == 0 else steps_for_budget(per_step, constant, budget)  # 0: adaptive
+        if steps is None:  # the budget is below this sampler's smallest run
+            continue
+        with torch.no_grad():
+            x, info = sampler.run(target.sde, target.score_fn, x_T=target.initial_noise(0), steps=steps, eps=target.eps, seed=0)
+        samples[f"{sampler.label} ({info['nfe']} NFE)"] = x
+    return samples
+
+
+def network_report_notes(target: NetworkTarget) -> str:
+    """What the numbers of a `NetworkTarget` mean: its feature space, and the Inception metrics' terms."""
+    info = target.classifier_info
+    notes = (
+        f"\nFeature space: the penultimate layer of a classifier trained on the {info['n_train']} training "
+        f"examples (held-out accuracy {info['test_accuracy']:.3f} on {info['n_test']}; weights sha256 "
+        f"{info['weights_sha256'][:16]}); checkpoint step {info['step']}. fd and kid are local figures in this "
+        "feature space, not literature FID / KID.\n"
+    )
+    if "fid_inception" in target.metric_names:
+        notes += (
+            f"\nfid_inception and inception_score: the FID Inception network (weights {target.inception_weights}, "
+            f"SHA-256 checked), {target.n_samples} samples per run against the {info['n_test']} held-out images; "
+            "FID's bias grows as the sample count falls, so compare these only at equal counts "
+            "(literature FIDs use 50,000 samples).\n"
+        )
+    return notes
+
+
 def write_report(
     records: list[dict],
     outdir: str | Path,
@@ -614,16 +649,18 @@ def write_report(
     *,
     samples: dict[str, torch.Tensor] | None = None,
     title: str = "Sampler benchmark",
+    notes: str = "",
 ) -> dict[str, Path]:
-    """report.md, summary.csv, records.json and the plots (metric and wall time against NFE, one
-    line per sampler; a scatter of samples per sampler when `samples` is given)."""
+    """report.md (the summary table, then `notes`), summary.csv, records.json and the plots (metric
+    and wall time against NFE, one line per sampler; a scatter of samples per sampler when
+    `samples` is given)."""
     from scoresde import plotting
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     rows = summarize(records, metric_names)
     files = {"report": outdir / "report.md", "csv": outdir / "summary.csv", "json": outdir / "records.json"}
-    files["report"].write_text(f"# {title}\n\n" + markdown_table(rows, metric_names))
+    files["report"].write_text(f"# {title}\n\n" + markdown_table(rows, metric_names) + notes)
     with open(files["csv"], "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -562,6 +562,7 @@ def _checkpoint_target(config, workdir: Path):
         },
     )
     target.classifier_info = {**info, "checkpoint": str(found), "step": checkpoint.step_of(found)}
+    target.inception_weights = config.benchmark.inception_weights
     return target
 
 
@@ -606,47 +607,16 @@ def benchmark(config, workdir: str | Path) -> dict:
         )
         logging.info("%s: %d runs", target.name, len(records) - before)
     bar.close()
-    samples = {}
-    plot_target = targets[0]
-    for sampler in grid:
-        per_step, constant = bench.evaluations_per_step(sampler, plot_target)
-        steps = 1 if per_step == 0 else bench.steps_for_budget(per_step, constant, b.plot_budget)  # 0: adaptive
-        if steps is not None:
-            with torch.no_grad():
-                x, info = sampler.run(
-                    plot_target.sde,
-                    plot_target.score_fn,
-                    x_T=plot_target.initial_noise(0),
-                    steps=steps,
-                    eps=plot_target.eps,
-                    seed=0,
-                )
-            samples[f"{sampler.label} ({info['nfe']} NFE)"] = x
+    samples = bench.samples_at_budget(grid, targets[0], b.plot_budget)
     title = f"Sampler benchmark: {', '.join(t.name for t in targets)}"
     if b.target == "oracle":
-        samples["exact data"] = plot_target.data
-        files = bench.write_report(records, out, metric_names, samples=samples, title=title)
+        files = bench.write_report(records, out, metric_names, samples={**samples, "exact data": targets[0].data}, title=title)
     else:
-        files = bench.write_report(records, out, metric_names, title=title)
+        files = bench.write_report(records, out, metric_names, title=title, notes=bench.network_report_notes(targets[0]))
         for label, x in samples.items():
             path = out / f"samples_{re.sub(r'[^A-Za-z0-9_.-]+', '_', label.rsplit(' (', 1)[0])}_{b.plot_budget}nfe.png"
             _save_pictures_to(x, config, path)
             files[f"samples_{label}"] = path
-        info = plot_target.classifier_info
-        with open(files["report"], "a") as f:
-            f.write(
-                f"\nFeature space: the penultimate layer of a classifier trained on the {info['n_train']} training "
-                f"examples (held-out accuracy {info['test_accuracy']:.3f} on {info['n_test']}; weights sha256 "
-                f"{info['weights_sha256'][:16]}); checkpoint step {info['step']}. fd and kid are local figures in this "
-                "feature space, not literature FID / KID.\n"
-            )
-            if "fid_inception" in metric_names:
-                f.write(
-                    f"\nfid_inception and inception_score: the FID Inception network (weights {b.inception_weights}, "
-                    f"SHA-256 checked), {b.n_samples} samples per run against the {info['n_test']} held-out images; "
-                    "FID's bias grows as the sample count falls, so compare these only at equal counts "
-                    "(literature FIDs use 50,000 samples).\n"
-                )
     logging.info("wrote %s", ", ".join(str(p) for p in files.values()))
     return {"n_records": len(records), "files": {k: str(v) for k, v in files.items()}}
 
