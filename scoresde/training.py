@@ -103,6 +103,18 @@ def dropout_seed(seed: int, step: int, micro_batch: int) -> int:
     return int(state[0] >> np.uint64(1))
 
 
+def check_settings(c, device_type: str, world_size: int = 1) -> None:
+    """Raise the ValueError the Trainer raises for the settings `c` (config.training) on a device of
+    `device_type` ("cpu", "cuda") with `world_size` processes; the config check calls it too."""
+    if c.precision not in PRECISIONS:
+        raise ValueError(f"config.training.precision: unknown {c.precision!r}; valid: {', '.join(PRECISIONS)}")
+    if c.precision == "fp16" and device_type != "cuda":
+        raise ValueError("config.training.precision='fp16' needs CUDA (its gradient scaler is CUDA-only); use 'bf16' on CPU")
+    if c.nonfinite not in NONFINITE_POLICIES:
+        raise ValueError(f"config.training.nonfinite: unknown {c.nonfinite!r}; valid: {', '.join(NONFINITE_POLICIES)}")
+    micro_batch_slices(c.batch_size, world_size, c.grad_accum, 0)
+
+
 class _StopSignals:
     """Turns the first SIGTERM / SIGINT into a flag the loop checks after each step (main thread only)."""
 
@@ -142,12 +154,7 @@ class Trainer:
         self.exp, self.workdir, self.ctx = exp, Path(workdir), ctx
         c = exp.config.training
         self.device = exp.device
-        if c.precision not in PRECISIONS:
-            raise ValueError(f"config.training.precision: unknown {c.precision!r}; valid: {', '.join(PRECISIONS)}")
-        if c.precision == "fp16" and self.device.type != "cuda":
-            raise ValueError("config.training.precision='fp16' needs CUDA (its gradient scaler is CUDA-only); use 'bf16' on CPU")
-        if c.nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"config.training.nonfinite: unknown {c.nonfinite!r}; valid: {', '.join(NONFINITE_POLICIES)}")
+        check_settings(c, self.device.type, ctx.world_size)
         self.autocast_dtype = PRECISIONS[c.precision]
         self.scaler = torch.amp.GradScaler("cuda") if c.precision == "fp16" else None
         self.slices = micro_batch_slices(c.batch_size, ctx.world_size, c.grad_accum, ctx.rank)

@@ -118,8 +118,9 @@ BAD = [
         "config.sde: sigma_max must be > sigma_min, got sigma_min=0.01, sigma_max=0.001 "
         "(as config.benchmark.sdes builds 'vesde')",
     ),
-    (dict(training__grad_accum=3), "config.training.batch_size must be divisible by training.grad_accum (3), got 256"),
-    (dict(training__precision="fp16", device="cpu"), "config.training.precision: 'fp16' needs CUDA"),
+    # the Trainer's own settings check (training.check_settings)
+    (dict(training__grad_accum=3), "config.training: batch_size=256 must be divisible by the number of micro-batches"),
+    (dict(training__precision="fp16", device="cpu"), "config.training: precision='fp16' needs CUDA"),
     # the loader's own argument checks (data.check_dataset_options), on the arguments the run passes
     (dict(data__dataset="npz"), "config.data: dataset 'npz' needs a path to the .npz file"),
     (dict(data__path="x.npz"), "config.data: path is only used by the datasets 'npz', 'folder', 'cifar10'"),

@@ -408,10 +408,11 @@ def _cross_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
     """Rules tying keys together, as (key, problem); each runs when its keys passed their own rules."""
     d, t, s, m = c.data, c.training, c.sampling, c.model
     yield from _sde_checks(c, fine)
-    if fine("training.batch_size", "training.grad_accum") and t.batch_size % t.grad_accum:
-        yield "training.batch_size", f"must be divisible by training.grad_accum ({t.grad_accum}), got {t.batch_size}"
-    if fine("training.precision", "device") and t.precision == "fp16" and c.device == "cpu":
-        yield "training.precision", "'fp16' needs CUDA (a gradient scaler); use 'bf16' or 'fp32' with device 'cpu'"
+    if fine("device", *(f"training.{k}" for k in ("precision", "nonfinite", "batch_size", "grad_accum"))):
+        try:  # the Trainer's own check; the device is known here only when it is "cpu" (else: at run time)
+            training.check_settings(t, "cpu" if c.device == "cpu" else "cuda")
+        except ValueError as error:
+            yield "training", str(error).removeprefix("config.training.")
 
     def data_fine(key):
         return fine("data.dataset", f"data.{key}")
