@@ -3,6 +3,8 @@
 Test modules import these from here, never from one another.
 """
 
+import os
+import sys
 from pathlib import Path
 
 import torch
@@ -46,6 +48,18 @@ def tiny_config(**overrides):
             target = target[part]
         target[name] = value
     return config
+
+
+def main_command(workdir, *args, config="configs/toy_vp.py", mode: str | None = None) -> list[str]:
+    """main.py's command line on `config` (relative to the checkout, or absolute) and `workdir`,
+    then `mode` and `args`; absolute paths, so it runs from any directory."""
+    command = [sys.executable, str(ROOT / "main.py"), f"--config={ROOT / config}", f"--workdir={workdir}"]
+    return command + ([f"--mode={mode}"] if mode else []) + list(args)
+
+
+def subprocess_env(**extra) -> dict[str, str]:
+    """The environment of a main.py subprocess: one thread per process (two share 2 cores), output unbuffered."""
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **extra}
 
 
 def cli_overrides(**overrides):

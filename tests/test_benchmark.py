@@ -3,8 +3,6 @@
 import json
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,8 +10,7 @@ import torch
 from scoresde import benchmark as bench
 from scoresde import oracle
 from scoresde.sde_lib import VPSDE
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, main_command
 
 
 @pytest.fixture(scope="module")
@@ -157,22 +154,17 @@ def test_report_files_and_table(ring_vp, tmp_path):
 
 @pytest.mark.slow
 def test_main_benchmark_mode_end_to_end_and_resume(tmp_path):
-    args = [
-        sys.executable,
-        str(ROOT / "main.py"),
-        "--config",
-        str(ROOT / "configs/benchmark/oracle_fast.py"),
-        "--workdir",
-        str(tmp_path),
-        "--mode",
-        "benchmark",
+    args = main_command(
+        tmp_path,
         "--config.benchmark.n_samples=100",
         "--config.benchmark.budgets=(6,10)",
         "--config.benchmark.seeds=2",
         "--config.benchmark.problems=('ring',)",
         "--config.benchmark.samplers=('ddim','heun','dpmpp_2m@karras')",
         "--config.benchmark.plot_budget=6",
-    ]
+        config="configs/benchmark/oracle_fast.py",
+        mode="benchmark",
+    )
     first = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     out = tmp_path / "benchmark"

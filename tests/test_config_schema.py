@@ -1,7 +1,6 @@
 """scoresde.config_schema.check: every config value is checked before work starts, all problems at once."""
 
 import importlib
-from pathlib import Path
 
 import ml_collections
 import pytest
@@ -10,8 +9,9 @@ from scoresde import samplers
 from scoresde.config import defaults as base
 from scoresde.config import schema as config_schema
 from scoresde.config.schema import boolean, integer, one_of, real, sequence_of, text
+from tests.helpers import ROOT
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = ROOT / "configs"
 ALL_CONFIGS = sorted(
     ".".join(p.relative_to(CONFIG_DIR).with_suffix("").parts)
     for p in CONFIG_DIR.rglob("*.py")

@@ -1,14 +1,14 @@
 """Every config in configs/ loads, validates and builds its SDE, data and model."""
 
 import importlib
-from pathlib import Path
 
 import pytest
 import torch
 
 from scoresde import run_lib
+from tests.helpers import ROOT
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIG_DIR = ROOT / "configs"
 ALL_CONFIGS = sorted(
     ".".join(p.relative_to(CONFIG_DIR).with_suffix("").parts)
     for p in CONFIG_DIR.rglob("*.py")

@@ -12,7 +12,6 @@ import os
 import signal
 import struct
 import subprocess
-import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -27,7 +26,7 @@ from scoresde import checkpoint, data, features, files, likelihood, oracle, run_
 from scoresde import workdir as workdir_lib
 from scoresde.config import schema as config_schema
 from scoresde.sde_lib import VPSDE
-from tests.helpers import ROOT, tiny_config
+from tests.helpers import ROOT, cli_overrides, main_command, subprocess_env, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -161,20 +160,8 @@ def test_a_held_work_directory_refuses_a_second_run_by_name(tmp_path):
 @pytest.mark.slow
 def test_a_second_trainer_is_refused_while_the_first_runs_on(tmp_path):
     """Before, the second trainer deleted the first one's temporaries and one of them crashed."""
-    args = [
-        sys.executable,
-        "main.py",
-        "--config=configs/toy_vp.py",
-        f"--workdir={tmp_path}",
-        "--config.device=cpu",
-        "--config.training.n_steps=100000",
-        "--config.training.progress=False",
-        "--config.training.checkpoint_freq=50",
-        "--config.model.width=16",
-        "--config.training.batch_size=32",
-        "--config.training.tensorboard=False",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = main_command(tmp_path, *cli_overrides(**{"training.n_steps": 100000, "training.checkpoint_freq": 50}))
+    env = subprocess_env()
     first = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         for _ in range(1200):
@@ -302,21 +289,9 @@ def test_a_full_disk_while_checkpointing_is_one_line_naming_the_place(tmp_path):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 
-    args = [
-        sys.executable,
-        "main.py",
-        "--config=configs/toy_vp.py",
-        f"--workdir={tmp_path}",
-        "--config.device=cpu",
-        "--config.training.n_steps=4",
-        "--config.training.checkpoint_freq=2",
-        "--config.training.progress=False",
-        "--config.training.tensorboard=False",
-        "--config.model.width=64",
-    ]
-    result = subprocess.run(
-        args, cwd=ROOT, capture_output=True, text=True, timeout=120, preexec_fn=limit, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
+    overrides = {"training.n_steps": 4, "training.checkpoint_freq": 2, "model.width": 64}  # a checkpoint > 4096 bytes
+    args = main_command(tmp_path, *cli_overrides(**overrides))
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=120, preexec_fn=limit, env=subprocess_env())
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert f"error: cannot write the checkpoint of step 2 into {tmp_path / 'checkpoints'}: File too large" in result.stderr
     assert not [p for p in (tmp_path / "checkpoints").iterdir() if p.name.startswith(".tmp")]
@@ -401,15 +376,13 @@ def test_sample_mode_fails_before_sampling_when_it_cannot_write(trained, tmp_pat
 def test_command_line_errors_are_one_line(tmp_path, args, message, code):
     """Unknown override keys (before: a 40-line ml_collections traceback), an empty work directory
     (before: 5,000 steps trained into the current directory), one that cannot be created."""
-    command = [
-        sys.executable,
-        str(ROOT / "main.py"),
-        f"--config={ROOT / 'configs' / 'toy_vp.py'}",
-        f"--workdir={tmp_path}",
-        *args,
-    ]
     result = subprocess.run(
-        command, cwd=tmp_path, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        main_command(tmp_path, *args),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(PYTHONPATH=str(ROOT)),
     )
     assert result.returncode == code and message in result.stderr and "Traceback" not in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) in ([], [".lock"])  # nothing trained into the current directory

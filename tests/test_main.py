@@ -4,14 +4,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import ROOT, main_command, subprocess_env
+
 pytestmark = pytest.mark.slow
 
 FAST = [
@@ -33,12 +33,13 @@ FAST = [
 
 
 def main_cmd(workdir, *extra, config="configs/toy_vp.py", mode="train"):
-    return [sys.executable, "main.py", f"--config={config}", f"--workdir={workdir}", f"--mode={mode}", *FAST, *extra]
+    return main_command(workdir, *FAST, *extra, config=config, mode=mode)
 
 
 def run_main(workdir, *extra, **kwargs):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(main_cmd(workdir, *extra, **kwargs), cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        main_cmd(workdir, *extra, **kwargs), cwd=ROOT, capture_output=True, text=True, env=subprocess_env(), timeout=300
+    )
 
 
 def losses(workdir):

@@ -1,11 +1,12 @@
 """The README's examples run as written and do what they say."""
 
 import re
-from pathlib import Path
 
 import torch
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+from tests.helpers import ROOT
+
+README = ROOT / "README.md"
 
 
 def python_blocks():

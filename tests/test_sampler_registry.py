@@ -7,7 +7,6 @@ and the config sections are the registry's.
 
 import json
 import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -17,7 +16,7 @@ from scoresde import oracle, samplers
 from scoresde.config import defaults
 from scoresde.config import schema as config_schema
 from scoresde.sde_lib import VPSDE
-from tests.helpers import ROOT, tiny_config
+from tests.helpers import ROOT, main_command, tiny_config
 
 # The user's sampler, as a user would write it: DDIM's samples scaled by an option of its own.
 USER_SAMPLER = '''
@@ -124,8 +123,9 @@ def test_a_sampler_registered_in_a_config_file_works_in_sample_and_benchmark_mod
     )
 
     def run(mode):
-        command = [sys.executable, "main.py", f"--config={config_file}", f"--workdir={workdir}", f"--mode={mode}"]
-        result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+        result = subprocess.run(
+            main_command(workdir, config=config_file, mode=mode), capture_output=True, text=True, cwd=ROOT, timeout=600
+        )
         assert result.returncode == 0, result.stderr[-3000:]
 
     run("sample")

@@ -18,9 +18,16 @@ import torch
 import torch.multiprocessing as mp
 
 from scoresde import checkpoint, losses, run_lib, training
-from tests.helpers import assert_same_tensors, cli_overrides, final_tensors, logged_losses, tiny_config
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import (
+    ROOT,
+    assert_same_tensors,
+    cli_overrides,
+    final_tensors,
+    logged_losses,
+    main_command,
+    subprocess_env,
+    tiny_config,
+)
 
 
 @pytest.fixture(scope="module")
@@ -208,15 +215,13 @@ def test_two_process_ddp_matches_one_process(straight, tmp_path):
 
 # -- subprocesses: signals, kills, torchrun ---------------------------------------------------------
 def run_main(workdir, *extra, timeout=300):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "main.py", "--config=configs/toy_vp.py", f"--workdir={workdir}", "--mode=train", *extra]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=timeout)
+    cmd = main_command(workdir, *extra, mode="train")
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=subprocess_env(), timeout=timeout)
 
 
 def start_main(workdir, *extra):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "main.py", "--config=configs/toy_vp.py", f"--workdir={workdir}", "--mode=train", *extra]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    cmd = main_command(workdir, *extra, mode="train")
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=subprocess_env())
 
 
 def wait_for_step(proc, workdir, step, deadline=120):

@@ -253,20 +253,8 @@ class ScoreUNet(nn.Module):
         num_classes: int = 0,
         init_scale: float = 0.0,
     ):
+        self._check(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})  # every argument, by name
         super().__init__()
-        self._check(
-            data_shape,
-            nf,
-            ch_mult,
-            num_res_blocks,
-            dropout,
-            resblock_type,
-            progressive,
-            progressive_input,
-            progressive_combine,
-            embedding_type,
-            num_classes,
-        )
         channels, size = data_shape[0], data_shape[1]
         self.data_shape = tuple(data_shape)
         self.num_resolutions = len(ch_mult)
@@ -364,6 +352,7 @@ class ScoreUNet(nn.Module):
 
     @staticmethod
     def _check(
+        *,
         data_shape,
         nf,
         ch_mult,
@@ -375,7 +364,9 @@ class ScoreUNet(nn.Module):
         progressive_combine,
         embedding_type,
         num_classes,
+        **unchecked,
     ) -> None:
+        """Raise a ValueError naming the first impossible constructor argument (before any layer is built)."""
         for value, name, valid in [
             (resblock_type, "resblock_type", RESBLOCK_TYPES),
             (progressive, "progressive", PROGRESSIVE),
