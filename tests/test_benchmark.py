@@ -286,6 +286,7 @@ def test_checkpoint_benchmark_loads_the_inception_weights_it_is_given(tmp_path):
     import importlib
 
     from scoresde import inception, run_lib
+    from scoresde.cli import benchmark as cli_benchmark
 
     path = tmp_path / "weights.pth"
     with torch.random.fork_rng(devices=[]):
@@ -296,10 +297,10 @@ def test_checkpoint_benchmark_loads_the_inception_weights_it_is_given(tmp_path):
     config.benchmark.inception_weights = str(path)
     exp = run_lib.Experiment(config)
     with pytest.raises(ValueError, match="SHA-256"):  # the default digest is the real file's
-        run_lib._inception_metric_inputs(config, exp, exp.x_train[:2])
+        cli_benchmark.inception_metric_inputs(config, exp, exp.x_train[:2])
     config.benchmark.inception_sha256 = inception.sha256_of_file(path)
-    inception_fn, real, train = run_lib._inception_metric_inputs(config, exp, exp.x_train[:2])
+    inception_fn, real, train = cli_benchmark.inception_metric_inputs(config, exp, exp.x_train[:2])
     features, logits = inception_fn(real)
     assert features.shape == (2, 2048) and logits.shape == (2, 1008) and len(train) == len(exp.x_train)
     config.benchmark.inception_weights = ""
-    assert run_lib._inception_metric_inputs(config, exp, exp.x_train[:2]) is None
+    assert cli_benchmark.inception_metric_inputs(config, exp, exp.x_train[:2]) is None

@@ -82,3 +82,25 @@ def test_the_old_defaults_module_still_works_and_warns():
         import configs.base
     assert any(issubclass(w.category, DeprecationWarning) and "scoresde.config.defaults" in str(w.message) for w in caught)
     assert configs.base.get_config().to_dict() == defaults.get_config().to_dict()
+
+
+def test_the_old_controllable_modes_module_still_works_and_warns():
+    from scoresde import run_lib
+
+    sys.modules.pop("scoresde.run_controllable", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from scoresde import run_controllable
+    assert any(issubclass(w.category, DeprecationWarning) and "scoresde.run_lib" in str(w.message) for w in caught)
+    for mode in ("train_classifier", "inpaint", "colorize", "conditional"):
+        assert getattr(run_controllable, mode) is run_lib.MODES[mode]
+
+
+def test_every_mode_has_its_own_module_and_the_command_offers_exactly_these():
+    import importlib
+
+    from scoresde import cli
+
+    for name, function in cli.MODES.items():
+        assert function.__module__ == f"scoresde.cli.{name}", (name, function.__module__)
+        assert importlib.import_module(f"scoresde.cli.{name}").__doc__.startswith(f"`--mode {name}`")

@@ -1,4 +1,5 @@
-"""The controllable-generation modes end to end on tiny digits models (scoresde.run_controllable),
+"""The controllable-generation modes end to end on tiny digits models (scoresde.cli: train_classifier,
+conditional, inpaint, colorize),
 class-conditional training with label dropout, and their errors."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from scoresde import run_controllable, run_lib, training
+from scoresde import data, run_lib, training
 from scoresde.distributed import Context
 from scoresde.models.mlp import ScoreMLP
 from tests.helpers import tiny_config
@@ -50,7 +51,7 @@ def test_label_dropout_replaces_that_fraction_of_labels_by_no_class(dropout, tmp
     x0, _, _, labels = trainer._batch(0)
     dropped = labels == 10
     assert abs(float(dropped.float().mean()) - dropout) < 0.07
-    idx = torch.as_tensor(run_lib.data.batch_indices(len(exp.x_train), 512, 0, config.seed))
+    idx = torch.as_tensor(data.batch_indices(len(exp.x_train), 512, 0, config.seed))
     assert torch.equal(labels[~dropped], exp.y_train[idx][~dropped])  # kept labels are the examples' own
     assert torch.equal(trainer._batch(0)[3], labels)  # a pure function of (seed, step)
 
@@ -58,7 +59,7 @@ def test_label_dropout_replaces_that_fraction_of_labels_by_no_class(dropout, tmp
 def test_classifier_free_guidance_mode_end_to_end(tmp_path):
     config = tiny_config(**{**DIGITS, "model.num_classes": 10, "sampling.sampler": "ddim", "sampling.steps": 3})
     run_lib.train(config, tmp_path)
-    summary = run_controllable.conditional(config, tmp_path)
+    summary = run_lib.conditional(config, tmp_path)
     assert [r["scale"] for r in summary["results"]] == [0.0, 2.0]
     assert [r["network_evaluations_per_score"] for r in summary["results"]] == [1, 2]
     assert all(0 <= r["recognised"] <= 1 and r["nfe"] == 4 for r in summary["results"])
@@ -70,15 +71,15 @@ def test_classifier_guidance_and_inpainting_modes_end_to_end(tmp_path):
     config = tiny_config(**{**DIGITS, "sampling.sampler": "ddim", "sampling.steps": 3})
     run_lib.train(config, tmp_path)
     with pytest.raises(FileNotFoundError, match="train_classifier"):
-        run_controllable.conditional(tiny_config(**{**DIGITS, "controllable.guidance": "classifier"}), tmp_path)
+        run_lib.conditional(tiny_config(**{**DIGITS, "controllable.guidance": "classifier"}), tmp_path)
     with pytest.raises(ValueError, match="num_classes"):
-        run_controllable.conditional(config, tmp_path)  # classifier-free guidance of an unconditional model
-    accuracy = run_controllable.train_classifier(config, tmp_path)
+        run_lib.conditional(config, tmp_path)  # classifier-free guidance of an unconditional model
+    accuracy = run_lib.train_classifier(config, tmp_path)
     assert accuracy["step"] == 4 and set(accuracy["test_accuracy_at_t"]) >= {"0.01T", "1T"}
-    again = run_controllable.train_classifier(config, tmp_path)  # resumes at the end: no more steps
+    again = run_lib.train_classifier(config, tmp_path)  # resumes at the end: no more steps
     assert again["step"] == 4
     guided = tiny_config(**{**DIGITS, "controllable.guidance": "classifier", "sampling.sampler": "ddim", "sampling.steps": 3})
-    summary = run_controllable.conditional(guided, tmp_path)
+    summary = run_lib.conditional(guided, tmp_path)
     assert len(summary["results"]) == 2 and (tmp_path / "conditional" / "classifier_scale0.png").exists()
 
     for method in ("replacement", "smc"):
@@ -92,7 +93,7 @@ def test_classifier_guidance_and_inpainting_modes_end_to_end(tmp_path):
                 "controllable.mask": "top_half",
             }
         )
-        summary = run_controllable.inpaint(cfg, tmp_path)
+        summary = run_lib.inpaint(cfg, tmp_path)
         out = tmp_path / "inpaint" / ("smc_3" if method == "smc" else "ddim")
         results = np.load(out / "results.npz")
         known = results["mask"].astype(bool)
@@ -105,14 +106,14 @@ def test_classifier_guidance_and_inpainting_modes_end_to_end(tmp_path):
 def test_colorize_mode_end_to_end(tmp_path):
     config = tiny_config(**{**DIGITS, "data.dataset": "colored_digits", "sampling.sampler": "ddim", "sampling.steps": 3})
     run_lib.train(config, tmp_path)
-    summary = run_controllable.colorize(config, tmp_path)
+    summary = run_lib.colorize(config, tmp_path)
     out = tmp_path / "colorize" / "ddim"
     results = np.load(out / "results.npz")
     assert results["colorized"].shape == (5, 3, 8, 8) and (out / "grid.png").exists()
     assert summary["max_gray_error"] < 1e-4 and summary["nfe"] == 4  # float32 round-off of the colour rotation
     assert summary["hue_agreement"]["originals"] == 1.0 and 0 <= summary["hue_agreement"]["colorized"] <= 1
     assert json.loads((out / "summary.json").read_text()) == summary
-    smc = run_controllable.colorize(
+    smc = run_lib.colorize(
         tiny_config(
             **{
                 **DIGITS,
@@ -127,7 +128,7 @@ def test_colorize_mode_end_to_end(tmp_path):
     assert np.load(tmp_path / "colorize" / "smc_3" / "results.npz")["colorized"].shape == (5, 3, 8, 8)
     assert smc["sampler"] == "smc_ancestral" and smc["max_gray_error"] < 1e-4  # the gray image is kept
     with pytest.raises(ValueError, match="RGB images"):
-        run_controllable.colorize(tiny_config(**DIGITS), tmp_path)
+        run_lib.colorize(tiny_config(**DIGITS), tmp_path)
 
 
 def test_configuration_errors_are_named(tmp_path):

@@ -70,7 +70,7 @@ def test_tune_time_grid_errors():
 def test_sample_mode_tunes_the_grid_of_a_trained_model(tmp_path):
     """sampling.time_grid = "tuned": sample mode tunes the solver's grid to the network and records it;
     other modes and stochastic samplers refuse it by name."""
-    from scoresde import run_controllable, run_lib
+    from scoresde import run_lib
     from tests.helpers import tiny_config
 
     config = tiny_config(
@@ -92,4 +92,3 @@ def test_sample_mode_tunes_the_grid_of_a_trained_model(tmp_path):
         run_lib.validate(tiny_config(**{"sampling.time_grid": "tuned", "sampling.sampler": "ancestral"}))
     with pytest.raises(ValueError, match="not by --mode benchmark"):
         run_lib.named_time_grid(config, "benchmark")
-    assert run_controllable.named_time_grid is run_lib.named_time_grid

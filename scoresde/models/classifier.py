@@ -1,7 +1,7 @@
 """A noise-conditional classifier p_t(c | x(t)) for classifier guidance (Song et al. 2021, app. I.4).
 
 Trained with cross-entropy on diffused data x(t) = alpha(t) x(0) + sigma(t) z, t ~ U[eps, T]
-(`scoresde.run_controllable.train_classifier`); its input gradient grad_x log p_t(c | x) is the
+(`--mode train_classifier`, `scoresde.cli.train_classifier`); its input gradient grad_x log p_t(c | x) is the
 guidance term of `scoresde.controllable.classifier_guidance`.
 """
 

@@ -1,0 +1,326 @@
+"""What every mode builds from a config: the SDE, the network, its score adapter, the data, a checkpoint.
+
+The command layer's one translation of a config into library objects and keyword arguments
+(`Experiment`, `sampler_arguments`, `load_checkpoint`); the modes (one module each in
+`scoresde.cli`) only add their files. Nothing here writes to the work directory.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from absl import logging
+from tqdm.auto import tqdm
+
+from scoresde import checkpoint, data, features, samplers, training
+from scoresde.config import arguments, compare, schema
+from scoresde.models import MODELS, ExponentialMovingAverage, get_model
+from scoresde.score import NetworkScore
+from scoresde.sde_lib import SDE, SDES, get_sde_from_options
+
+
+# -- building the pieces ---------------------------------------------------------------------
+def resolve_device(name: str) -> torch.device:
+    """ "auto" -> CUDA when available, else CPU; "cuda..." must be available."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"config.device: unknown device {name!r}; use 'auto', 'cpu' or 'cuda[:k]'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"config.device={name!r} but CUDA is not available on this machine; use 'cpu' or 'auto'")
+    return device
+
+
+def build_sde(config) -> SDE:
+    """The SDE named by config.sde.name with the constructor arguments it takes from config.sde."""
+    if config.sde.name.lower() not in SDES:
+        raise ValueError(f"config.sde.name: unknown SDE {config.sde.name!r}; valid: {', '.join(SDES)}")
+    return get_sde_from_options(config.sde.name.lower(), config.sde, N=config.sde.num_scales)
+
+
+def build_model(config, data_shape: tuple[int, ...]) -> torch.nn.Module:
+    """The network named by config.model.name with the keyword arguments it takes from config.model.
+
+    config.model holds the options of every network (the MLP's width, the U-Net's nf, ...); each
+    network receives the ones in its signature.
+    """
+    name = config.model.name
+    if name not in MODELS:
+        raise ValueError(f"config.model.name: unknown model {name!r}; valid: {', '.join(MODELS)}")
+    accepted = inspect.signature(MODELS[name]).parameters
+    options = {k: v for k, v in config.model.items() if k in accepted and k != "data_shape"}
+    return get_model(name, data_shape, **options)
+
+
+def build_score_fn(config, model: torch.nn.Module, sde: SDE) -> NetworkScore:
+    m = config.model
+    return NetworkScore(
+        model,
+        sde,
+        parameterization=m.parameterization,
+        time_label=m.time_label,
+        scale_input=m.scale_input,
+        sigma_data=m.sigma_data,
+    )
+
+
+def load_data(config) -> tuple[data.Dataset, data.Dataset]:
+    """(train, test) splits of the configured dataset, deterministic given config.seed."""
+    dataset = data.load_dataset(**arguments.dataset_options(config), seed=config.seed)
+    return data.train_test_split(dataset, config.data.test_fraction, seed=config.seed)
+
+
+def to_model_tensor(config, dataset: data.Dataset, device: torch.device) -> torch.Tensor:
+    x = data.to_model_range(dataset.x, config.data.centered) if dataset.is_image else dataset.x
+    return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32, device=device)
+
+
+def to_data_space(config, x: torch.Tensor, is_image: bool) -> np.ndarray:
+    """Samples back in data space: images in [0, 1] (clipped), toy points unchanged."""
+    array = x.detach().cpu().numpy()
+    return np.clip(data.from_model_range(array, config.data.centered), 0, 1) if is_image else array
+
+
+def class_labels(config, dataset: data.Dataset, device: torch.device) -> torch.Tensor | None:
+    """The labels of a class-conditional model's data (model.num_classes > 0), else None.
+
+    Raises:
+        ValueError: the data have no labels, or labels outside [0, num_classes).
+    """
+    n = config.model.num_classes
+    if not n:
+        return None
+    if dataset.labels is None:
+        raise ValueError(f"config.model.num_classes={n} needs labelled data; {config.data.dataset!r} has no labels")
+    labels = torch.as_tensor(dataset.labels, dtype=torch.long, device=device)
+    if int(labels.min()) < 0 or int(labels.max()) >= n:
+        raise ValueError(
+            f"labels of {config.data.dataset!r} span [{int(labels.min())}, {int(labels.max())}] but "
+            f"config.model.num_classes={n}; it must exceed the largest label"
+        )
+    return labels
+
+
+def validate(config) -> None:
+    """Every config value checked before work starts (see scoresde.config.schema); one ValueError lists all problems."""
+    schema.check(config)
+
+
+def named_time_grid(config, mode: str) -> str | None:
+    """config.sampling.time_grid for modes that take a named grid only ("" -> the sampler's default).
+
+    Raises:
+        ValueError: for "tuned", which only the train and sample modes tune (Experiment.sample).
+    """
+    grid = config.sampling.time_grid
+    if grid == "tuned":
+        raise ValueError(
+            f"config.sampling.time_grid='tuned' is tuned by --mode sample and training samples only, not by "
+            f"--mode {mode}; name a grid ({', '.join(samplers.TIME_GRIDS)}) or tune one with "
+            "samplers.tune_time_grid and pass it from Python"
+        )
+    return grid or None
+
+
+def load_checkpoint(config, workdir: Path, model: torch.nn.Module, *, ema: bool) -> Path:
+    """Load config.sampling.checkpoint (or the newest complete checkpoint of workdir) into `model`.
+
+    The checkpoint's saved config is checked against this run's model-defining values first
+    (`scoresde.config.compare.check_checkpoint_config`); the weights are loaded strictly and must be finite.
+
+    Returns:
+        The checkpoint directory.
+
+    Raises:
+        FileNotFoundError: no complete checkpoint.
+        ValueError: a config mismatch, a damaged checkpoint, weights that do not fit or are not finite.
+    """
+    if config.sampling.checkpoint:
+        found = Path(config.sampling.checkpoint)
+    else:
+        found = newest_checkpoint(Path(workdir) / training.CHECKPOINTS, "train first or set config.sampling.checkpoint")
+    checkpoint.check_identity(found)
+    compare.check_checkpoint_config(config, found)
+    checkpoint.load_weights(found, model, ema=ema)
+    return found
+
+
+def newest_checkpoint(root: Path, remedy: str) -> Path:
+    """The newest complete checkpoint under `root`.
+
+    Raises:
+        FileNotFoundError: there is none; the message names `root` and the `remedy`.
+    """
+    found = checkpoint.latest(root)
+    if found is None:
+        raise FileNotFoundError(f"no complete checkpoint in {root}; {remedy}")
+    return found
+
+
+class Experiment:
+    """Everything built from a config: data, SDE, network, EMA, optimizer, score function."""
+
+    def __init__(self, config, device: torch.device | None = None):
+        validate(config)
+        self.config = config
+        self.device = device if device is not None else resolve_device(config.device)
+        self.sde = build_sde(config)
+        self.train_data, self.test_data = load_data(config)
+        torch.manual_seed(config.seed)  # network initialisation
+        self.model = build_model(config, self.train_data.shape).to(self.device)
+        self.ema = ExponentialMovingAverage(self.model, decay=config.model.ema_decay)
+        o = config.optim
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=o.lr, betas=(o.beta1, 0.999), eps=o.eps, weight_decay=o.weight_decay
+        )
+        self.score_fn = self.score_fn_for(self.model)
+        self.x_train = to_model_tensor(config, self.train_data, self.device)
+        self.y_train = class_labels(config, self.train_data, self.device)
+
+    def score_fn_for(self, module: torch.nn.Module) -> NetworkScore:
+        """The configured score adapter around `module` (the network, or a DDP / compiled wrapper of it)."""
+        return build_score_fn(self.config, module, self.sde)
+
+    def learning_rate(self, step: int) -> float:
+        """Linear warm-up to config.optim.lr over config.optim.warmup steps."""
+        warmup = self.config.optim.warmup
+        return self.config.optim.lr * min(1.0, (step + 1) / warmup) if warmup else self.config.optim.lr
+
+    def tuned_time_grid(self, seed: int) -> torch.Tensor:
+        """The configured sampler's grid tuned to this network (sampling.time_grid = "tuned"): on
+        sampling.tune_samples starting points of their own seed, against the network's flow solved
+        by the adaptive solver (`samplers.tune_time_grid`); computed once per Experiment."""
+        s = self.config.sampling
+        if getattr(self, "_tuned_grid", None) is None:
+            self.model.eval()
+            x_T = self.sde.prior_sampling(
+                (s.tune_samples, *self.train_data.shape),
+                generator=torch.Generator(self.device).manual_seed(seed + 104729),
+                device=self.device,
+            )
+
+            def run(x, grid):  # the grid's own times: no steps, no eps
+                options = arguments.sampler_options(self.config)
+                return samplers.sample(s.sampler, self.sde, self.score_fn, x_T=x, time_grid=grid, denoise=s.denoise, **options)[0]
+
+            start = time.perf_counter()
+            init = samplers.get(s.sampler).default_grid
+            self._tuned_grid, info = samplers.tune_time_grid(
+                run, self.sde, x_T, s.steps, score_fn=self.score_fn, init=init, eps=s.eps, max_evaluations=s.tune_evaluations
+            )
+            logging.info(
+                "tuned the %s grid of %d steps in %.0f s: RMS to the flow %.3g (from %s) -> %.3g; times %s",
+                s.sampler,
+                s.steps,
+                time.perf_counter() - start,
+                info["rms_initial"],
+                init,
+                info["rms"],
+                [round(t, 5) for t in self._tuned_grid.tolist()],
+            )
+        return self._tuned_grid
+
+    def sample(
+        self, n: int, *, seed: int, progress: bool = False, before_evaluation: Callable[[], None] | None = None
+    ) -> tuple[torch.Tensor, dict]:
+        """n samples (in model space) with the configured sampler, in batches, in eval mode.
+
+        `before_evaluation` is called before every score evaluation (of any sampler, adaptive ones
+        too); raising in it abandons the draw (training's periodic pictures do, on a stop signal).
+        """
+        s = self.config.sampling
+        if n == 0:  # a process's share of a sharded draw can be empty
+            return torch.empty((0, *self.train_data.shape), device=self.device), {"nfe": 0}
+        time_grid = self.tuned_time_grid(seed) if s.time_grid == "tuned" else (s.time_grid or None)
+        generator = torch.Generator(self.device).manual_seed(seed)
+        self.model.eval()
+        score_fn: Callable = self.score_fn
+        if before_evaluation is not None:
+            hook = before_evaluation
+
+            def score_fn_with_hook(x, t, **kwargs):
+                hook()
+                return self.score_fn(x, t, **kwargs)
+
+            score_fn = score_fn_with_hook
+        chunks: list[torch.Tensor] = []
+        info: dict = {}
+        bar = tqdm(total=math.ceil(n / s.batch_size) * s.steps, desc="sampling", disable=None if progress else True, leave=False)
+        for start in range(0, n, s.batch_size):
+            shape = (min(s.batch_size, n - start), *self.train_data.shape)
+            x, info = samplers.sample(
+                s.sampler,
+                self.sde,
+                score_fn,
+                shape,
+                generator=generator,
+                device=self.device,
+                callback=lambda step: bar.update(1),
+                **sampler_arguments(self.config, time_grid),
+            )
+            chunks.append(x)
+        bar.close()
+        return torch.cat(chunks), info
+
+
+def load_trained(config, workdir: Path, exp: Experiment | None = None) -> tuple[Experiment, Path]:
+    """`exp` (built from `config` when None) with the weights of the selected checkpoint
+    (`load_checkpoint`; EMA unless config.sampling.use_ema is False), in eval mode; and that checkpoint."""
+    exp = exp or Experiment(config)
+    found = load_checkpoint(config, workdir, exp.model, ema=config.sampling.use_ema)
+    exp.model.eval()
+    return exp, found
+
+
+def sampler_arguments(config, time_grid: str | torch.Tensor | None = None) -> dict[str, Any]:
+    """`samplers.sample`'s keyword arguments from config.sampling, but for the sampler's name, the
+    score and what is drawn: steps (None for an adaptive sampler), eps, denoise, the time grid (a
+    name, a tensor or None for the sampler's default) and the sampler's own options
+    (config.sampling.<sampler>). Every mode that samples calls the library with these."""
+    s = config.sampling
+    return {
+        "steps": None if samplers.get(s.sampler).kind == "adaptive" else s.steps,
+        "eps": s.eps,
+        "denoise": s.denoise,
+        "time_grid": time_grid,
+        **arguments.sampler_options(config),
+    }
+
+
+def labels_of(config, split: data.Dataset) -> torch.Tensor:
+    """The class labels of a data split (CPU, long).
+
+    Raises:
+        ValueError: the dataset has no labels.
+    """
+    if split.labels is None:
+        raise ValueError(f"this mode needs labelled data; {config.data.dataset!r} has no labels")
+    return torch.as_tensor(split.labels, dtype=torch.long)
+
+
+def feature_classifier(exp: Experiment, workdir: Path) -> tuple[torch.nn.Module, dict]:
+    """The classifier trained on the clean data (`features.load_or_train`, cached in
+    workdir/benchmark/): the feature space of the checkpoint benchmark, and what recognises the
+    class of a completed or guided sample. Returns (classifier on CPU, its info)."""
+    x_test = to_model_tensor(exp.config, exp.test_data, torch.device("cpu"))
+    return features.load_or_train(
+        Path(workdir) / "benchmark",
+        exp.x_train.cpu(),
+        labels_of(exp.config, exp.train_data),
+        x_test,
+        labels_of(exp.config, exp.test_data),
+    )
+
+
+def predicted_classes(classifier: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The classes a (clean-data) classifier assigns to x, on CPU."""
+    with torch.no_grad():
+        return classifier(x.float().cpu()).argmax(1)
