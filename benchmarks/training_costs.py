@@ -60,7 +60,7 @@ def sync(device: torch.device) -> None:
 
 def time_steps(config, workdir: Path, warmup: int, repeats: int) -> tuple[float, float, int]:
     exp = run_lib.Experiment(config)
-    trainer = training.Trainer(exp, workdir, distributed.Context(), exp.score_fn_for)
+    trainer = exp.trainer(workdir, distributed.Context())
     for step in range(warmup):
         trainer.train_step(step)
     times = []
@@ -76,7 +76,7 @@ def time_steps(config, workdir: Path, warmup: int, repeats: int) -> tuple[float,
 
 def profile_steps(config, workdir: Path) -> None:
     exp = run_lib.Experiment(config)
-    trainer = training.Trainer(exp, workdir, distributed.Context(), exp.score_fn_for)
+    trainer = exp.trainer(workdir, distributed.Context())
     for step in range(2):
         trainer.train_step(step)
     activities = [torch.profiler.ProfilerActivity.CPU]
@@ -94,7 +94,7 @@ def profile_steps(config, workdir: Path) -> None:
 
 def time_checkpoints(config, folder: Path, saves: int) -> dict:
     exp = run_lib.Experiment(config)
-    trainer = training.Trainer(exp, folder, distributed.Context(), exp.score_fn_for)
+    trainer = exp.trainer(folder, distributed.Context())
     trainer.train_step(0)  # Adam's moment buffers exist from the first step on
     save_times, restore_times = [], []
     for k in range(saves):

@@ -1,19 +1,22 @@
 """The training loop: exact resume, preemption safety, DDP, mixed precision, a non-finite guard, logs.
 
-Used by `run_lib.train` (`main.py --mode train`). What it guarantees:
+`Trainer(model, ema, optimizer, objective, settings, workdir, ctx)` optimises any objective
+(`scoresde.objectives`: the score network's denoising score matching, the noise-conditional
+classifier's cross-entropy) under typed `Settings` built at the edge (`--mode train` and
+`--mode train_classifier` build them from the config). What it guarantees:
 
-* **Exact resume.** Step k of training is a pure function of (config.seed, k): the batch comes from
-  `data.batch_indices` (an epoch-wise shuffled permutation, sharded over micro-batches like
-  `DistributedSampler` with `set_epoch`), the flips from `data.flip_seed(seed, k)`, the diffusion
-  times and noise from a generator seeded by (seed, k), and dropout from torch's global generator
-  re-seeded by (seed, k, micro-batch) inside `torch.random.fork_rng`. A checkpoint therefore only
+* **Exact resume.** Step k of training is a pure function of (seed, k): the objective draws the
+  batch from (seed, k) (`data.batch_indices`, an epoch-wise shuffled permutation, sharded over
+  micro-batches like `DistributedSampler` with `set_epoch`; flips, times and noise from generators
+  seeded by (seed, k)), and dropout comes from torch's global generator re-seeded by
+  (seed, k, micro-batch) inside `torch.random.fork_rng`. A checkpoint therefore only
   needs the weights, the EMA, the optimizer (and gradient-scaler) state and the step (the global
   generators' states are stored and restored too, for code that draws from them); a run killed
   at any moment and resumed from step k logs the same per-step losses and ends with the same
   tensors as a run that was never interrupted.
 * **Split-invariant batches.** The global batch of `batch_size` examples is cut into
-  world_size x grad_accum equal micro-batches; t and the noise are drawn for the whole batch and
-  sliced, so the gradient is the same (to round-off) however the batch is split: one process, K
+  world_size x grad_accum equal micro-batches; the objective draws t and the noise for the whole
+  batch and the loop slices them, so the gradient is the same (to round-off) however the batch is split: one process, K
   DDP processes, or gradient accumulation.
 * **Preemption.** Snapshots every `checkpoint_freq` steps in `checkpoints/` (the newest
   `keep_checkpoints` kept), and a single "meta" checkpoint every `meta_checkpoint_freq` steps in
@@ -34,7 +37,7 @@ Used by `run_lib.train` (`main.py --mode train`). What it guarantees:
 from __future__ import annotations
 
 import contextlib
-import functools
+import dataclasses
 import json
 import math
 import os
@@ -42,7 +45,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -50,12 +53,12 @@ from absl import logging
 from torch import nn
 from tqdm.auto import tqdm
 
-from scoresde import checkpoint, data, distributed, files, losses
-from scoresde.config import compare
+from scoresde import checkpoint, distributed, files
+from scoresde.objectives import Objective
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 NONFINITE_POLICIES = ("stop", "skip")
-CHECKPOINTS, META_CHECKPOINTS = "checkpoints", "checkpoints-meta"
+CHECKPOINTS, META_CHECKPOINTS = "checkpoints", "checkpoints-meta"  # the score network's, in its work directory
 METRICS_FILE = "metrics.jsonl"
 DROPPED_METRICS_FILE = "metrics.dropped.jsonl"  # records of lost steps and unreadable lines, kept rather than deleted
 TENSORBOARD_DIR = "tensorboard"
@@ -103,9 +106,41 @@ def dropout_seed(seed: int, step: int, micro_batch: int) -> int:
     return int(state[0] >> np.uint64(1))
 
 
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How the loop runs: the steps, the batch and its split, the optimizer's schedule, precision,
+    checkpoints and logs. Built at the edge (`--mode train` from config.training and config.optim);
+    the folders are relative to the Trainer's work directory ("" for the work directory itself,
+    `meta_checkpoints` "" for none)."""
+
+    n_steps: int
+    batch_size: int
+    lr: float
+    seed: int = 0
+    warmup: int = 0  # linear learning-rate warm-up steps
+    grad_accum: int = 1
+    grad_clip: float = 0.0  # maximum gradient norm; 0: no clipping
+    precision: str = "fp32"
+    nonfinite: str = "stop"
+    compile: bool = False
+    log_freq: int = 100
+    checkpoint_freq: int = 1000
+    keep_checkpoints: int = 3
+    meta_checkpoint_freq: int = 0
+    progress: bool = True
+    tensorboard: bool = False
+    checkpoints: str = CHECKPOINTS
+    meta_checkpoints: str = META_CHECKPOINTS
+    name: str = "training"  # the progress bar's label
+
+    def learning_rate(self, step: int) -> float:
+        """Linear warm-up to `lr` over `warmup` steps, then constant."""
+        return self.lr * min(1.0, (step + 1) / self.warmup) if self.warmup else self.lr
+
+
 def check_settings(c, device_type: str, world_size: int = 1) -> None:
-    """Raise the ValueError the Trainer raises for the settings `c` (config.training) on a device of
-    `device_type` ("cpu", "cuda") with `world_size` processes; the config check calls it too."""
+    """Raise the ValueError the Trainer raises for the settings `c` (`Settings`, or config.training)
+    on a device of `device_type` ("cpu", "cuda") with `world_size` processes; the config check calls it too."""
     if c.precision not in PRECISIONS:
         raise ValueError(f"config.training.precision: unknown {c.precision!r}; valid: {', '.join(PRECISIONS)}")
     if c.precision == "fp16" and device_type != "cuda":
@@ -141,32 +176,54 @@ class _StopSignals:
 
 
 class Trainer:
-    """Runs the optimisation of an `Experiment` (see run_lib) in a work directory.
+    """Optimises `objective` over `model` in a work directory (module docstring).
 
     Args:
-        exp: the experiment: config, model (unwrapped), EMA, optimizer, SDE, training data on its device.
+        model: the network (unwrapped), on `device`; wrapped here for DDP / torch.compile.
+        ema: its exponential moving average; updated after every step that changed the weights.
+        optimizer: over model's parameters; its learning rate is set every step (`Settings.learning_rate`).
+        objective: the batches and the loss (`scoresde.objectives`).
+        settings: how the loop runs (`Settings`).
         workdir: where checkpoints, metrics.jsonl and TensorBoard events go.
         ctx: this process's place in the distributed group.
-        score_fn_for: builds a score function around a module (the DDP / compiled wrapper here).
+        device: the device the model and the objective's data are on.
+        run_config: saved as config.json with every checkpoint (the run's provenance).
+        check_checkpoint: called with a checkpoint before resuming from it; raises to refuse it
+            (the score network's: `config.compare.check_checkpoint_config`).
     """
 
-    def __init__(self, exp, workdir: Path, ctx: distributed.Context, score_fn_for: Callable[[nn.Module], Callable]):
-        self.exp, self.workdir, self.ctx = exp, Path(workdir), ctx
-        c = exp.config.training
-        self.device = exp.device
+    def __init__(
+        self,
+        model: nn.Module,
+        ema,
+        optimizer: torch.optim.Optimizer,
+        objective: Objective,
+        settings: Settings,
+        workdir: Path,
+        ctx: distributed.Context,
+        *,
+        device: torch.device,
+        run_config: dict | None = None,
+        check_checkpoint: Callable[[Path], None] | None = None,
+    ):
+        self.model, self.ema, self.optimizer, self.objective = model, ema, optimizer, objective
+        self.settings, self.workdir, self.ctx, self.device = settings, Path(workdir), ctx, device
+        self.run_config, self.check_checkpoint = run_config or {}, check_checkpoint
+        c = settings
         check_settings(c, self.device.type, ctx.world_size)
         self.autocast_dtype = PRECISIONS[c.precision]
         self.scaler = torch.amp.GradScaler("cuda") if c.precision == "fp16" else None
         self.slices = micro_batch_slices(c.batch_size, ctx.world_size, c.grad_accum, ctx.rank)
-        module = exp.model
+        module: Any = model  # the network, compiled and / or wrapped for DDP
         if c.compile:
             module = torch.compile(module)
         if ctx.enabled:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             module = nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
         self.module = module
-        self.train_score_fn = score_fn_for(module)
-        self.checkpoint_roots = (self.workdir / CHECKPOINTS, self.workdir / META_CHECKPOINTS)
+        # the regular checkpoints' folder, then the meta checkpoints' (none when the settings name none)
+        folders = [c.checkpoints, c.meta_checkpoints] if c.meta_checkpoints else [c.checkpoints]
+        self.checkpoint_roots = tuple(self.workdir / folder for folder in folders)
         self.last_checkpoint: Path | None = None
         self.skipped_steps = 0
         self._signals: _StopSignals | None = None  # set while `run` runs
@@ -194,8 +251,9 @@ class Trainer:
             found = checkpoint.newest(*self.checkpoint_roots)
         if found is None:
             return 0
-        compare.check_checkpoint_config(self.exp.config, found)
-        step, extra = checkpoint.restore(found, self.exp.model, self.exp.ema, self.exp.optimizer)
+        if self.check_checkpoint is not None:
+            self.check_checkpoint(found)
+        step, extra = checkpoint.restore(found, self.model, self.ema, self.optimizer)
         if self.scaler is not None and extra.get("scaler"):
             self.scaler.load_state_dict(extra["scaler"])
         self.skipped_steps = int(extra.get("skipped_steps", 0))
@@ -214,49 +272,20 @@ class Trainer:
         return step
 
     def _data_order(self) -> dict:
-        c = self.exp.config
+        c = self.settings
         return {
             "scheme": "batch_indices",
             "seed": c.seed,
-            "batch_size": c.training.batch_size,
-            "micro_batches": self.ctx.world_size * c.training.grad_accum,
-            "n_train": len(self.exp.x_train),
+            "batch_size": c.batch_size,
+            "micro_batches": self.ctx.world_size * c.grad_accum,
+            "n_train": self.objective.n_examples,
         }
 
     # -- one step -------------------------------------------------------------------------------
-    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """The global batch of step `step`: clean examples, diffusion times, noise and class labels
-        (None for an unconditional model; dropped to "no class" with probability label_dropout)."""
-        c, exp = self.exp.config, self.exp
-        idx = data.batch_indices(len(exp.x_train), c.training.batch_size, step, c.seed)
-        x0 = exp.x_train[torch.as_tensor(idx, device=self.device)]
-        labels = None
-        if exp.y_train is not None:  # its own generator: the draws below are the same either way
-            labels = exp.y_train[torch.as_tensor(idx, device=self.device)]
-            drop = torch.Generator(self.device).manual_seed(data.flip_seed(c.seed, step) + 1)
-            dropped = torch.rand(labels.shape, generator=drop, device=self.device) < c.training.label_dropout
-            labels = labels.masked_fill(dropped, c.model.num_classes)
-        if c.data.random_flip:  # its own generator: the draws below are the same either way
-            x0 = data.random_flip(x0, torch.Generator(self.device).manual_seed(data.flip_seed(c.seed, step)))
-        generator = torch.Generator(self.device).manual_seed(c.seed * 1_000_003 + step)
-        t = losses.sample_time(
-            x0.shape[0],
-            exp.sde,
-            c.training.eps,
-            generator=generator,
-            device=self.device,
-            dtype=x0.dtype,
-            distribution=c.training.time_distribution,
-            p_mean=c.training.p_mean,
-            p_std=c.training.p_std,
-        )
-        noise = torch.randn(x0.shape, generator=generator, device=self.device, dtype=x0.dtype)
-        return x0, t, noise, labels
-
     @contextlib.contextmanager
     def _micro_batch_context(self, step: int, a: int):
         """Dropout seeded by (seed, step, micro-batch); DDP's all-reduce only after the last one; autocast."""
-        c = self.exp.config
+        c = self.settings
         last = a == len(self.slices) - 1
         no_sync = self.module.no_sync() if (self.ctx.enabled and not last) else contextlib.nullcontext()
         devices = [self.device] if self.device.type == "cuda" else []
@@ -265,11 +294,11 @@ class Trainer:
             no_sync,
             torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32, enabled=self.autocast_dtype is not None),
         ):
-            torch.manual_seed(dropout_seed(c.seed, step, self.ctx.rank * c.training.grad_accum + a))
+            torch.manual_seed(dropout_seed(c.seed, step, self.ctx.rank * c.grad_accum + a))
             yield
 
     def learning_rate(self, step: int) -> float:
-        return self.exp.learning_rate(step)
+        return self.settings.learning_rate(step)
 
     def train_step(self, step: int, stop_requested: bool = False) -> tuple[float, bool, bool]:
         """One optimizer step over this process's micro-batches.
@@ -281,63 +310,51 @@ class Trainer:
         Raises:
             NonFiniteLossError: non-finite loss or gradient with config.training.nonfinite="stop".
         """
-        c, exp = self.exp.config, self.exp
-        x0, t, noise, labels = self._batch(step)
-        for group in exp.optimizer.param_groups:
+        c, optimizer = self.settings, self.optimizer
+        batch = self.objective.batch(step, c.batch_size)
+        for group in optimizer.param_groups:
             group["lr"] = self.learning_rate(step)
-        exp.optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
         self.module.train()
         total = torch.zeros((), device=self.device)
         for a, part in enumerate(self.slices):
-            score_fn = self.train_score_fn
-            if labels is not None:
-                score_fn = functools.partial(self.train_score_fn, class_labels=labels[part])
+            micro_batch = tuple(None if v is None else v[part] for v in batch)
             with self._micro_batch_context(step, a):
-                loss = losses.dsm_loss(
-                    score_fn,
-                    exp.sde,
-                    x0[part],
-                    t=t[part],
-                    noise=noise[part],
-                    eps=c.training.eps,
-                    weighting=c.training.weighting,
-                    reduce=c.training.reduce,
-                    sigma_data=c.model.sigma_data,
-                ).float().mean() / len(self.slices)
+                loss = self.objective.loss(self.module, micro_batch).float().mean() / len(self.slices)
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
             total += loss.detach()
         if self.scaler is not None:
-            self.scaler.unscale_(exp.optimizer)
-        max_norm = c.optim.grad_clip if c.optim.grad_clip > 0 else math.inf
-        grad_norm = nn.utils.clip_grad_norm_(exp.model.parameters(), max_norm)
+            self.scaler.unscale_(optimizer)
+        max_norm = c.grad_clip if c.grad_clip > 0 else math.inf
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         flags = torch.stack(
             [~torch.isfinite(total), ~torch.isfinite(grad_norm), torch.tensor(stop_requested, device=self.device)]
         ).float()
         loss_bad, grad_bad, stop = (bool(v) for v in distributed.all_reduce(flags, "max").tolist())
         if grad_bad and self.scaler is not None and not loss_bad:
-            self.scaler.step(exp.optimizer)  # sees the inf gradients and skips; update() lowers the scale
+            self.scaler.step(optimizer)  # sees the inf gradients and skips; update() lowers the scale
             self.scaler.update()
             return total.item(), False, stop
         if loss_bad or grad_bad:
             what = "loss" if loss_bad else "gradient norm"
-            if c.training.nonfinite == "stop":
+            if c.nonfinite == "stop":
                 raise NonFiniteLossError(
                     f"non-finite {what} at step {step + 1}; training stopped without saving. Last good checkpoint: "
                     f"{self.last_checkpoint or 'none'}. Lower config.optim.lr, keep config.optim.grad_clip > 0, use "
                     "precision='fp32', or set config.training.nonfinite='skip'"
                 )
-            exp.optimizer.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             if self.scaler is not None:
                 self.scaler.update(self.scaler.get_scale() / 2)
             self.skipped_steps += 1
             logging.warning("non-finite %s at step %d: step skipped (%d so far)", what, step + 1, self.skipped_steps)
             return total.item(), False, stop
         if self.scaler is not None:
-            self.scaler.step(exp.optimizer)
+            self.scaler.step(optimizer)
             self.scaler.update()
         else:
-            exp.optimizer.step()
-        exp.ema.update(exp.model)
+            optimizer.step()
+        self.ema.update(self.model)
         return total.item(), True, stop
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -345,7 +362,7 @@ class Trainer:
         """Rank 0 writes a checkpoint (a regular snapshot, or the single meta one); all wait for it."""
         path = None
         if self.ctx.is_main:
-            c = self.exp.config.training
+            c = self.settings
             extra = {
                 "scaler": self.scaler.state_dict() if self.scaler is not None else {},
                 "data_order": self._data_order(),
@@ -353,16 +370,14 @@ class Trainer:
                 "rng": _global_rng_state(),
             }
             root, keep = (self.checkpoint_roots[1], 1) if meta else (self.checkpoint_roots[0], c.keep_checkpoints)
-            path = checkpoint.save(
-                root, step, self.exp.model, self.exp.ema, self.exp.optimizer, self.exp.config.to_dict(), keep=keep, extra=extra
-            )
+            path = checkpoint.save(root, step, self.model, self.ema, self.optimizer, self.run_config, keep=keep, extra=extra)
             self.last_checkpoint = path
         distributed.barrier(self.ctx)
         return path
 
     # -- the loop -------------------------------------------------------------------------------
     def _tensorboard(self, start: int):
-        if not (self.ctx.is_main and self.exp.config.training.tensorboard):
+        if not (self.ctx.is_main and self.settings.tensorboard):
             return None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -372,7 +387,7 @@ class Trainer:
         return SummaryWriter(str(self.workdir / TENSORBOARD_DIR), purge_step=start + 1)
 
     def run(self, start: int, on_step: Callable[[int], None] | None = None) -> None:
-        """Train from step `start` to config.training.n_steps.
+        """Train from step `start` to settings.n_steps.
 
         Args:
             on_step: called with the number of steps done after each step (pictures, tests).
@@ -381,13 +396,13 @@ class Trainer:
             TrainingInterrupted: after a SIGTERM / SIGINT, once the checkpoint is written.
             NonFiniteLossError: see `train_step`.
         """
-        c = self.exp.config.training
+        c = self.settings
         is_main = self.ctx.is_main
         if is_main:
             self.workdir.mkdir(parents=True, exist_ok=True)
             _truncate_metrics(self.workdir, start)
         writer = self._tensorboard(start)
-        bar = tqdm(total=c.n_steps, initial=start, desc="training", disable=None if (c.progress and is_main) else True)
+        bar = tqdm(total=c.n_steps, initial=start, desc=c.name, disable=None if (c.progress and is_main) else True)
         window, skipped, tick = [], 0, time.perf_counter()
         log = open(self.workdir / METRICS_FILE, "a") if is_main else None
         try:
@@ -415,7 +430,7 @@ class Trainer:
                         raise TrainingInterrupted(done, path, signals.signum or signal.SIGTERM)
                     if done % c.checkpoint_freq == 0 or done == c.n_steps:
                         self.save(done)
-                    elif c.meta_checkpoint_freq and done % c.meta_checkpoint_freq == 0:
+                    elif c.meta_checkpoint_freq and c.meta_checkpoints and done % c.meta_checkpoint_freq == 0:
                         self.save(done, meta=True)
                     if on_step is not None:
                         on_step(done)
@@ -444,11 +459,15 @@ class Trainer:
         return record
 
     # -- sampling under DDP ---------------------------------------------------------------------
-    def sample(self, n: int, *, seed: int, progress: bool = False, interruptible: bool = False) -> tuple[np.ndarray, dict]:
+    def sample(
+        self, draw: Callable, n: int, *, seed: int, progress: bool = False, interruptible: bool = False
+    ) -> tuple[np.ndarray, dict]:
         """n samples with the EMA weights, sharded over the processes and gathered (in model space).
 
-        Each process draws its share with its own seed (seed, rank) on the unwrapped network, so
-        the samples of a K-process run differ from a single-process run's (both are exact draws).
+        `draw(n, seed=, progress=, before_evaluation=)` returns (samples, info) with the current
+        weights of the unwrapped network (`Experiment.sample`), and `draw(0, seed=)` an empty batch
+        of the right shape. Each process draws its share with its own seed (seed, rank), so the
+        samples of a K-process run differ from a single-process run's (both are exact draws).
 
         With `interruptible`, a stop signal arriving while sampling abandons this process's share
         (checked at every score evaluation) so that the checkpoint is written within a training
@@ -464,8 +483,8 @@ class Trainer:
                 raise _SamplingStopped
 
         try:
-            with self.exp.ema.average_parameters(self.exp.model):
-                x, info = self.exp.sample(
+            with self.ema.average_parameters(self.model):
+                x, info = draw(
                     share[ctx.rank],
                     seed=rank_seed,
                     progress=progress and ctx.is_main,
@@ -473,7 +492,7 @@ class Trainer:
                 )
             x = x.detach().cpu().numpy()
         except _SamplingStopped:
-            x, info = np.zeros((0, *self.exp.train_data.shape), np.float32), {"nfe": 0, "interrupted": True}
+            x, info = draw(0, seed=rank_seed)[0].cpu().numpy(), {"nfe": 0, "interrupted": True}
             logging.warning("stop requested: the samples of this picture were abandoned")
         gathered = distributed.gather_arrays(x, ctx)
         info["interrupted"] = info.get("interrupted", False) or len(gathered) < n

@@ -35,7 +35,7 @@ def test_config_builds_an_experiment(name):
     t = torch.full((4,), 0.5 * exp.sde.T)
     with torch.no_grad():
         assert exp.score_fn(x, t).shape == x.shape
-    assert exp.learning_rate(0) <= config.optim.lr
+    assert exp.training_settings().learning_rate(0) <= config.optim.lr
 
 
 def test_unavailable_cuda_is_a_clear_error():

@@ -633,10 +633,10 @@ def _image_config(tmp_path, images, random_flip):
 
 
 def _trainer(config, workdir):
-    from scoresde import distributed, run_lib, training
+    from scoresde import distributed, run_lib
 
     experiment = run_lib.Experiment(config)
-    return experiment, training.Trainer(experiment, workdir, distributed.Context(), experiment.score_fn_for)
+    return experiment, experiment.trainer(workdir, distributed.Context())
 
 
 def _losses(config, steps=3):

@@ -408,7 +408,7 @@ def test_sigterm_during_a_periodic_picture_stops_within_a_step(tmp_path, monkeyp
     """The picture's sampler is abandoned at the next score evaluation (before: the whole picture,
     17.6 s measured, ran first), one more step is taken and its checkpoint written."""
     evaluations = []
-    real_sample = run_lib.samplers.sample
+    real_sample = samplers.sample
 
     def sample_and_signal(name, sde, score_fn, *args, **kwargs):
         def score(x, t):
@@ -419,7 +419,7 @@ def test_sigterm_during_a_periodic_picture_stops_within_a_step(tmp_path, monkeyp
 
         return real_sample(name, sde, score, *args, **kwargs)
 
-    monkeypatch.setattr(run_lib.samplers, "sample", sample_and_signal)
+    monkeypatch.setattr(samplers, "sample", sample_and_signal)
     config = tiny_config(**{"training.sample_freq": 4, "sampling.steps": 500})
     with pytest.raises(training.TrainingInterrupted) as stop:
         run_lib.train(config, tmp_path)

@@ -5,6 +5,8 @@ class-conditional training with label dropout, and their errors."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -47,13 +49,13 @@ def test_class_conditional_mlp_label_changes_only_its_own_example():
 def test_label_dropout_replaces_that_fraction_of_labels_by_no_class(dropout, tmp_path):
     config = tiny_config(**{**DIGITS, "model.num_classes": 10, "training.label_dropout": dropout, "training.batch_size": 512})
     exp = run_lib.Experiment(config)
-    trainer = training.Trainer(exp, tmp_path, Context(), exp.score_fn_for)
-    x0, _, _, labels = trainer._batch(0)
+    trainer = exp.trainer(tmp_path, Context())
+    x0, _, _, labels = trainer.objective.batch(0, config.training.batch_size)
     dropped = labels == 10
     assert abs(float(dropped.float().mean()) - dropout) < 0.07
     idx = torch.as_tensor(data.batch_indices(len(exp.x_train), 512, 0, config.seed))
     assert torch.equal(labels[~dropped], exp.y_train[idx][~dropped])  # kept labels are the examples' own
-    assert torch.equal(trainer._batch(0)[3], labels)  # a pure function of (seed, step)
+    assert torch.equal(trainer.objective.batch(0, config.training.batch_size)[3], labels)  # a pure function of (seed, step)
 
 
 def test_classifier_free_guidance_mode_end_to_end(tmp_path):
@@ -140,3 +142,63 @@ def test_configuration_errors_are_named(tmp_path):
         run_lib.validate(tiny_config(**{**DIGITS, "controllable.scales": "1,two"}))
     with pytest.raises(ValueError, match="unknown mask"):
         run_lib.validate(tiny_config(**{**DIGITS, "controllable.mask": "triangle"}))
+
+
+# -- the classifier trains through the training loop: resume, signals, non-finite guard -----------
+CLASSIFIER = {**DIGITS, "classifier.n_steps": 8, "classifier.checkpoint_freq": 2}
+
+
+def _classifier_weights(config, workdir):
+    from scoresde import checkpoint
+    from scoresde.cli.train_classifier import CLASSIFIER_DIR, build_classifier
+
+    model = build_classifier(config, run_lib.Experiment(config))
+    checkpoint.load_weights(checkpoint.latest(workdir / CLASSIFIER_DIR), model, ema=True)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_an_interrupted_classifier_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    from scoresde import objectives
+
+    straight = tmp_path / "straight"
+    run_lib.train_classifier(tiny_config(**CLASSIFIER), straight)
+    assert not (straight / training.METRICS_FILE).exists()  # the score network's log is not the classifier's
+    assert [r["step"] for r in training.read_metrics(straight / "classifier" / training.METRICS_FILE)] == list(range(1, 9))
+
+    real_loss, calls = objectives.NoisyClassification.loss, []
+
+    def loss_then_sigterm(self, module, part):
+        calls.append(1)
+        if len(calls) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_loss(self, module, part)
+
+    monkeypatch.setattr(objectives.NoisyClassification, "loss", loss_then_sigterm)
+    resumed = tmp_path / "resumed"
+    with pytest.raises(training.TrainingInterrupted) as stop:
+        run_lib.train_classifier(tiny_config(**CLASSIFIER), resumed)
+    assert (
+        stop.value.step == 4 and stop.value.path == resumed / "classifier" / "step_00000004"
+    )  # the signal is seen at the next step
+    monkeypatch.setattr(objectives.NoisyClassification, "loss", real_loss)
+    assert run_lib.train_classifier(tiny_config(**CLASSIFIER), resumed)["step"] == 8
+    a, b = _classifier_weights(tiny_config(**CLASSIFIER), straight), _classifier_weights(tiny_config(**CLASSIFIER), resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_non_finite_classifier_loss_stops_or_is_skipped(tmp_path, monkeypatch):
+    from scoresde import objectives
+
+    real_loss, calls = objectives.NoisyClassification.loss, []
+
+    def nan_at_step_two(self, module, part):
+        calls.append(1)
+        return real_loss(self, module, part) * (float("nan") if len(calls) == 2 else 1.0)
+
+    monkeypatch.setattr(objectives.NoisyClassification, "loss", nan_at_step_two)
+    with pytest.raises(training.NonFiniteLossError, match="step 2"):
+        run_lib.train_classifier(tiny_config(**CLASSIFIER), tmp_path / "stop")
+    calls.clear()
+    assert run_lib.train_classifier(tiny_config(**{**CLASSIFIER, "training.nonfinite": "skip"}), tmp_path / "skip")["step"] == 8
+    records = training.read_metrics(tmp_path / "skip" / "classifier" / training.METRICS_FILE)
+    assert [r["step"] for r in records if r.get("skipped_steps")] == [2]

@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from scoresde import checkpoint, losses, run_lib, training
+from scoresde import checkpoint, data, losses, run_lib, training
 from tests.helpers import (
     ROOT,
     assert_same_tensors,
@@ -308,3 +308,44 @@ def test_torchrun_runs_main_end_to_end(tmp_path):
     assert len(training.read_metrics(tmp_path / "metrics.jsonl")) == 12
     assert json.loads((tmp_path / "quality.json").read_text())["step"] == 12
     assert checkpoint.step_of(checkpoint.latest(tmp_path / "checkpoints")) == 12
+
+
+def test_the_loop_minimises_any_objective_it_is_given(tmp_path):
+    """A least-squares objective through the Trainer reaches the closed-form solution (X^T X)^-1 X^T y,
+    and its checkpoints resume: the loop knows nothing of scores."""
+    from scoresde.distributed import Context
+    from scoresde.models.ema import ExponentialMovingAverage
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 3, generator=generator)
+    y = x @ torch.tensor([[1.5], [-2.0], [0.5]]) + 0.1 * torch.randn(256, 1, generator=generator)
+    solution = torch.linalg.lstsq(torch.cat([x, torch.ones(256, 1)], 1), y).solution.squeeze(1)
+
+    class LeastSquares:
+        n_examples = len(x)
+
+        def batch(self, step, size):
+            idx = torch.as_tensor(data.batch_indices(len(x), size, step, 0))
+            return x[idx], y[idx]
+
+        def loss(self, module, part):
+            inputs, targets = part
+            return ((module(inputs) - targets) ** 2).mean()
+
+    def trainer(n_steps):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+        settings = training.Settings(n_steps=n_steps, batch_size=64, lr=0.05, checkpoint_freq=100, progress=False)
+        optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
+        return training.Trainer(
+            model, ExponentialMovingAverage(model, 0.0), optimizer, LeastSquares(), settings, tmp_path, Context(), device=x.device
+        )
+
+    first = trainer(300)
+    first.run(first.resume())
+    fitted = torch.cat([first.model.weight.detach().squeeze(0), first.model.bias.detach()])
+    torch.testing.assert_close(fitted, solution, atol=0.02, rtol=0)
+    second = trainer(400)  # resumes from step 300
+    assert second.resume() == 300
+    second.run(300)
+    assert checkpoint.step_of(checkpoint.latest(tmp_path / training.CHECKPOINTS)) == 400

@@ -7,18 +7,19 @@ The command layer's one translation of a config into library objects and keyword
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from absl import logging
 from tqdm.auto import tqdm
 
-from scoresde import checkpoint, data, features, samplers, training
+from scoresde import checkpoint, data, distributed, features, objectives, samplers, training
 from scoresde.config import arguments, compare, schema
 from scoresde.models import MODELS, ExponentialMovingAverage, get_model
 from scoresde.score import NetworkScore
@@ -189,10 +190,64 @@ class Experiment:
         """The configured score adapter around `module` (the network, or a DDP / compiled wrapper of it)."""
         return build_score_fn(self.config, module, self.sde)
 
-    def learning_rate(self, step: int) -> float:
-        """Linear warm-up to config.optim.lr over config.optim.warmup steps."""
-        warmup = self.config.optim.warmup
-        return self.config.optim.lr * min(1.0, (step + 1) / warmup) if warmup else self.config.optim.lr
+    def training_settings(self) -> training.Settings:
+        """The training loop's settings from config.training and config.optim."""
+        c, o = self.config, self.config.optim
+        t = c.training
+        return training.Settings(
+            n_steps=t.n_steps,
+            batch_size=t.batch_size,
+            lr=o.lr,
+            seed=c.seed,
+            warmup=o.warmup,
+            grad_accum=t.grad_accum,
+            grad_clip=o.grad_clip,
+            precision=t.precision,
+            nonfinite=t.nonfinite,
+            compile=t.compile,
+            log_freq=t.log_freq,
+            checkpoint_freq=t.checkpoint_freq,
+            keep_checkpoints=t.keep_checkpoints,
+            meta_checkpoint_freq=t.meta_checkpoint_freq,
+            progress=t.progress,
+            tensorboard=t.tensorboard,
+        )
+
+    def objective(self) -> objectives.DenoisingScoreMatching:
+        """Denoising score matching of this network on the training split, as config.training says."""
+        c, t = self.config, self.config.training
+        return objectives.DenoisingScoreMatching(
+            self.sde,
+            self.score_fn_for,
+            self.x_train,
+            self.y_train,
+            seed=c.seed,
+            eps=t.eps,
+            weighting=t.weighting,
+            reduce=t.reduce,
+            sigma_data=c.model.sigma_data,
+            time_distribution=t.time_distribution,
+            p_mean=t.p_mean,
+            p_std=t.p_std,
+            random_flip=c.data.random_flip,
+            label_dropout=t.label_dropout,
+            num_classes=c.model.num_classes,
+        )
+
+    def trainer(self, workdir: Path, ctx: distributed.Context | None = None) -> training.Trainer:
+        """The training loop for this network in `workdir` (resume refuses a checkpoint of another model)."""
+        return training.Trainer(
+            self.model,
+            self.ema,
+            self.optimizer,
+            self.objective(),
+            self.training_settings(),
+            workdir,
+            ctx or distributed.Context(),
+            device=self.device,
+            run_config=self.config.to_dict(),
+            check_checkpoint=lambda found: compare.check_checkpoint_config(self.config, found),
+        )
 
     def tuned_time_grid(self, seed: int) -> torch.Tensor:
         """The configured sampler's grid tuned to this network (sampling.time_grid = "tuned"): on
@@ -269,6 +324,24 @@ class Experiment:
             chunks.append(x)
         bar.close()
         return torch.cat(chunks), info
+
+
+@contextlib.contextmanager
+def process_group(config) -> Iterator[tuple[distributed.Context, torch.device]]:
+    """This process's place in the torchrun group (a group of one without torchrun) and its device;
+    the group is shut down at the end if this call started it. Ranks other than 0 log warnings only."""
+    device = resolve_device(config.device)
+    owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+    ctx = distributed.init(
+        config.distributed.backend, device_type=device.type, timeout_minutes=config.distributed.timeout_minutes
+    )
+    try:
+        if not ctx.is_main:
+            logging.set_verbosity(logging.WARNING)
+        yield ctx, distributed.device_for(ctx, device)
+    finally:
+        if owns_group:
+            distributed.shutdown()
 
 
 def load_trained(config, workdir: Path, exp: Experiment | None = None) -> tuple[Experiment, Path]:

@@ -21,7 +21,7 @@ import torch
 from absl import logging
 
 from scoresde import distributed, plotting, training
-from scoresde.cli.experiment import Experiment, resolve_device, to_data_space, validate
+from scoresde.cli.experiment import Experiment, process_group, to_data_space, validate
 from scoresde.cli.outputs import save_samples_picture, write_samples
 
 
@@ -39,28 +39,22 @@ def train(config, workdir: str | Path) -> dict:
     """
     workdir = Path(workdir)
     validate(config)
-    device = resolve_device(config.device)
-    owns_group = not (torch.distributed.is_available() and torch.distributed.is_initialized())
-    ctx = distributed.init(
-        config.distributed.backend, device_type=device.type, timeout_minutes=config.distributed.timeout_minutes
-    )
-    try:
-        if not ctx.is_main:
-            logging.set_verbosity(logging.WARNING)
-        exp = Experiment(config, device=distributed.device_for(ctx, device))
-        trainer = training.Trainer(exp, workdir, ctx, exp.score_fn_for)
+    with process_group(config) as (ctx, device):
+        exp = Experiment(config, device=device)
+        trainer = exp.trainer(workdir, ctx)
         start = trainer.resume(config.training.resume_from)
         c = config.training
 
         def pictures(done: int) -> None:
             if c.sample_freq and done % c.sample_freq == 0 and done != c.n_steps:
-                x, info = trainer.sample(min(config.sampling.n_samples, 256), seed=config.sampling.seed, interruptible=True)
+                n = min(config.sampling.n_samples, 256)
+                x, info = trainer.sample(exp.sample, n, seed=config.sampling.seed, interruptible=True)
                 if ctx.is_main and not info["interrupted"]:
                     path = workdir / "samples" / f"step_{done:08d}.png"
                     save_samples_picture(exp, to_data_space(config, torch.as_tensor(x), exp.train_data.is_image), path)
 
         trainer.run(start, on_step=pictures)
-        x, info = trainer.sample(config.sampling.n_samples, seed=config.sampling.seed, progress=c.progress)
+        x, info = trainer.sample(exp.sample, config.sampling.n_samples, seed=config.sampling.seed, progress=c.progress)
         figures = {}
         if ctx.is_main:
             header = {"step": c.n_steps, "sampler": config.sampling.sampler, "nfe": info["nfe"]}
@@ -72,6 +66,3 @@ def train(config, workdir: str | Path) -> dict:
             logging.info("quality: %s", json.dumps(figures))
         distributed.barrier(ctx)
         return figures
-    finally:
-        if owns_group:
-            distributed.shutdown()

@@ -1,7 +1,8 @@
 """`--mode train_classifier`: the noise-conditional classifier of classifier guidance, on the config's data.
 
-Writes workdir/classifier/: checkpoints (resumed like training) and accuracy.json (the accuracy on
-the test split at several noise levels).
+Writes workdir/classifier/: checkpoints step_<k>/ (resumed like training), metrics.jsonl (and
+TensorBoard events) of the loss, and accuracy.json (the accuracy on the test split at several
+noise levels).
 """
 
 from __future__ import annotations
@@ -11,10 +12,9 @@ from pathlib import Path
 
 import torch
 from absl import logging
-from tqdm.auto import tqdm
 
-from scoresde import checkpoint, data, losses
-from scoresde.cli.experiment import Experiment, labels_of, newest_checkpoint, to_model_tensor
+from scoresde import checkpoint, distributed, objectives, training
+from scoresde.cli.experiment import Experiment, labels_of, newest_checkpoint, process_group, to_model_tensor, validate
 from scoresde.models.classifier import NoiseConditionalClassifier
 from scoresde.models.ema import ExponentialMovingAverage
 
@@ -52,54 +52,64 @@ def noisy_accuracy(classifier, exp: Experiment, x: torch.Tensor, y: torch.Tensor
     return out
 
 
+def classifier_settings(config) -> training.Settings:
+    """The training loop's settings for the classifier: its own steps, batch, learning rate and
+    checkpoints (in workdir/classifier/, two kept, no meta checkpoints); the loop-wide policies
+    (precision, non-finite guard, logging) of config.training."""
+    c, t = config.classifier, config.training
+    return training.Settings(
+        n_steps=c.n_steps,
+        batch_size=c.batch_size,
+        lr=c.lr,
+        seed=config.seed,
+        precision=t.precision,
+        nonfinite=t.nonfinite,
+        log_freq=t.log_freq,
+        checkpoint_freq=c.checkpoint_freq,
+        keep_checkpoints=2,
+        progress=t.progress,
+        tensorboard=t.tensorboard,
+        checkpoints="",  # the checkpoints are the classifier folder's step_<k>/
+        meta_checkpoints="",
+        name="classifier",
+    )
+
+
 def train_classifier(config, workdir: str | Path) -> dict:
     """Train the noise-conditional classifier of config.classifier (resumes from its newest checkpoint).
 
-    Cross-entropy on x(t) = alpha(t) x(0) + sigma(t) z with t ~ U[training.eps, T], Adam, batches
-    and noise drawn from (seed, step) so a resumed run repeats the same steps.
+    Cross-entropy on x(t) = alpha(t) x(0) + sigma(t) z with t ~ U[training.eps, T]
+    (`objectives.NoisyClassification`), Adam, through the training loop (`training.Trainer`): exact
+    resume, SIGTERM / SIGINT checkpoints, the non-finite guard and DDP under torchrun.
     """
     workdir = Path(workdir)
-    exp = Experiment(config)
-    c = config.classifier
-    model = build_classifier(config, exp)
-    ema = ExponentialMovingAverage(model, decay=c.ema_decay)
-    optimizer = torch.optim.Adam(model.parameters(), lr=c.lr)
-    root = workdir / CLASSIFIER_DIR
-    for path in checkpoint.clean_partial(root):
-        logging.info("removed the partial checkpoint %s", path)
-    found = checkpoint.latest(root)
-    start = checkpoint.restore(found, model, ema, optimizer)[0] if found else 0
-    y_train = labels_of(config, exp.train_data).to(exp.device)
-    x_train = exp.x_train
-    bar = tqdm(total=c.n_steps, initial=start, desc="classifier", disable=None)
-    model.train()
-    for step in range(start, c.n_steps):
-        idx = torch.as_tensor(data.batch_indices(len(x_train), c.batch_size, step, config.seed), device=exp.device)
-        generator = torch.Generator(exp.device).manual_seed(config.seed * 1_000_003 + step + 7)
-        x0, y = x_train[idx], y_train[idx]
-        t = losses.sample_time(len(idx), exp.sde, config.training.eps, generator=generator, device=exp.device, dtype=x0.dtype)
-        mean, std = exp.sde.marginal_prob(x0, t)
-        xt = mean + std.reshape(-1, *[1] * (x0.ndim - 1)) * torch.randn(x0.shape, generator=generator, device=exp.device)
-        loss = torch.nn.functional.cross_entropy(model(xt, t), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        ema.update(model)
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        done = step + 1
-        if done % c.checkpoint_freq == 0 or done == c.n_steps:
-            checkpoint.save(root, done, model, ema, optimizer, config.to_dict(), keep=2)
-    bar.close()
-    found = newest_checkpoint(root, "train the classifier first")
-    checkpoint.load_weights(found, model, ema=True)
-    x_test = to_model_tensor(config, exp.test_data, exp.device)
-    summary = {
-        "checkpoint": str(found),
-        "step": checkpoint.step_of(found),
-        "n_classes": model.n_classes,
-        "test_accuracy_at_t": noisy_accuracy(model, exp, x_test, labels_of(config, exp.test_data)),
-    }
-    (root / "accuracy.json").write_text(json.dumps(summary, indent=2))
-    logging.info("noise-conditional classifier: %s", json.dumps(summary))
-    return summary
+    validate(config)
+    with process_group(config) as (ctx, device):
+        exp = Experiment(config, device=device)
+        model = build_classifier(config, exp)
+        ema = ExponentialMovingAverage(model, decay=config.classifier.ema_decay)
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.classifier.lr)
+        objective = objectives.NoisyClassification(
+            exp.sde, exp.x_train, labels_of(config, exp.train_data).to(exp.device), seed=config.seed, eps=config.training.eps
+        )
+        root = workdir / CLASSIFIER_DIR
+        settings = classifier_settings(config)
+        trainer = training.Trainer(
+            model, ema, optimizer, objective, settings, root, ctx, device=exp.device, run_config=config.to_dict()
+        )
+        trainer.run(trainer.resume())
+        summary: dict = {}
+        if ctx.is_main:
+            found = newest_checkpoint(root, "train the classifier first")
+            checkpoint.load_weights(found, model, ema=True)
+            x_test = to_model_tensor(config, exp.test_data, exp.device)
+            summary = {
+                "checkpoint": str(found),
+                "step": checkpoint.step_of(found),
+                "n_classes": model.n_classes,
+                "test_accuracy_at_t": noisy_accuracy(model, exp, x_test, labels_of(config, exp.test_data)),
+            }
+            (root / "accuracy.json").write_text(json.dumps(summary, indent=2))
+            logging.info("noise-conditional classifier: %s", json.dumps(summary))
+        distributed.barrier(ctx)
+        return summary

@@ -1,0 +1,163 @@
+"""What one training step minimises: its batch, a pure function of (seed, step), and its loss.
+
+The training loop (`scoresde.training.Trainer`) knows nothing of scores or classes: it asks an
+objective for the global batch of step k (`batch(step, size)`: a tuple of tensors along the
+example axis, or None), cuts it into micro-batches, and asks for the loss of each on the wrapped
+network (`loss(module, part)`). Two objectives:
+
+    DenoisingScoreMatching  the score network's (`losses.dsm_loss`, Song et al. 2021, eq. 7):
+                            E_t E_{x0, z} lambda(t) || s(x_t, t) + z / sigma(t) ||^2 with
+                            x_t = alpha(t) x0 + sigma(t) z, weightings and EDM's time law
+    NoisyClassification     the noise-conditional classifier of classifier guidance (Song et al.
+                            2021, app. I.1; Dhariwal & Nichol 2021): cross-entropy of p_t(c | x_t)
+                            on the same noisy x_t, t ~ U[eps, T]
+
+Every random draw of a batch comes from generators seeded by (seed, step), so a resumed run
+repeats the same steps; the noise and times are drawn for the whole batch before it is split, so
+the gradient does not depend on how it is split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable, Optional, Protocol
+
+import torch
+from torch import nn
+
+from scoresde import data, losses
+from scoresde.sde_lib import SDE, broadcast_to_data
+
+Batch = tuple[Optional[torch.Tensor], ...]
+
+
+class Objective(Protocol):
+    """What the Trainer needs of a training objective."""
+
+    @property
+    def n_examples(self) -> int:
+        """The number of training examples (recorded with checkpoints as part of the data order)."""
+        ...
+
+    def batch(self, step: int, size: int) -> Batch:
+        """The global batch of `size` examples of step `step`: tensors along the example axis (or None)."""
+        ...
+
+    def loss(self, module: nn.Module, part: Batch) -> torch.Tensor:
+        """The loss of one micro-batch (a slice of every tensor of the batch) through `module`."""
+        ...
+
+
+@dataclasses.dataclass
+class DenoisingScoreMatching:
+    """Denoising score matching of a score network (`losses.dsm_loss`; module docstring).
+
+    Batches: `data.batch_indices` (epoch-wise shuffles), flips from `data.flip_seed(seed, step)`,
+    class labels dropped to "no class" (= num_classes) with probability `label_dropout` (for
+    classifier-free guidance), then times and noise from one generator seeded by (seed, step).
+    """
+
+    sde: SDE
+    score_fn_for: Callable[[nn.Module], Callable]  # the score adapter around the (wrapped) network
+    x: torch.Tensor  # the training examples in model space, on the training device
+    labels: torch.Tensor | None = None  # their classes, for a class-conditional network
+    seed: int = 0
+    eps: float = 1e-5
+    weighting: str = "sigma2"
+    reduce: str = "mean"
+    sigma_data: float = 0.5
+    time_distribution: str = "uniform"
+    p_mean: float = -1.2
+    p_std: float = 1.2
+    random_flip: bool = False
+    label_dropout: float = 0.0
+    num_classes: int = 0
+    _score_fns: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    @property
+    def n_examples(self) -> int:
+        return len(self.x)
+
+    def batch(self, step: int, size: int) -> Batch:
+        """(clean examples, times, noise, labels or None) of step `step`."""
+        device = self.x.device
+        idx = torch.as_tensor(data.batch_indices(len(self.x), size, step, self.seed), device=device)
+        x0 = self.x[idx]
+        labels = None
+        if self.labels is not None:  # its own generator: the draws below are the same either way
+            labels = self.labels[idx]
+            drop = torch.Generator(device).manual_seed(data.flip_seed(self.seed, step) + 1)
+            dropped = torch.rand(labels.shape, generator=drop, device=device) < self.label_dropout
+            labels = labels.masked_fill(dropped, self.num_classes)
+        if self.random_flip:  # its own generator: the draws below are the same either way
+            x0 = data.random_flip(x0, torch.Generator(device).manual_seed(data.flip_seed(self.seed, step)))
+        generator = torch.Generator(device).manual_seed(self.seed * 1_000_003 + step)
+        t = losses.sample_time(
+            x0.shape[0],
+            self.sde,
+            self.eps,
+            generator=generator,
+            device=device,
+            dtype=x0.dtype,
+            distribution=self.time_distribution,
+            p_mean=self.p_mean,
+            p_std=self.p_std,
+        )
+        noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
+        return x0, t, noise, labels
+
+    def loss(self, module: nn.Module, part: Batch) -> torch.Tensor:
+        x0, t, noise, labels = part
+        assert x0 is not None and t is not None and noise is not None  # batch() always returns them
+        if id(module) not in self._score_fns:  # one adapter per wrapper (the DDP / compiled module)
+            self._score_fns[id(module)] = self.score_fn_for(module)
+        score_fn = self._score_fns[id(module)]
+        if labels is not None:
+            score_fn = functools.partial(score_fn, class_labels=labels)
+        return losses.dsm_loss(
+            score_fn,
+            self.sde,
+            x0,
+            t=t,
+            noise=noise,
+            eps=self.eps,
+            weighting=self.weighting,
+            reduce=self.reduce,
+            sigma_data=self.sigma_data,
+        )
+
+
+@dataclasses.dataclass
+class NoisyClassification:
+    """Cross-entropy of a noise-conditional classifier on x_t = alpha(t) x0 + sigma(t) z, t ~ U[eps, T].
+
+    Batches: `data.batch_indices`, then times and noise from a generator seeded by (seed, step)
+    (a stream of its own, apart from the score network's).
+    """
+
+    sde: SDE
+    x: torch.Tensor  # the training examples in model space, on the training device
+    labels: torch.Tensor  # their classes, on the same device
+    seed: int = 0
+    eps: float = 1e-5
+
+    @property
+    def n_examples(self) -> int:
+        return len(self.x)
+
+    def batch(self, step: int, size: int) -> Batch:
+        """(clean examples, classes, times, noise) of step `step`."""
+        device = self.x.device
+        idx = torch.as_tensor(data.batch_indices(len(self.x), size, step, self.seed), device=device)
+        generator = torch.Generator(device).manual_seed(self.seed * 1_000_003 + step + 7)
+        x0, y = self.x[idx], self.labels[idx]
+        t = losses.sample_time(len(idx), self.sde, self.eps, generator=generator, device=device, dtype=x0.dtype)
+        noise = torch.randn(x0.shape, generator=generator, device=device)
+        return x0, y, t, noise
+
+    def loss(self, module: nn.Module, part: Batch) -> torch.Tensor:
+        x0, y, t, noise = part
+        assert x0 is not None and y is not None and t is not None and noise is not None
+        mean, std = self.sde.marginal_prob(x0, t)
+        return nn.functional.cross_entropy(module(mean + broadcast_to_data(std, x0) * noise, t), y)
