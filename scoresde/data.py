@@ -790,6 +790,33 @@ def check_dataset_options(
         raise ValueError(f"pad_to only applies to image datasets, not to {name!r}")
 
 
+# The shape of one example of each dataset whose shape is fixed, before any padding (the loaders'
+# output; a test checks each against its loader). A folder's follows from its options; an .npz
+# file's is only known by reading it.
+NATIVE_SHAPES: dict[str, tuple[int, ...]] = {
+    **{name: (2,) for name in TOY_DATASETS},
+    "digits": (1, 8, 8),
+    "colored_digits": (3, 8, 8),
+    "mnist5k": (1, MNIST_SIZE, MNIST_SIZE),
+    "cifar10": (3, 32, 32),
+}
+
+
+def example_shape(
+    name: str, *, pad_to: int | None = None, image_size: int | None = None, grayscale: bool = False, **unused
+) -> tuple[int, ...] | None:
+    """The shape of one example `load_dataset` returns for these options, without reading
+    anything; None where only the file can tell (``"npz"``). Options as `load_dataset`'s (the
+    others, such as ``n`` and ``path``, do not change the shape)."""
+    if name == "folder":
+        shape = (1 if grayscale else 3, image_size or 0, image_size or 0)
+    elif name in NATIVE_SHAPES:
+        shape = NATIVE_SHAPES[name]
+    else:
+        return None
+    return (*shape[:-2], pad_to, pad_to) if pad_to and len(shape) == 3 else shape
+
+
 def load_dataset(
     name: str,
     *,

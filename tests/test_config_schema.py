@@ -128,7 +128,17 @@ BAD = [
     (dict(data__dataset="digits", data__grayscale=True), "config.data: grayscale is only used by the 'folder' dataset"),
     (dict(data__dataset="digits", data__random_flip=True), "left-right flips do not make sense for dataset 'digits'"),
     (dict(sampling__probability_flow__method="RK45"), "config.sampling.probability_flow: unknown method 'RK45' for backend"),
-    (dict(model__name="unet", model__embedding_type="positional", model__nf=6 - 1), "config.model.nf must be even and >= 4"),
+    # the network's own constructor checks, on a dry build on the meta device for the data's shape
+    (
+        dict(data__dataset="digits", model__name="unet", model__embedding_type="positional", model__nf=6 - 1),
+        "config.model: positional embeddings need an even nf >= 4, got 5 (building 'unet' for examples of shape (1, 8, 8))",
+    ),
+    (
+        dict(data__dataset="digits", data__pad_to=10, model__name="unet", model__ch_mult=(1, 2, 2)),
+        "config.model: image size 10 is not divisible by the total down-sampling factor 4",
+    ),
+    (dict(model__name="unet"), "config.model: the U-Net needs square images of shape (channels, size, size), got (2,)"),
+    (dict(model__embed_dim=7), "config.model: need width >= 1, depth >= 1, even embed_dim >= 4"),
 ]
 
 
@@ -220,3 +230,26 @@ def test_inception_digest_must_be_sha256_hex():
         config_schema.check(config)
     config.benchmark.inception_sha256 = "ab" * 32
     config_schema.check(config)
+
+
+def test_the_network_dry_build_allocates_nothing_and_skips_what_only_the_data_can_tell(monkeypatch):
+    """The check builds the network on the meta device (a U-Net of 62 M parameters costs no memory),
+    and does not read an .npz file to learn its shape (the run's real build checks it)."""
+    from scoresde import data
+
+    built = []
+
+    def spy(*args, **kwargs):
+        network = real_get_model(*args, **kwargs)
+        built.append((sum(p.numel() for p in network.parameters()), {p.device.type for p in network.parameters()}))
+        return network
+
+    real_get_model = config_schema.get_model
+    monkeypatch.setattr(config_schema, "get_model", spy)
+    big = with_values(data__dataset="cifar10", data__path="nowhere", model__name="unet", model__nf=128)
+    big.model.ch_mult, big.model.num_res_blocks = (1, 2, 2, 2), 4
+    config_schema.check(big)  # nothing is loaded: the folder does not exist
+    assert built[0][0] > 60_000_000 and built[0][1] == {"meta"}
+    monkeypatch.setattr(data, "load_npz", lambda *a, **k: pytest.fail("the check read the data"))
+    config_schema.check(with_values(data__dataset="npz", data__path="nowhere.npz", model__name="unet"))
+    assert len(built) == 1  # no shape, no dry build

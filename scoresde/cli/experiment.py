@@ -8,7 +8,6 @@ The command layer's one translation of a config into library objects and keyword
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import time
 from pathlib import Path
@@ -48,29 +47,17 @@ def build_sde(config) -> SDE:
 
 
 def build_model(config, data_shape: tuple[int, ...]) -> torch.nn.Module:
-    """The network named by config.model.name with the keyword arguments it takes from config.model.
-
-    config.model holds the options of every network (the MLP's width, the U-Net's nf, ...); each
-    network receives the ones in its signature.
-    """
+    """The network named by config.model.name with the options it takes from config.model
+    (`config.arguments.model_options`)."""
     name = config.model.name
     if name not in MODELS:
         raise ValueError(f"config.model.name: unknown model {name!r}; valid: {', '.join(MODELS)}")
-    accepted = inspect.signature(MODELS[name]).parameters
-    options = {k: v for k, v in config.model.items() if k in accepted and k != "data_shape"}
-    return get_model(name, data_shape, **options)
+    return get_model(name, data_shape, **arguments.model_options(config))
 
 
 def build_score_fn(config, model: torch.nn.Module, sde: SDE) -> NetworkScore:
-    m = config.model
-    return NetworkScore(
-        model,
-        sde,
-        parameterization=m.parameterization,
-        time_label=m.time_label,
-        scale_input=m.scale_input,
-        sigma_data=m.sigma_data,
-    )
+    """The score adapter of config.model around `model` (`config.arguments.score_options`)."""
+    return NetworkScore(model, sde, **arguments.score_options(config))
 
 
 def load_data(config) -> tuple[data.Dataset, data.Dataset]:

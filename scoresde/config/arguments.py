@@ -8,9 +8,11 @@ spells it None.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from scoresde import data
+from scoresde.models import MODELS
 
 
 def dataset_options(config) -> dict[str, Any]:
@@ -30,3 +32,22 @@ def sampler_options(config, name: str | None = None) -> dict[str, Any]:
     """The options of sampler `name` (default: config.sampling.sampler): its section config.sampling.<name>."""
     section = config.sampling.get(name or config.sampling.sampler)
     return section.to_dict() if section is not None else {}
+
+
+def model_options(config) -> dict[str, Any]:
+    """`models.get_model`'s options for config.model.name from config.model: the keys in the
+    network's signature (config.model holds the options of every network: the MLP's width, the
+    U-Net's nf, ...)."""
+    accepted = inspect.signature(MODELS[config.model.name]).parameters
+    return {k: v for k, v in config.model.items() if k in accepted and k != "data_shape"}
+
+
+def score_options(config) -> dict[str, Any]:
+    """`score.NetworkScore`'s options (how the network's output becomes a score) from config.model."""
+    m = config.model
+    return {
+        "parameterization": m.parameterization,
+        "time_label": m.time_label,
+        "scale_input": m.scale_input,
+        "sigma_data": m.sigma_data,
+    }

@@ -9,8 +9,11 @@ key with its default) and raises one `ValueError` listing every problem, one lin
 
 It checks, in order: unknown and missing keys; each value's type and range or allowed names
 (`RULES`, one rule per key of base.py; a key without a rule must at least have its default's type);
-and the rules that tie several keys together (`_cross_checks`). The allowed names come from the
-library modules that use them, so this table never lists a sampler or an SDE twice. What only the
+and the rules that tie several keys together (`_cross_checks`), mostly dry runs of the code that will
+use the values: each SDE built, the network built on the `meta` device with its score adapter, each
+sampler's options, the dataset's options and the Trainer's settings checked by their own checks.
+The allowed names come from the library modules that use them, so this table never lists a
+sampler or an SDE twice. What only the
 machine can tell (is CUDA there, does the file exist, the world size) is checked at run time.
 """
 
@@ -26,8 +29,9 @@ import torch
 
 from scoresde import benchmark, controllable, data, distributed, likelihood, losses, samplers, score, training
 from scoresde.config import arguments, defaults
-from scoresde.models import MODELS, mlp, unet
+from scoresde.models import MODELS, get_model, mlp, unet
 from scoresde.samplers.adaptive import min_rtol
+from scoresde.score import NetworkScore
 from scoresde.sde_lib import SDES, get_sde_from_options
 
 Rule = Callable[[str, Any], list]  # (dotted key, value) -> problem lines (empty: fine)
@@ -406,7 +410,7 @@ def _key_problems(config: ml_collections.ConfigDict, schema: ml_collections.Conf
 # -- rules across keys -------------------------------------------------------------------------------
 def _cross_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
     """Rules tying keys together, as (key, problem); each runs when its keys passed their own rules."""
-    d, t, s, m = c.data, c.training, c.sampling, c.model
+    d, t, s = c.data, c.training, c.sampling
     yield from _sde_checks(c, fine)
     if fine("device", *(f"training.{k}" for k in ("precision", "nonfinite", "batch_size", "grad_accum"))):
         try:  # the Trainer's own check; the device is known here only when it is "cpu" (else: at run time)
@@ -417,11 +421,15 @@ def _cross_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
     def data_fine(key):
         return fine("data.dataset", f"data.{key}")
 
-    if fine(*(f"data.{k}" for k in ("dataset", "n_examples", "path", "pad_to", "image_size", "grayscale"))):
+    data_ok = fine(*(f"data.{k}" for k in ("dataset", "n_examples", "path", "pad_to", "image_size", "grayscale")))
+    if data_ok:
         try:  # the loader's own argument check, on the arguments the run will pass it
             data.check_dataset_options(**arguments.dataset_options(c))
         except ValueError as error:
+            data_ok = False
             yield "data", str(error)
+    if data_ok:
+        yield from _network_checks(c, fine)
     if data_fine("random_flip") and d.random_flip and d.dataset in data.NO_FLIP_DATASETS:
         flippable = ", ".join(n for n in data.DATASETS if n not in data.NO_FLIP_DATASETS)
         yield (
@@ -440,14 +448,33 @@ def _cross_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
             ),
         )
     yield from _sampler_option_checks(c, fine)
-    if (
-        fine("model.name", "model.embedding_type", "model.nf")
-        and m.name == "unet"
-        and m.embedding_type == "positional"
-        and (m.nf < 4 or m.nf % 2)
-    ):
-        yield "model.nf", f"must be even and >= 4 for positional embeddings, got {m.nf}"
     yield from _time_and_tolerance_checks(c, fine)
+
+
+def _network_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
+    """A dry build of the network on the `meta` device (shapes only: no memory, no weights) for the
+    data's example shape, then of its score adapter: the constructors' own ValueErrors (a U-Net's
+    resolution against its levels, positional embeddings' nf, a parameterisation that does not fit,
+    ...). Skipped where the shape is only known by reading the data (an .npz file)."""
+    shape = data.example_shape(**arguments.dataset_options(c))
+    if shape is None or not fine(*(f"model.{k}" for k in c.model.keys())):
+        return
+    try:
+        with torch.device("meta"):
+            network = get_model(c.model.name, shape, **arguments.model_options(c))
+    except ValueError as error:
+        yield "model", f"{error} (building {c.model.name!r} for examples of shape {shape})"
+        return
+    if not fine(*(f"sde.{k}" for k in c.sde.keys())):
+        return
+    try:
+        sde = get_sde_from_options(c.sde.name, c.sde, N=c.sde.num_scales)
+    except ValueError:  # reported by _sde_checks
+        return
+    try:
+        NetworkScore(network, sde, **arguments.score_options(c))
+    except ValueError as error:
+        yield "model", str(error)
 
 
 def _sampler_option_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
