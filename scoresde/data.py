@@ -809,7 +809,7 @@ def example_shape(
     anything; None where only the file can tell (``"npz"``). Options as `load_dataset`'s (the
     others, such as ``n`` and ``path``, do not change the shape)."""
     if name == "folder":
-        shape = (1 if grayscale else 3, image_size or 0, image_size or 0)
+        shape: tuple[int, ...] = (1 if grayscale else 3, image_size or 0, image_size or 0)
     elif name in NATIVE_SHAPES:
         shape = NATIVE_SHAPES[name]
     else:
