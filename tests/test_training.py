@@ -99,7 +99,7 @@ def nan_after(monkeypatch, calls):
         out = real(*args, **kwargs)
         return out * float("nan") if count["n"] >= calls else out
 
-    monkeypatch.setattr(training.losses, "dsm_loss", patched)
+    monkeypatch.setattr(losses, "dsm_loss", patched)
 
 
 def test_non_finite_loss_stops_and_names_the_last_good_checkpoint(tmp_path, monkeypatch):
@@ -119,7 +119,7 @@ def test_non_finite_loss_can_skip_the_step(tmp_path, monkeypatch):
         out = real(*args, **kwargs)
         return out * float("nan") if count["n"] == 4 else out
 
-    monkeypatch.setattr(training.losses, "dsm_loss", one_bad_step)
+    monkeypatch.setattr(losses, "dsm_loss", one_bad_step)
     run_lib.train(tiny_config(**{"training.nonfinite": "skip"}), tmp_path)
     records = training.read_metrics(tmp_path / "metrics.jsonl")
     assert [r.get("skipped_steps", 0) for r in records] == [0, 0, 0, 1] + [0] * 8
