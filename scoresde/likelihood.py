@@ -53,7 +53,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from scoresde.samplers.adaptive import check_tolerances
+from scoresde.integrate import check_tolerances
 from scoresde.sde_lib import SDE, broadcast_to_data, time_vector
 
 METHODS = ("dopri5", "torchdiffeq", "scipy", "rk4")

@@ -26,8 +26,8 @@ import torch
 
 from scoresde import benchmark, controllable, data, distributed, likelihood, losses, samplers, score, training
 from scoresde.config import arguments, defaults
+from scoresde.integrate import min_rtol
 from scoresde.models import MODELS, mlp, unet
-from scoresde.samplers.adaptive import min_rtol
 from scoresde.sde_lib import SDES, get_sde_from_options
 
 Rule = Callable[[str, Any], list]  # (dotted key, value) -> problem lines (empty: fine)
