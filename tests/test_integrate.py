@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from scoresde import integrate
+from scoresde import integrate, likelihood
 from scoresde.samplers import adaptive
 
 W = 3.0
@@ -223,3 +223,5 @@ def test_bad_options_name_what_is_valid(options, message):
 def test_callers_take_their_names_from_here():
     assert adaptive.METHODS == integrate.METHODS["torchdiffeq"] and adaptive.SCIPY_METHODS == integrate.METHODS["scipy"]
     assert set(adaptive.BACKENDS) < set(integrate.BACKENDS)
+    for backend, method in likelihood.SOLVERS.values():
+        assert method in integrate.METHODS[backend]
