@@ -17,7 +17,7 @@ probes eps fixed along each trajectory (Gaussian or Rademacher; one backward pas
 K probes the K estimates of log p are independent given the trajectory, so their mean comes with a
 standard error.
 
-Solvers (`method`):
+Solvers (`method`, each a back end of `scoresde.integrate`, `SOLVERS`):
     dopri5       (default) Dormand–Prince 5(4) in torch with a step size per sample: every sample
                  advances at its own time with its own accepted steps, so its result does not
                  depend on what else is in the batch (score functions get t of shape (batch,)),
@@ -53,30 +53,22 @@ from typing import Callable
 import numpy as np
 import torch
 
-from scoresde.samplers.adaptive import check_tolerances
-from scoresde.sde_lib import SDE, broadcast_to_data, time_vector
+from scoresde import integrate
+from scoresde.sde_lib import SDE, broadcast_to_data
 
-METHODS = ("dopri5", "torchdiffeq", "scipy", "rk4")
+# The solvers by name (`method`, module docstring) -> integrate.solve's (backend, method).
+SOLVERS = {
+    "dopri5": ("per_sample", "dopri5"),
+    "torchdiffeq": ("torchdiffeq", "dopri5"),
+    "scipy": ("scipy", "RK45"),
+    "rk4": ("fixed_step", "rk4"),
+}
+METHODS = tuple(SOLVERS)
 PROBES = ("gaussian", "rademacher")
 # The divergence by name (config.likelihood.divergence) -> `log_likelihood`'s exact_divergence.
 DIVERGENCES = {"auto": None, "exact": True, "hutchinson": False}
 EXACT_DIVERGENCE_MAX_DIM = 64
 DEFAULT_START_TIME = 1e-5
-
-# Dormand–Prince 5(4) tableau (Dormand & Prince 1980; Hairer, Nørsett & Wanner, table 5.2).
-_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
-_A = (
-    (),
-    (1 / 5,),
-    (3 / 40, 9 / 40),
-    (44 / 45, -56 / 15, 32 / 9),
-    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
-    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
-)
-_B5 = (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84, 0.0)
-_B4 = (5179 / 57600, 0.0, 7571 / 16695, 393 / 640, -92097 / 339200, 187 / 2100, 1 / 40)
-_ERR = tuple(b5 - b4 for b5, b4 in zip(_B5, _B4))
 
 
 def flow_drift(sde: SDE, score_fn: Callable) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -122,11 +114,9 @@ class _Augmented:
     def __init__(self, drift, data_shape, divergence: str | None, probes: torch.Tensor | None):
         self.drift, self.data_shape, self.divergence, self.probes = drift, tuple(data_shape), divergence, probes
         self.dim = math.prod(self.data_shape)
-        self.calls = 0
 
     def __call__(self, y: torch.Tensor, t: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """dy/dt for the samples `rows` (all when None), with t of shape (rows,)."""
-        self.calls += 1
         x = y[:, : self.dim].reshape(-1, *self.data_shape)
         if self.divergence is None:
             with torch.no_grad():
@@ -143,122 +133,19 @@ class _Augmented:
         return torch.cat([out.detach().reshape(x.shape[0], -1), div.detach()], dim=1)
 
 
-def _error_norm(error: torch.Tensor, y0: torch.Tensor, y1: torch.Tensor, dim: int, rtol: float, atol: float) -> torch.Tensor:
-    """Per sample: the larger of the RMS scaled error over x and over the divergence channels."""
-    scale = atol + rtol * torch.maximum(y0.abs(), y1.abs())
-    ratio = (error / scale) ** 2
-    norm = ratio[:, :dim].mean(dim=1)
-    if ratio.shape[1] > dim:
-        norm = torch.maximum(norm, ratio[:, dim:].mean(dim=1))
-    return norm.sqrt()
-
-
-def dopri5_per_sample(
-    fn, y0: torch.Tensor, t0: float, t1: float, *, rtol: float, atol: float, dim: int, max_steps: int = 100_000
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Integrate dy/dt = fn(y, t, rows) from t0 to t1 (either direction) with a step size per sample.
-
-    Each sample keeps its own time, step size and first-same-as-last stage; only the samples not yet
-    at t1 are evaluated. The step-size controller is the standard one (Hairer et al., II.4):
-    h <- h min(5, max(0.2, 0.9 err^(-1/5))), a step accepted when err <= 1.
-
-    Returns:
-        (y at t1, the number of function evaluations each sample took part in).
-    """
-    n = y0.shape[0]
-    direction = 1.0 if t1 >= t0 else -1.0
-    span = abs(t1 - t0)
-    y = y0.clone()
-    t = torch.full((n,), float(t0), dtype=y0.dtype, device=y0.device)
-    h = torch.full((n,), 1e-2 * span, dtype=y0.dtype, device=y0.device)  # |step|; adapted at once
-    k1 = fn(y, t, None)
-    evals = torch.ones(n, dtype=torch.long, device=y0.device)
-    active = torch.ones(n, dtype=torch.bool, device=y0.device)
-    for _ in range(max_steps):
-        rows = active.nonzero().squeeze(1)
-        if rows.numel() == 0:
-            return y, evals
-        ya, ta, ha = y[rows], t[rows], h[rows]
-        remaining = (t1 - ta) * direction
-        ha = torch.minimum(ha, remaining)
-        stages = [k1[rows]]
-        for i in range(1, 7):
-            increment = sum(a * k for a, k in zip(_A[i], stages) if a != 0.0)
-            stages.append(fn(ya + direction * ha[:, None] * increment, ta + direction * _C[i] * ha, rows))
-        evals[rows] += 6
-        y_new = ya + direction * ha[:, None] * sum(b * k for b, k in zip(_B5, stages) if b != 0.0)
-        error = direction * ha[:, None] * sum(e * k for e, k in zip(_ERR, stages) if e != 0.0)
-        err = _error_norm(error, ya, y_new, dim, rtol, atol)
-        accept = err <= 1.0
-        factor = torch.where(err == 0, torch.full_like(err, 5.0), (0.9 * err.clamp_min(1e-10) ** -0.2).clamp(0.2, 5.0))
-        accepted = rows[accept]
-        y[accepted] = y_new[accept]
-        last = (ha >= remaining) & accept  # landed exactly on t1
-        t[accepted] = torch.where(last[accept], torch.full_like(ta[accept], float(t1)), ta[accept] + direction * ha[accept])
-        k1[accepted] = stages[6][accept]
-        h[rows] = ha * factor
-        active[rows[last]] = False
-    raise FloatingPointError(f"the ODE solver did not reach t={t1} within {max_steps} steps; loosen rtol/atol")
-
-
-def _rk4(fn, y0, t0, t1, steps):
-    y, h = y0.clone(), (t1 - t0) / steps
-    t = time_vector(float(t0), y0)
-    for _ in range(steps):
-        k1 = fn(y, t, None)
-        k2 = fn(y + 0.5 * h * k1, t + 0.5 * h, None)
-        k3 = fn(y + 0.5 * h * k2, t + 0.5 * h, None)
-        k4 = fn(y + h * k3, t + h, None)
-        y, t = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4), t + h
-    return y
-
-
-def _solve(fn, y0, t0, t1, method, rtol, atol, steps, dim):
-    """y at t1 and per-sample evaluation counts, with the chosen solver."""
-    if method == "dopri5":
-        return dopri5_per_sample(fn, y0, t0, t1, rtol=rtol, atol=atol, dim=dim)
-    if method == "rk4":
-        before = fn.calls
-        y = _rk4(fn, y0, t0, t1, steps)
-        return y, torch.full((y0.shape[0],), fn.calls - before, dtype=torch.long)
-    before = fn.calls
-    if method == "torchdiffeq":
-        import torchdiffeq
-
-        span = torch.tensor([t0, t1], dtype=y0.dtype, device=y0.device)
-
-        low, high = min(t0, t1), max(t0, t1)
-
-        def f(t, y):  # its initial step-size guess may probe past the end: clamp into [eps, T]
-            return fn(y, t.clamp(low, high).expand(y.shape[0]).to(y.dtype), None)
-
-        def norm(e):
-            return e.reshape(e.shape[0], -1).pow(2).mean(dim=1).sqrt().max() if e.ndim else e.abs()
-
-        y = torchdiffeq.odeint(f, y0, span, rtol=rtol, atol=atol, method="dopri5", options={"norm": norm, "step_t": span})[-1]
-    else:
-        from scipy.integrate import solve_ivp
-
-        shape = y0.shape
-
-        def f(t, y_flat):
-            y = torch.from_numpy(y_flat).reshape(shape).to(y0)
-            return fn(y, torch.full((shape[0],), t, dtype=y0.dtype, device=y0.device), None).cpu().double().numpy().ravel()
-
-        solution = solve_ivp(f, (t0, t1), y0.detach().cpu().double().numpy().ravel(), rtol=rtol, atol=atol, method="RK45")
-        if not solution.success:
-            raise FloatingPointError(f"scipy RK45 failed: {solution.message}")
-        y = torch.from_numpy(np.ascontiguousarray(solution.y[:, -1])).reshape(shape).to(y0)
-    return y, torch.full((y0.shape[0],), fn.calls - before, dtype=torch.long)
+def _solve(fn, y0, t0, t1, method, rtol, atol, steps, channels) -> integrate.Solution:
+    """`integrate.solve` with the solver named `method`; the per-sample solver's error norm keeps
+    the last `channels` columns (the log-density integrals) apart from the data's."""
+    backend, name = SOLVERS[method]
+    tail = channels if backend == "per_sample" else 0
+    return integrate.solve(fn, y0, t0, t1, backend=backend, method=name, rtol=rtol, atol=atol, steps=steps, tail=tail)
 
 
 def _check(method, rtol, atol, steps, eps, sde, dtype):
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
-    if method == "rk4" and not (isinstance(steps, int) and steps >= 1):
-        raise ValueError(f"method 'rk4' needs steps >= 1, got {steps!r}")
-    if method != "rk4":  # scipy integrates in float64
-        check_tolerances(rtol, atol, torch.float64 if method == "scipy" else dtype)
+    backend, name = SOLVERS[method]
+    integrate.check_options(backend, name, rtol=rtol, atol=atol, dtype=dtype, steps=steps)
     if not 0 < eps < sde.T:
         raise ValueError(f"eps must lie in (0, T={sde.T}), got {eps!r}")
 
@@ -326,15 +213,16 @@ def log_likelihood(
     fn = _Augmented(flow_drift(sde, score_fn), data_shape, "exact" if exact_divergence else "hutchinson", probes)
     channels = 1 if exact_divergence else n_probes
     y0 = torch.cat([x.detach().reshape(x.shape[0], -1), x.new_zeros(x.shape[0], channels)], dim=1)
-    y1, per_sample = _solve(fn, y0, eps, float(sde.T), method, rtol, atol, steps, dim)
+    solution = _solve(fn, y0, eps, float(sde.T), method, rtol, atol, steps, channels)
+    y1 = solution.y
     latent = y1[:, :dim].reshape(x.shape)
     prior = (prior_logp or sde.prior_logp)(latent)
     delta = y1[:, dim:]
     estimates = prior[:, None] + delta
     logp = estimates.mean(dim=1)
     info = {
-        "nfe": fn.calls,
-        "nfe_per_sample": per_sample,
+        "nfe": solution.nfe,
+        "nfe_per_sample": solution.nfe_per_sample,
         "latent": latent,
         "prior_logp": prior,
         "delta_logp": delta.mean(dim=1),
@@ -348,11 +236,10 @@ def log_likelihood(
 
 
 def _transport(sde, score_fn, x, t0, t1, rtol, atol, method, steps):
-    dim = math.prod(x.shape[1:])
     _check(method, rtol, atol, steps, min(t0, t1), sde, x.dtype)
     fn = _Augmented(flow_drift(sde, score_fn), x.shape[1:], None, None)
-    y, per_sample = _solve(fn, x.detach().reshape(x.shape[0], -1), t0, t1, method, rtol, atol, steps, dim)
-    return y.reshape(x.shape), {"nfe": fn.calls, "nfe_per_sample": per_sample}
+    solution = _solve(fn, x.detach().reshape(x.shape[0], -1), t0, t1, method, rtol, atol, steps, 0)
+    return solution.y.reshape(x.shape), {"nfe": solution.nfe, "nfe_per_sample": solution.nfe_per_sample}
 
 
 def encode(

@@ -443,7 +443,7 @@ def test_tolerances_below_the_dtype_resolution_are_refused_at_once():
     "override, message",
     [
         ({"sampling.probability_flow.rtol": 1e-12}, "config.sampling.probability_flow: rtol=1e-12 is below what float32"),
-        ({"likelihood.rtol": 1e-12}, "config.likelihood.rtol must be >= 1.2e-09"),
+        ({"likelihood.rtol": 1e-12}, "config.likelihood: rtol=1e-12 is below what float32 can resolve: use rtol >= 1.2e-09"),
         ({"sampling.eps": 2.0}, "config.sampling.eps must be < T = 1, the end time of SDE 'vpsde', got 2.0"),
         ({"training.eps": 1.0}, "config.training.eps must be < T = 1"),
         ({"sde.name": "edmsde", "sde.sigma_max": 80.0, "sampling.eps": 100.0}, "config.sampling.eps must be < T = 80"),

@@ -27,10 +27,10 @@ from typing import Any, Callable
 import ml_collections
 import torch
 
-from scoresde import benchmark, controllable, data, distributed, likelihood, losses, samplers, score, training
+from scoresde import benchmark, controllable, data, distributed, integrate, likelihood, losses, samplers, score, training
 from scoresde.config import arguments, defaults
+from scoresde.integrate import min_rtol
 from scoresde.models import MODELS, get_model, mlp, unet
-from scoresde.samplers.adaptive import min_rtol
 from scoresde.score import NetworkScore
 from scoresde.sde_lib import SDES, get_sde_from_options
 
@@ -524,21 +524,22 @@ def _time_and_tolerance_checks(c: ml_collections.ConfigDict, fine: Callable[...,
             section, name = key.split(".")
             if fine(key) and not c[section][name] < T:
                 yield key, f"must be < T = {T:g}, the end time of SDE {c.sde.name!r}, got {c[section][name]!r}"
-    low = min_rtol(torch.float32)  # the networks run in float32 (the sampler's own rtol: its dry run)
     lik = c.likelihood
-    checks = [
-        ("likelihood.rtol", fine("likelihood.rtol", "likelihood.method") and lik.method not in ("scipy", "rk4"), lik.rtol),
-        ("benchmark.reference_rtol", fine("benchmark.reference_rtol"), c.benchmark.reference_rtol),
-    ]
-    for key, applies, value in checks:
-        if applies and value < low:
-            yield (
-                key,
-                (
-                    f"must be >= {low:.2g}: float32 (the network's precision) cannot resolve a smaller relative "
-                    f"tolerance and the adaptive solver would stall; got {value!r}"
-                ),
-            )
+    if fine(*(f"likelihood.{k}" for k in ("method", "rtol", "atol", "steps"))):
+        backend, method = likelihood.SOLVERS[lik.method]
+        try:  # the integrator's own check, in float32 (the network's precision; scipy's is float64)
+            integrate.check_options(backend, method, rtol=lik.rtol, atol=lik.atol, dtype=torch.float32, steps=lik.steps)
+        except ValueError as error:
+            yield "likelihood", f"{error} (method {lik.method!r})"
+    low = min_rtol(torch.float32)  # the reference flows run on float32 networks (the sampler's own rtol: its dry run)
+    if fine("benchmark.reference_rtol") and c.benchmark.reference_rtol < low:
+        yield (
+            "benchmark.reference_rtol",
+            (
+                f"must be >= {low:.2g}: float32 (the network's precision) cannot resolve a smaller relative "
+                f"tolerance and the adaptive solver would stall; got {c.benchmark.reference_rtol!r}"
+            ),
+        )
 
 
 def check(config: ml_collections.ConfigDict) -> None:
