@@ -351,13 +351,23 @@ def dopri5_per_sample(
 
 
 def rk4(f, y0: torch.Tensor, t0: float, t1: float, steps: int) -> torch.Tensor:
-    """The classical Runge–Kutta 4 with `steps` equal steps from t0 to t1; f(y, t), t of shape (n,)."""
+    """The classical Runge–Kutta 4 with `steps` equal steps from t0 to t1; f(y, t), t of shape (n,).
+
+    Step i runs from t0 + i h to t0 + (i + 1) h, its end computed from i rather than by adding h
+    repeatedly, and the last step ends on t1 exactly: summed round-off never carries t past t1
+    (where an SDE's alpha and sigma may be undefined).
+    """
     y, h = y0.clone(), (t1 - t0) / steps
-    t = torch.full((y0.shape[0],), float(t0), dtype=y0.dtype, device=y0.device)
-    for _ in range(steps):
-        k1 = f(y, t)
-        k2 = f(y + 0.5 * h * k1, t + 0.5 * h)
-        k3 = f(y + 0.5 * h * k2, t + 0.5 * h)
-        k4 = f(y + h * k3, t + h)
-        y, t = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4), t + h
+
+    def at(time: float) -> torch.Tensor:
+        return torch.full((y0.shape[0],), time, dtype=y0.dtype, device=y0.device)
+
+    for i in range(steps):
+        start, end = t0 + i * h, (t1 if i == steps - 1 else t0 + (i + 1) * h)
+        middle = at(start + 0.5 * (end - start))
+        k1 = f(y, at(start))
+        k2 = f(y + 0.5 * h * k1, middle)
+        k3 = f(y + 0.5 * h * k2, middle)
+        k4 = f(y + h * k3, at(end))
+        y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
     return y

@@ -225,3 +225,21 @@ def test_callers_take_their_names_from_here():
     assert set(adaptive.BACKENDS) < set(integrate.BACKENDS)
     for backend, method in likelihood.SOLVERS.values():
         assert method in integrate.METHODS[backend]
+
+
+@pytest.mark.parametrize("t0, t1", [(1e-5, 1.0), (1.0, 1e-3), (0.1, 80.0)])
+def test_rk4_times_never_pass_the_end_whatever_the_number_of_steps(t0, t1):
+    """Adding h repeatedly drifts by round-off (32 steps from 1e-5 to 1 ended past T = 1, where the
+    SDE refuses t); the times come from the step index and the last step ends on t1 exactly."""
+    from scoresde import integrate
+
+    for steps in range(1, 201):
+        seen = []
+
+        def f(y, t):
+            seen.append(t)
+            return -y
+
+        integrate.rk4(f, torch.ones(2, 1, dtype=torch.float64), t0, t1, steps)
+        times = torch.cat(seen)
+        assert float(times.max()) == max(t0, t1) and float(times.min()) == min(t0, t1), steps
