@@ -26,7 +26,8 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
-from scoresde import data, metrics
+from scoresde import data
+from scoresde.eval import metrics
 
 SEED, TEST_FRACTION = 42, 0.1
 

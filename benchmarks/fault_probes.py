@@ -52,8 +52,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from kill_resume_soak import command, environment, final_state, logged_losses  # noqa: E402
 
 from configs.toy_vp import get_config  # noqa: E402
-from scoresde import checkpoint, run_lib, training  # noqa: E402
+from scoresde import run_lib  # noqa: E402
 from scoresde.models import ExponentialMovingAverage  # noqa: E402
+from scoresde.train import checkpoint, loop  # noqa: E402
 
 SCENARIOS = ("startup", "two_trainers", "mid_save", "sigterm_picture")
 GRACE_SECONDS = 30.0
@@ -91,13 +92,13 @@ def restorable(path: Path | None) -> bool:
 
 
 def newest(workdir: Path) -> Path | None:
-    return checkpoint.newest(workdir / training.CHECKPOINTS, workdir / training.META_CHECKPOINTS)
+    return checkpoint.newest(workdir / loop.CHECKPOINTS, workdir / loop.META_CHECKPOINTS)
 
 
 def all_records(workdir: Path) -> set[tuple[int, float]]:
     found = set()
-    for name in (training.METRICS_FILE, training.DROPPED_METRICS_FILE):
-        found |= {(r["step"], r["loss"]) for r in training.read_metrics(workdir / name)}
+    for name in (loop.METRICS_FILE, loop.DROPPED_METRICS_FILE):
+        found |= {(r["step"], r["loss"]) for r in loop.read_metrics(workdir / name)}
     return found
 
 
@@ -227,11 +228,11 @@ def main() -> None:
             command(base, settings(steps=200, checkpoint_freq=50)), cwd=ROOT, env=environment(), capture_output=True, check=True
         )
         startup_seconds = time.perf_counter() - started  # an upper bound of start-up: the whole short run
-        for path in checkpoint.list_complete(base / training.CHECKPOINTS)[1:]:  # keep only the oldest
+        for path in checkpoint.list_complete(base / loop.CHECKPOINTS)[1:]:  # keep only the oldest
             shutil.rmtree(path)
-        shutil.rmtree(base / training.META_CHECKPOINTS, ignore_errors=True)
+        shutil.rmtree(base / loop.META_CHECKPOINTS, ignore_errors=True)
         print(
-            f"base run: {len(training.read_metrics(base / training.METRICS_FILE))} log records, newest checkpoint "
+            f"base run: {len(loop.read_metrics(base / loop.METRICS_FILE))} log records, newest checkpoint "
             f"step {checkpoint.step_of(newest(base))}; start-up window {startup_seconds:.1f} s"
         )
         for scenario in args.scenarios:

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from safetensors.torch import load_file  # noqa: E402
 
-from scoresde import checkpoint, training  # noqa: E402
+from scoresde.train import checkpoint, loop  # noqa: E402
 
 
 def command(workdir: Path, args, **extra) -> list[str]:
@@ -70,21 +70,21 @@ def environment() -> dict:
 
 
 def last_logged(workdir: Path) -> int:
-    records = training.read_metrics(workdir / "metrics.jsonl")
+    records = loop.read_metrics(workdir / "metrics.jsonl")
     return records[-1]["step"] if records else 0
 
 
 def logged_losses(workdir: Path) -> list[tuple[int, float]]:
-    return [(r["step"], r["loss"]) for r in training.read_metrics(workdir / "metrics.jsonl")]
+    return [(r["step"], r["loss"]) for r in loop.read_metrics(workdir / "metrics.jsonl")]
 
 
 def saved_step(workdir: Path) -> int:
-    found = checkpoint.newest(workdir / training.CHECKPOINTS, workdir / training.META_CHECKPOINTS)
+    found = checkpoint.newest(workdir / loop.CHECKPOINTS, workdir / loop.META_CHECKPOINTS)
     return checkpoint.step_of(found) if found is not None else 0
 
 
 def final_state(workdir: Path) -> dict[str, torch.Tensor]:
-    path = checkpoint.latest(workdir / training.CHECKPOINTS)
+    path = checkpoint.latest(workdir / loop.CHECKPOINTS)
     tensors = {f"model.{k}": v for k, v in load_file(str(path / "model.safetensors")).items()}
     tensors.update({f"ema.{k}": v for k, v in load_file(str(path / "ema.safetensors")).items()})
     for index, state in checkpoint.read_state(path)["optimizer"]["state"].items():

@@ -44,7 +44,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout, not an installed copy
-from scoresde import metrics, oracle, samplers
+from scoresde import oracle, samplers
+from scoresde.eval import metrics
 from scoresde.samplers.tuned_grid import tune_time_grid
 from scoresde.sde_lib import EDMSDE, VESDE, VPSDE, CosineVPSDE
 

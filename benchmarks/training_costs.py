@@ -4,11 +4,11 @@
     python benchmarks/training_costs.py --device cuda --batch 128 --precisions fp32 bf16 fp16
     python benchmarks/training_costs.py --config configs/digits_unet_vp.py --batch 64
 
-Training steps go through the real path (`scoresde.training.Trainer.train_step`: batch, autocast,
+Training steps go through the real path (`scoresde.train.loop.Trainer.train_step`: batch, autocast,
 gradient scaler, clipping, EMA) on random uint8 images of the config's shape written to a temporary
 .npz file, so any config can be timed without its dataset. Figures are medians over --repeats
 timed steps after --warmup steps (CUDA synchronised around each). Checkpoints are written with
-`scoresde.checkpoint.save` (model + EMA as safetensors, Adam state, fsync, atomic rename) into
+`scoresde.train.checkpoint.save` (model + EMA as safetensors, Adam state, fsync, atomic rename) into
 --dir (default: a temporary directory; point it at the file system you train on), median of
 --saves; restore reads them back into the model, EMA and optimizer.
 """
@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root, for `configs`
-from scoresde import checkpoint, distributed, run_lib, training
+from scoresde import run_lib
+from scoresde.train import checkpoint, distributed, loop
 
 
 def load_config(path: str, overrides: dict):
@@ -115,7 +116,7 @@ def main() -> None:
     parser.add_argument("--config", default="configs/cifar10/ncsnpp_ve.py")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=list(training.PRECISIONS))
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=list(loop.PRECISIONS))
     parser.add_argument("--compile", action="store_true", help="also time torch.compile'd training")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from configs.toy_vp import get_config
-from scoresde import checkpoint, training
+from scoresde.train import checkpoint, loop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,7 +68,7 @@ def cli_overrides(**overrides):
 
 
 def logged_losses(workdir):
-    return [(r["step"], r["loss"]) for r in training.read_metrics(Path(workdir) / "metrics.jsonl")]
+    return [(r["step"], r["loss"]) for r in loop.read_metrics(Path(workdir) / "metrics.jsonl")]
 
 
 def final_tensors(workdir):

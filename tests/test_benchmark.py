@@ -7,8 +7,8 @@ import subprocess
 import pytest
 import torch
 
-from scoresde import benchmark as bench
 from scoresde import oracle
+from scoresde.eval import benchmark as bench
 from scoresde.sde_lib import VPSDE
 from tests.helpers import ROOT, main_command
 
@@ -231,7 +231,8 @@ def test_checkpoint_target_end_to_end(tmp_path):
 
 
 def test_feature_classifier_is_deterministic():
-    from scoresde import data, features
+    from scoresde import data
+    from scoresde.eval import features
 
     x, labels = data.load_digits()
     x, labels = torch.as_tensor(x[:300]), torch.as_tensor(labels[:300])
@@ -247,7 +248,7 @@ def test_inception_metrics_join_the_network_target_when_weights_are_given():
     features, with a floor from training images) and the Inception Score of its logits."""
     import numpy as np
 
-    from scoresde import metrics
+    from scoresde.eval import metrics
 
     generator = torch.Generator().manual_seed(0)
     real, train = torch.randn(40, 3, generator=generator), torch.randn(60, 3, generator=generator)
@@ -285,8 +286,9 @@ def test_checkpoint_benchmark_loads_the_inception_weights_it_is_given(tmp_path):
     the network maps model-space digits to 2048 features and 1008 logits."""
     import importlib
 
-    from scoresde import inception, run_lib
+    from scoresde import run_lib
     from scoresde.cli import benchmark as cli_benchmark
+    from scoresde.eval import inception
 
     path = tmp_path / "weights.pth"
     with torch.random.fork_rng(devices=[]):

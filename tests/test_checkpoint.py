@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from scoresde import checkpoint
 from scoresde.models import ExponentialMovingAverage, ScoreMLP
+from scoresde.train import checkpoint
 
 
 def make_state(seed=0):

@@ -118,7 +118,7 @@ BAD = [
         "config.sde: sigma_max must be > sigma_min, got sigma_min=0.01, sigma_max=0.001 "
         "(as config.benchmark.sdes builds 'vesde')",
     ),
-    # the Trainer's own settings check (training.check_settings)
+    # the Trainer's own settings check (train.loop.check_settings)
     (dict(training__grad_accum=3), "config.training: batch_size=256 must be divisible by the number of micro-batches"),
     (dict(training__precision="fp16", device="cpu"), "config.training: precision='fp16' needs CUDA"),
     # the loader's own argument checks (data.check_dataset_options), on the arguments the run passes

@@ -6,11 +6,12 @@ CI has no GPU; these run when the suite is run on a machine that has one.
 import pytest
 import torch
 
-from scoresde import checkpoint, samplers
+from scoresde import samplers
 from scoresde.models import ScoreUNet
 from scoresde.oracle import GaussianMixture
 from scoresde.samplers.noise import per_sample_generators
 from scoresde.sde_lib import VESDE, VPSDE, subVPSDE
+from scoresde.train import checkpoint
 from tests.helpers import final_tensors, logged_losses, tiny_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -181,7 +182,7 @@ def test_smc_inpainting_and_colorization_run_on_cuda():
 
 
 def test_fid_inception_on_cuda_matches_the_cpu():
-    from scoresde.inception import FIDInceptionV3, inception_features
+    from scoresde.eval.inception import FIDInceptionV3, inception_features
 
     torch.manual_seed(0)
     model = FIDInceptionV3().eval()

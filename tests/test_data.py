@@ -633,7 +633,8 @@ def _image_config(tmp_path, images, random_flip):
 
 
 def _trainer(config, workdir):
-    from scoresde import distributed, run_lib
+    from scoresde import run_lib
+    from scoresde.train import distributed
 
     experiment = run_lib.Experiment(config)
     return experiment, experiment.trainer(workdir, distributed.Context())

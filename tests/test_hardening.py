@@ -21,11 +21,13 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from scoresde import benchmark as bench
-from scoresde import checkpoint, data, features, files, likelihood, oracle, run_lib, samplers, training
-from scoresde import workdir as workdir_lib
+from scoresde import data, files, likelihood, oracle, run_lib, samplers
+from scoresde.cli import workdir as workdir_lib
 from scoresde.config import schema as config_schema
+from scoresde.eval import benchmark as bench
+from scoresde.eval import features
 from scoresde.sde_lib import VPSDE
+from scoresde.train import checkpoint, loop
 from tests.helpers import ROOT, cli_overrides, main_command, subprocess_env, tiny_config
 
 
@@ -180,18 +182,18 @@ def test_a_second_trainer_is_refused_while_the_first_runs_on(tmp_path):
 
 # -- 4. the loss history is never truncated in place, nor dropped without a word -----------------------
 def test_resume_moves_lost_and_unreadable_log_lines_aside(tmp_path):
-    log = tmp_path / training.METRICS_FILE
+    log = tmp_path / loop.METRICS_FILE
     lines = [json.dumps({"step": s, "loss": 1.0 / s}) for s in (10, 20, 30, 40, 50)] + ["[1, 2]", '{"step": 6']
     log.write_text("\n".join(lines))  # a JSON list a user pasted, and a line torn by a kill
-    training._truncate_metrics(tmp_path, 30)
-    assert [r["step"] for r in training.read_metrics(log)] == [10, 20, 30]
-    dropped = (tmp_path / training.DROPPED_METRICS_FILE).read_text().splitlines()
+    loop._truncate_metrics(tmp_path, 30)
+    assert [r["step"] for r in loop.read_metrics(log)] == [10, 20, 30]
+    dropped = (tmp_path / loop.DROPPED_METRICS_FILE).read_text().splitlines()
     assert dropped == lines[3:]
 
 
 def test_the_log_is_replaced_atomically(tmp_path, monkeypatch):
     """A kill while the log is rewritten leaves the whole old log (before: truncate, then write)."""
-    log = tmp_path / training.METRICS_FILE
+    log = tmp_path / loop.METRICS_FILE
     log.write_text("".join(json.dumps({"step": s, "loss": 0.5}) + "\n" for s in (1, 2, 3)))
     before = log.read_bytes()
 
@@ -200,19 +202,19 @@ def test_the_log_is_replaced_atomically(tmp_path, monkeypatch):
 
     monkeypatch.setattr(files.os, "replace", killed)
     with pytest.raises(KeyboardInterrupt):
-        training._truncate_metrics(tmp_path, 1)
+        loop._truncate_metrics(tmp_path, 1)
     assert log.read_bytes() == before and not list(tmp_path.glob(".tmp-*"))
 
 
 def test_a_fresh_start_keeps_the_old_log(trained, tmp_path):
     run = copy_run(trained, tmp_path / "run")
-    old = training.read_metrics(run / training.METRICS_FILE)
+    old = loop.read_metrics(run / loop.METRICS_FILE)
     import shutil
 
     shutil.rmtree(run / "checkpoints")
     run_lib.train(tiny_config(**{"training.n_steps": 3}), run)
-    kept = [json.loads(line) for line in (run / training.DROPPED_METRICS_FILE).read_text().splitlines()]
-    assert kept == old and [r["step"] for r in training.read_metrics(run / training.METRICS_FILE)] == [1, 2, 3]
+    kept = [json.loads(line) for line in (run / loop.DROPPED_METRICS_FILE).read_text().splitlines()]
+    assert kept == old and [r["step"] for r in loop.read_metrics(run / loop.METRICS_FILE)] == [1, 2, 3]
 
 
 def test_a_checkpoint_with_an_impossible_step_fails_before_the_log_is_touched(trained, tmp_path):
@@ -221,10 +223,10 @@ def test_a_checkpoint_with_an_impossible_step_fails_before_the_log_is_touched(tr
     state = torch.load(state_path, weights_only=True)
     state["step"] = -100
     torch.save(state, state_path)
-    before = (run / training.METRICS_FILE).read_bytes()
+    before = (run / loop.METRICS_FILE).read_bytes()
     with pytest.raises(checkpoint.DamagedCheckpointError, match="state.pt holds step -100 but the checkpoint is of step 12"):
         run_lib.train(tiny_config(**{"training.n_steps": 20}), run)
-    assert (run / training.METRICS_FILE).read_bytes() == before
+    assert (run / loop.METRICS_FILE).read_bytes() == before
 
 
 # -- 5. weights that are not finite are refused when loaded --------------------------------------------
@@ -340,10 +342,10 @@ def test_latest_as_a_directory_or_empty_marker_leave_the_other_checkpoints_usabl
 
 def test_a_malformed_log_line_does_not_block_resume(trained, tmp_path):
     run = copy_run(trained, tmp_path / "run")
-    with open(run / training.METRICS_FILE, "a") as log:
+    with open(run / loop.METRICS_FILE, "a") as log:
         log.write('"a string"\n{"loss": 1}\n')
     run_lib.train(tiny_config(**{"training.n_steps": 13}), run)
-    assert training.read_metrics(run / training.METRICS_FILE)[-1]["step"] == 13
+    assert loop.read_metrics(run / loop.METRICS_FILE)[-1]["step"] == 13
 
 
 def test_sample_mode_fails_before_sampling_when_it_cannot_write(trained, tmp_path, monkeypatch):
@@ -421,7 +423,7 @@ def test_sigterm_during_a_periodic_picture_stops_within_a_step(tmp_path, monkeyp
 
     monkeypatch.setattr(samplers, "sample", sample_and_signal)
     config = tiny_config(**{"training.sample_freq": 4, "sampling.steps": 500})
-    with pytest.raises(training.TrainingInterrupted) as stop:
+    with pytest.raises(loop.TrainingInterrupted) as stop:
         run_lib.train(config, tmp_path)
     assert stop.value.step == 5 and stop.value.signum == signal.SIGTERM
     assert len(evaluations) == 3  # not 501

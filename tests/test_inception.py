@@ -1,4 +1,4 @@
-"""Tests of scoresde.inception (the FID Inception network and its loader) and
+"""Tests of scoresde.eval.inception (the FID Inception network and its loader) and
 metrics.inception_score.
 
 The real weights file is not needed: the architecture is checked against a table of the tensors of
@@ -18,8 +18,8 @@ import pytest
 import torch
 from torch import nn
 
-from scoresde import inception, metrics
-from scoresde.inception import (
+from scoresde.eval import inception, metrics
+from scoresde.eval.inception import (
     FID_WEIGHTS_FILENAME,
     FID_WEIGHTS_SHA256,
     FIDInceptionV3,

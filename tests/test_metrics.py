@@ -1,10 +1,10 @@
-"""Tests of scoresde.metrics against exact values of the sliced Wasserstein distance."""
+"""Tests of scoresde.eval.metrics against exact values of the sliced Wasserstein distance."""
 
 import numpy as np
 import pytest
 import torch
 
-from scoresde import metrics
+from scoresde.eval import metrics
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The package runs installed: a wheel in a fresh virtual environment, outside the checkout."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -104,3 +105,34 @@ def test_every_mode_has_its_own_module_and_the_command_offers_exactly_these():
     for name, function in cli.MODES.items():
         assert function.__module__ == f"scoresde.cli.{name}", (name, function.__module__)
         assert importlib.import_module(f"scoresde.cli.{name}").__doc__.startswith(f"`--mode {name}`")
+
+
+@pytest.mark.parametrize("old", sorted(__import__("scoresde._moved", fromlist=["MOVED"]).MOVED))
+def test_a_moved_module_keeps_its_old_path_for_one_release_with_a_warning(old):
+    """`import scoresde.<old>` and `from scoresde import <old>` give the module at its new path (the
+    same object: patching one patches the other) and warn with the new path."""
+    import importlib
+
+    from scoresde import _moved
+
+    new = importlib.import_module(_moved.MOVED[old])
+    sys.modules.pop(old, None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert importlib.import_module(old) is new
+    assert [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)] == [
+        f"{old} has moved to {_moved.MOVED[old]}; the old path works until the next release"
+    ]
+    parent, _, name = old.rpartition(".")
+    assert getattr(importlib.import_module(parent), name) is new
+
+
+def test_nothing_in_the_package_uses_an_old_path():
+    moved = __import__("scoresde._moved", fromlist=["MOVED"]).MOVED
+    for path in [*(ROOT / "scoresde").rglob("*.py"), *(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]:
+        if path.name in ("_moved.py", "test_package.py"):
+            continue
+        text = path.read_text()
+        for old in moved:
+            package, _, name = old.rpartition(".")
+            assert not re.search(rf"\b{re.escape(old)}\b|from {package} import [\w, ]*\b{name}\b", text), (path, old)

@@ -1,11 +1,11 @@
-"""Tests of scoresde.plotting: the files exist, open with Pillow and have the expected size."""
+"""Tests of scoresde.eval.plotting: the files exist, open with Pillow and have the expected size."""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from scoresde import plotting
+from scoresde.eval import plotting
 
 
 @pytest.fixture

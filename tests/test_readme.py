@@ -50,7 +50,7 @@ def test_user_defined_sde_example_runs(capsys):
 
 def test_benchmark_example_runs(capsys):
     namespace: dict = {}
-    exec(compile(block_with("from scoresde import VPSDE, benchmark, oracle"), "README.md", "exec"), namespace)
+    exec(compile(block_with("from scoresde.eval import benchmark"), "README.md", "exec"), namespace)
     rows = {(r["sampler"], r["nfe"]): r for r in namespace["benchmark"].summarize(namespace["records"], ["flow_rms"])}
     assert set(rows) == {("my_euler", 10), ("my_euler", 20), ("dpmpp_2m", 10), ("dpmpp_2m", 20)}
     assert rows["dpmpp_2m", 20]["flow_rms"] < rows["my_euler", 20]["flow_rms"]  # second order beats Euler

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from scoresde import data, run_lib, training
-from scoresde.distributed import Context
+from scoresde import data, run_lib
 from scoresde.models.mlp import ScoreMLP
+from scoresde.train import loop
+from scoresde.train.distributed import Context
 from tests.helpers import tiny_config
 
 DIGITS = {
@@ -149,8 +150,8 @@ CLASSIFIER = {**DIGITS, "classifier.n_steps": 8, "classifier.checkpoint_freq": 2
 
 
 def _classifier_weights(config, workdir):
-    from scoresde import checkpoint
     from scoresde.cli.train_classifier import CLASSIFIER_DIR, build_classifier
+    from scoresde.train import checkpoint
 
     model = build_classifier(config, run_lib.Experiment(config))
     checkpoint.load_weights(checkpoint.latest(workdir / CLASSIFIER_DIR), model, ema=True)
@@ -158,12 +159,12 @@ def _classifier_weights(config, workdir):
 
 
 def test_an_interrupted_classifier_run_resumes_to_the_same_weights(tmp_path, monkeypatch):
-    from scoresde import objectives
+    from scoresde.train import objectives
 
     straight = tmp_path / "straight"
     run_lib.train_classifier(tiny_config(**CLASSIFIER), straight)
-    assert not (straight / training.METRICS_FILE).exists()  # the score network's log is not the classifier's
-    assert [r["step"] for r in training.read_metrics(straight / "classifier" / training.METRICS_FILE)] == list(range(1, 9))
+    assert not (straight / loop.METRICS_FILE).exists()  # the score network's log is not the classifier's
+    assert [r["step"] for r in loop.read_metrics(straight / "classifier" / loop.METRICS_FILE)] == list(range(1, 9))
 
     real_loss, calls = objectives.NoisyClassification.loss, []
 
@@ -175,7 +176,7 @@ def test_an_interrupted_classifier_run_resumes_to_the_same_weights(tmp_path, mon
 
     monkeypatch.setattr(objectives.NoisyClassification, "loss", loss_then_sigterm)
     resumed = tmp_path / "resumed"
-    with pytest.raises(training.TrainingInterrupted) as stop:
+    with pytest.raises(loop.TrainingInterrupted) as stop:
         run_lib.train_classifier(tiny_config(**CLASSIFIER), resumed)
     assert (
         stop.value.step == 4 and stop.value.path == resumed / "classifier" / "step_00000004"
@@ -187,7 +188,7 @@ def test_an_interrupted_classifier_run_resumes_to_the_same_weights(tmp_path, mon
 
 
 def test_a_non_finite_classifier_loss_stops_or_is_skipped(tmp_path, monkeypatch):
-    from scoresde import objectives
+    from scoresde.train import objectives
 
     real_loss, calls = objectives.NoisyClassification.loss, []
 
@@ -196,9 +197,9 @@ def test_a_non_finite_classifier_loss_stops_or_is_skipped(tmp_path, monkeypatch)
         return real_loss(self, module, part) * (float("nan") if len(calls) == 2 else 1.0)
 
     monkeypatch.setattr(objectives.NoisyClassification, "loss", nan_at_step_two)
-    with pytest.raises(training.NonFiniteLossError, match="step 2"):
+    with pytest.raises(loop.NonFiniteLossError, match="step 2"):
         run_lib.train_classifier(tiny_config(**CLASSIFIER), tmp_path / "stop")
     calls.clear()
     assert run_lib.train_classifier(tiny_config(**{**CLASSIFIER, "training.nonfinite": "skip"}), tmp_path / "skip")["step"] == 8
-    records = training.read_metrics(tmp_path / "skip" / "classifier" / training.METRICS_FILE)
+    records = loop.read_metrics(tmp_path / "skip" / "classifier" / loop.METRICS_FILE)
     assert [r["step"] for r in records if r.get("skipped_steps")] == [2]

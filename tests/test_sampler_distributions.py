@@ -10,7 +10,8 @@ import math
 import pytest
 import torch
 
-from scoresde import metrics, oracle, samplers
+from scoresde import oracle, samplers
+from scoresde.eval import metrics
 from scoresde.sde_lib import EDMSDE, VESDE, VPSDE, CosineVPSDE, subVPSDE
 
 TARGET = oracle.GaussianMixture(

@@ -17,7 +17,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from scoresde import checkpoint, data, losses, run_lib, training
+from scoresde import data, losses, run_lib
+from scoresde.train import checkpoint, loop
 from tests.helpers import (
     ROOT,
     assert_same_tensors,
@@ -76,17 +77,17 @@ def test_meta_checkpoint_is_written_between_snapshots_and_resumed_from(tmp_path)
         path = tmp_path / "checkpoints" / name
         path.unlink() if path.is_file() else __import__("shutil").rmtree(path)
     trainer_log = []
-    original = training.Trainer.resume
+    original = loop.Trainer.resume
 
     def spy(self, resume_from=""):
         trainer_log.append(original(self, resume_from))
         return trainer_log[-1]
 
-    training.Trainer.resume = spy
+    loop.Trainer.resume = spy
     try:
         run_lib.train(config, tmp_path)
     finally:
-        training.Trainer.resume = original
+        loop.Trainer.resume = original
     assert trainer_log == [8]
 
 
@@ -104,7 +105,7 @@ def nan_after(monkeypatch, calls):
 
 def test_non_finite_loss_stops_and_names_the_last_good_checkpoint(tmp_path, monkeypatch):
     nan_after(monkeypatch, 9)
-    with pytest.raises(training.NonFiniteLossError, match=r"step 9; .*Last good checkpoint: .*step_00000006"):
+    with pytest.raises(loop.NonFiniteLossError, match=r"step 9; .*Last good checkpoint: .*step_00000006"):
         run_lib.train(tiny_config(), tmp_path)
     assert [p.name for p in checkpoint.list_complete(tmp_path / "checkpoints")] == ["step_00000006"]
     step, tensors = final_tensors(tmp_path)
@@ -121,7 +122,7 @@ def test_non_finite_loss_can_skip_the_step(tmp_path, monkeypatch):
 
     monkeypatch.setattr(losses, "dsm_loss", one_bad_step)
     run_lib.train(tiny_config(**{"training.nonfinite": "skip"}), tmp_path)
-    records = training.read_metrics(tmp_path / "metrics.jsonl")
+    records = loop.read_metrics(tmp_path / "metrics.jsonl")
     assert [r.get("skipped_steps", 0) for r in records] == [0, 0, 0, 1] + [0] * 8
     assert checkpoint.read_state(checkpoint.latest(tmp_path / "checkpoints"))["extra"]["skipped_steps"] == 1
     step, tensors = final_tensors(tmp_path)
@@ -146,7 +147,7 @@ def test_compiled_network_trains_like_the_plain_one(straight, tmp_path, monkeypa
         compiled.append(module)
         return real_compile(module, backend="eager")
 
-    monkeypatch.setattr(training.torch, "compile", eager_compile)
+    monkeypatch.setattr(loop.torch, "compile", eager_compile)
     run_lib.train(tiny_config(**{"training.compile": True, "training.n_steps": 6}), tmp_path)
     assert len(compiled) == 1
     (steps, compiled_losses), (_, plain_losses) = zip(*logged_losses(tmp_path)), zip(*logged_losses(straight)[:6])
@@ -227,7 +228,7 @@ def start_main(workdir, *extra):
 def wait_for_step(proc, workdir, step, deadline=120):
     end = time.time() + deadline
     while True:
-        records = training.read_metrics(Path(workdir) / "metrics.jsonl")
+        records = loop.read_metrics(Path(workdir) / "metrics.jsonl")
         if records and records[-1]["step"] >= step:
             return records[-1]["step"]
         assert proc.poll() is None and time.time() < end, "training ended or stalled"
@@ -260,7 +261,7 @@ def test_sigterm_writes_a_checkpoint_at_the_current_step(tmp_path):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, stderr[-2000:]
     assert "Traceback" not in stderr and "SIGTERM received" in stderr
-    last_logged = training.read_metrics(tmp_path / "metrics.jsonl")[-1]["step"]
+    last_logged = loop.read_metrics(tmp_path / "metrics.jsonl")[-1]["step"]
     found = checkpoint.newest(tmp_path / "checkpoints", tmp_path / "checkpoints-meta")
     assert checkpoint.step_of(found) == last_logged > 37
 
@@ -279,7 +280,7 @@ def test_sigkill_at_random_moments_loses_nothing_but_the_last_steps(tmp_path):
         proc.kill()
         proc.wait()
         found = checkpoint.newest(tmp_path / "checkpoints", tmp_path / "checkpoints-meta")
-        killed_at = training.read_metrics(tmp_path / "metrics.jsonl")[-1]["step"]
+        killed_at = loop.read_metrics(tmp_path / "metrics.jsonl")[-1]["step"]
         assert found is not None and 0 <= killed_at - checkpoint.step_of(found) < 10 + 1
     assert run_main(tmp_path, *overrides).returncode == 0
     reference = tmp_path / "reference"
@@ -305,7 +306,7 @@ def test_torchrun_runs_main_end_to_end(tmp_path):
     ]
     result = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert len(training.read_metrics(tmp_path / "metrics.jsonl")) == 12
+    assert len(loop.read_metrics(tmp_path / "metrics.jsonl")) == 12
     assert json.loads((tmp_path / "quality.json").read_text())["step"] == 12
     assert checkpoint.step_of(checkpoint.latest(tmp_path / "checkpoints")) == 12
 
@@ -313,8 +314,8 @@ def test_torchrun_runs_main_end_to_end(tmp_path):
 def test_the_loop_minimises_any_objective_it_is_given(tmp_path):
     """A least-squares objective through the Trainer reaches the closed-form solution (X^T X)^-1 X^T y,
     and its checkpoints resume: the loop knows nothing of scores."""
-    from scoresde.distributed import Context
     from scoresde.models.ema import ExponentialMovingAverage
+    from scoresde.train.distributed import Context
 
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(256, 3, generator=generator)
@@ -335,9 +336,9 @@ def test_the_loop_minimises_any_objective_it_is_given(tmp_path):
     def trainer(n_steps):
         torch.manual_seed(0)
         model = torch.nn.Linear(3, 1)
-        settings = training.Settings(n_steps=n_steps, batch_size=64, lr=0.05, checkpoint_freq=100, progress=False)
+        settings = loop.Settings(n_steps=n_steps, batch_size=64, lr=0.05, checkpoint_freq=100, progress=False)
         optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-        return training.Trainer(
+        return loop.Trainer(
             model, ExponentialMovingAverage(model, 0.0), optimizer, LeastSquares(), settings, tmp_path, Context(), device=x.device
         )
 
@@ -348,4 +349,4 @@ def test_the_loop_minimises_any_objective_it_is_given(tmp_path):
     second = trainer(400)  # resumes from step 300
     assert second.resume() == 300
     second.run(300)
-    assert checkpoint.step_of(checkpoint.latest(tmp_path / training.CHECKPOINTS)) == 400
+    assert checkpoint.step_of(checkpoint.latest(tmp_path / loop.CHECKPOINTS)) == 400

@@ -2,7 +2,7 @@
 
 config.benchmark.target is "oracle" (exact-score Gaussian mixtures: config.benchmark.problems x
 sdes) or "checkpoint" (the trained model in workdir, scored in the feature space of a classifier
-trained on the same data). The runs, records and report are `scoresde.benchmark`'s; this module
+trained on the same data). The runs, records and report are `scoresde.eval.benchmark`'s; this module
 builds the targets and the sampler grid from the config and writes the pictures.
 """
 
@@ -15,11 +15,13 @@ import torch
 from absl import logging
 from tqdm.auto import tqdm
 
-from scoresde import benchmark as bench
-from scoresde import checkpoint, features, inception, plotting, samplers
+from scoresde import samplers
 from scoresde.cli.experiment import Experiment, feature_classifier, load_trained, named_time_grid, to_data_space, to_model_tensor
 from scoresde.config import arguments, compare
+from scoresde.eval import benchmark as bench
+from scoresde.eval import features, inception, plotting
 from scoresde.sde_lib import SDES
+from scoresde.train import checkpoint
 
 
 def _oracle_targets(config) -> list:
@@ -104,7 +106,7 @@ def _checkpoint_target(config, workdir: Path):
 
 
 def benchmark(config, workdir: str | Path) -> dict:
-    """Compare samplers on the targets of config.benchmark; resumable (see scoresde.benchmark).
+    """Compare samplers on the targets of config.benchmark; resumable (see scoresde.eval.benchmark).
 
     config.benchmark.target is "oracle" (exact-score Gaussian mixtures: config.benchmark.problems x
     sdes) or "checkpoint" (the trained model in workdir, scored in the feature space of a classifier

@@ -13,9 +13,9 @@ import torch
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from scoresde import training, workdir
-from scoresde.cli import MODES
+from scoresde.cli import MODES, workdir
 from scoresde.cli import __doc__ as usage
+from scoresde.train import loop
 
 # Failures a user can cause and fix (bad values, files, disks, memory): one line, no traceback.
 EXPECTED_ERRORS = (
@@ -102,7 +102,7 @@ def main(argv):
     try:
         with workdir.hold(FLAGS.workdir, FLAGS.mode, exclusive=int(os.environ.get("RANK", "0")) == 0):
             MODES[FLAGS.mode](FLAGS.config, FLAGS.workdir)
-    except training.TrainingInterrupted as stop:
+    except loop.TrainingInterrupted as stop:
         logging.warning("%s", stop)
         sys.exit(128 + stop.signum)
     except EXPECTED_ERRORS as err:

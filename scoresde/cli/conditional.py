@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from absl import logging
 
-from scoresde import checkpoint, controllable, data, plotting, samplers
+from scoresde import controllable, data, samplers
 from scoresde.cli.experiment import (
     feature_classifier,
     labels_of,
@@ -29,6 +29,8 @@ from scoresde.cli.experiment import (
     to_data_space,
 )
 from scoresde.cli.train_classifier import CLASSIFIER_DIR, build_classifier
+from scoresde.eval import plotting
+from scoresde.train import checkpoint
 
 
 def parse_scales(text: str) -> list[float]:

@@ -18,11 +18,13 @@ import torch
 from absl import logging
 from tqdm.auto import tqdm
 
-from scoresde import checkpoint, data, distributed, features, objectives, samplers, training
+from scoresde import data, samplers
 from scoresde.config import arguments, compare, schema
+from scoresde.eval import features
 from scoresde.models import MODELS, ExponentialMovingAverage, get_model
 from scoresde.score import NetworkScore
 from scoresde.sde_lib import SDE, SDES, get_sde_from_options
+from scoresde.train import checkpoint, distributed, loop, objectives
 
 
 # -- building the pieces ---------------------------------------------------------------------
@@ -134,7 +136,7 @@ def load_checkpoint(config, workdir: Path, model: torch.nn.Module, *, ema: bool)
     if config.sampling.checkpoint:
         found = Path(config.sampling.checkpoint)
     else:
-        found = newest_checkpoint(Path(workdir) / training.CHECKPOINTS, "train first or set config.sampling.checkpoint")
+        found = newest_checkpoint(Path(workdir) / loop.CHECKPOINTS, "train first or set config.sampling.checkpoint")
     checkpoint.check_identity(found)
     compare.check_checkpoint_config(config, found)
     checkpoint.load_weights(found, model, ema=ema)
@@ -177,11 +179,11 @@ class Experiment:
         """The configured score adapter around `module` (the network, or a DDP / compiled wrapper of it)."""
         return build_score_fn(self.config, module, self.sde)
 
-    def training_settings(self) -> training.Settings:
+    def training_settings(self) -> loop.Settings:
         """The training loop's settings from config.training and config.optim."""
         c, o = self.config, self.config.optim
         t = c.training
-        return training.Settings(
+        return loop.Settings(
             n_steps=t.n_steps,
             batch_size=t.batch_size,
             lr=o.lr,
@@ -221,9 +223,9 @@ class Experiment:
             num_classes=c.model.num_classes,
         )
 
-    def trainer(self, workdir: Path, ctx: distributed.Context | None = None) -> training.Trainer:
+    def trainer(self, workdir: Path, ctx: distributed.Context | None = None) -> loop.Trainer:
         """The training loop for this network in `workdir` (resume refuses a checkpoint of another model)."""
-        return training.Trainer(
+        return loop.Trainer(
             self.model,
             self.ema,
             self.optimizer,

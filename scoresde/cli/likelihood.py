@@ -15,9 +15,10 @@ import numpy as np
 from absl import logging
 from tqdm.auto import tqdm
 
-from scoresde import checkpoint, data
+from scoresde import data
 from scoresde import likelihood as lik
 from scoresde.cli.experiment import Experiment, load_checkpoint
+from scoresde.train import checkpoint
 
 
 def likelihood(config, workdir: str | Path) -> dict:

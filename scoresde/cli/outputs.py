@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from scoresde import metrics, plotting
 from scoresde.cli.experiment import Experiment, to_data_space
+from scoresde.eval import metrics, plotting
 
 GRID_COLUMNS = 16  # images per row of a before/after grid (`save_image_rows`)
 

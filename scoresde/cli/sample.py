@@ -11,9 +11,9 @@ from pathlib import Path
 
 from absl import logging
 
-from scoresde import checkpoint
 from scoresde.cli.experiment import load_trained
 from scoresde.cli.outputs import write_samples
+from scoresde.train import checkpoint
 
 
 def sample(config, workdir: str | Path) -> dict:

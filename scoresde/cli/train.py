@@ -2,11 +2,11 @@
 
 Work directory:
 
-    checkpoints/step_<k>/   complete checkpoints, `latest` names the newest (see scoresde.checkpoint)
+    checkpoints/step_<k>/   complete checkpoints, `latest` names the newest (see scoresde.train.checkpoint)
     checkpoints-meta/       the single preemption checkpoint, written more often
     metrics.jsonl           one JSON record per log interval: step, loss, lr, steps/s
     metrics.dropped.jsonl   records of steps lost to an interruption and unreadable lines, kept
-    .lock                   held (flock) by the run using the directory (scoresde.workdir)
+    .lock                   held (flock) by the run using the directory (scoresde.cli.workdir)
     tensorboard/            the same scalars as TensorBoard events (when tensorboard is installed)
     samples/step_<k>.png    sample pictures during training
     samples.npz, samples.png, loss.png, quality.json   written at the end of training
@@ -20,22 +20,23 @@ from pathlib import Path
 import torch
 from absl import logging
 
-from scoresde import distributed, plotting, training
 from scoresde.cli.experiment import Experiment, process_group, to_data_space, validate
 from scoresde.cli.outputs import save_samples_picture, write_samples
+from scoresde.eval import plotting
+from scoresde.train import distributed, loop
 
 
 def train(config, workdir: str | Path) -> dict:
     """Train (resuming from the newest complete checkpoint in workdir) and write samples at the end.
 
-    Under torchrun every process runs this; rank 0 writes (see scoresde.training).
+    Under torchrun every process runs this; rank 0 writes (see scoresde.train.loop).
 
     Returns:
         The quality figures of the final samples (an empty dict on ranks other than 0).
 
     Raises:
-        training.TrainingInterrupted: SIGTERM / SIGINT (a checkpoint at the current step is written).
-        training.NonFiniteLossError: the loss diverged and config.training.nonfinite is "stop".
+        loop.TrainingInterrupted: SIGTERM / SIGINT (a checkpoint at the current step is written).
+        loop.NonFiniteLossError: the loss diverged and config.training.nonfinite is "stop".
     """
     workdir = Path(workdir)
     validate(config)
@@ -59,7 +60,7 @@ def train(config, workdir: str | Path) -> dict:
         if ctx.is_main:
             header = {"step": c.n_steps, "sampler": config.sampling.sampler, "nfe": info["nfe"]}
             figures = write_samples(exp, workdir, x, step=c.n_steps, nfe=info["nfe"], header=header)
-            records = training.read_metrics(workdir / training.METRICS_FILE)
+            records = loop.read_metrics(workdir / loop.METRICS_FILE)
             if records:
                 steps, values = [r["step"] for r in records], [r["loss"] for r in records]
                 plotting.save_loss_curve(workdir / "loss.png", steps, values, title="training loss")

@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 from absl import logging
 
-from scoresde import checkpoint, distributed, objectives, training
 from scoresde.cli.experiment import Experiment, labels_of, newest_checkpoint, process_group, to_model_tensor, validate
 from scoresde.models.classifier import NoiseConditionalClassifier
 from scoresde.models.ema import ExponentialMovingAverage
+from scoresde.train import checkpoint, distributed, loop, objectives
 
 CLASSIFIER_DIR = "classifier"
 
@@ -52,12 +52,12 @@ def noisy_accuracy(classifier, exp: Experiment, x: torch.Tensor, y: torch.Tensor
     return out
 
 
-def classifier_settings(config) -> training.Settings:
+def classifier_settings(config) -> loop.Settings:
     """The training loop's settings for the classifier: its own steps, batch, learning rate and
     checkpoints (in workdir/classifier/, two kept, no meta checkpoints); the loop-wide policies
     (precision, non-finite guard, logging) of config.training."""
     c, t = config.classifier, config.training
-    return training.Settings(
+    return loop.Settings(
         n_steps=c.n_steps,
         batch_size=c.batch_size,
         lr=c.lr,
@@ -79,7 +79,7 @@ def train_classifier(config, workdir: str | Path) -> dict:
     """Train the noise-conditional classifier of config.classifier (resumes from its newest checkpoint).
 
     Cross-entropy on x(t) = alpha(t) x(0) + sigma(t) z with t ~ U[training.eps, T]
-    (`objectives.NoisyClassification`), Adam, through the training loop (`training.Trainer`): exact
+    (`objectives.NoisyClassification`), Adam, through the training loop (`train.loop.Trainer`): exact
     resume, SIGTERM / SIGINT checkpoints, the non-finite guard and DDP under torchrun.
     """
     workdir = Path(workdir)
@@ -94,7 +94,7 @@ def train_classifier(config, workdir: str | Path) -> dict:
         )
         root = workdir / CLASSIFIER_DIR
         settings = classifier_settings(config)
-        trainer = training.Trainer(
+        trainer = loop.Trainer(
             model, ema, optimizer, objective, settings, root, ctx, device=exp.device, run_config=config.to_dict()
         )
         trainer.run(trainer.resume())

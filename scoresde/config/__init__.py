@@ -3,5 +3,5 @@
 Experiment files (the checkout's `configs/*.py`, or your own anywhere) start from
 `scoresde.config.defaults.get_config()` and change what differs; `scoresde.config.schema.check`
 validates a config before any work starts. Library modules never import this package: only the
-command layer (`scoresde.run_lib`, `scoresde.training`, `scoresde.cli`) reads configs.
+command layer (`scoresde.run_lib`, `scoresde.train.loop`, `scoresde.cli`) reads configs.
 """

@@ -59,7 +59,7 @@ def check_checkpoint_config(config: ml_collections.ConfigDict, directory: str | 
     Raises:
         ValueError: the differences, one line each, naming the checkpoint; or an unreadable config.json.
     """
-    from scoresde import checkpoint
+    from scoresde.train import checkpoint
 
     saved = checkpoint.read_config(directory)
     if saved is None:

@@ -131,7 +131,7 @@ def get_config() -> ml_collections.ConfigDict:
     sampling.checkpoint = ""  # sample mode: a checkpoint directory (default: the latest)
     sampling.seed = 0
 
-    config.benchmark = benchmark = ml_collections.ConfigDict()  # --mode benchmark (scoresde.benchmark)
+    config.benchmark = benchmark = ml_collections.ConfigDict()  # --mode benchmark (scoresde.eval.benchmark)
     benchmark.target = "oracle"  # "oracle" (exact-score Gaussian mixtures) or "checkpoint" (the model in --workdir)
     benchmark.problems = ("ring",)  # "ring" (2-D), "stiff64" (64-D)
     benchmark.sdes = ("vesde", "vpsde")  # each problem under each SDE (parameters from config.sde)
@@ -144,7 +144,9 @@ def get_config() -> ml_collections.ConfigDict:
     benchmark.inception_weights = (
         ""  # checkpoint: path of pytorch-fid's pt_inception-2015-12-05-6726825d.pth (never downloaded) -> FID and IS
     )
-    benchmark.inception_sha256 = ""  # its expected SHA-256 ("" = the published digest, scoresde.inception.FID_WEIGHTS_SHA256)
+    benchmark.inception_sha256 = (
+        ""  # its expected SHA-256 ("" = the published digest, scoresde.eval.inception.FID_WEIGHTS_SHA256)
+    )
     benchmark.progress = True
 
     config.likelihood = likelihood = ml_collections.ConfigDict()  # --mode likelihood (scoresde.likelihood)

@@ -27,12 +27,14 @@ from typing import Any, Callable
 import ml_collections
 import torch
 
-from scoresde import benchmark, controllable, data, distributed, integrate, likelihood, losses, samplers, score, training
+from scoresde import controllable, data, integrate, likelihood, losses, samplers, score
 from scoresde.config import arguments, defaults
+from scoresde.eval import benchmark
 from scoresde.integrate import min_rtol
 from scoresde.models import MODELS, get_model, mlp, unet
 from scoresde.score import NetworkScore
 from scoresde.sde_lib import SDES, get_sde_from_options
+from scoresde.train import distributed, loop
 
 Rule = Callable[[str, Any], list]  # (dotted key, value) -> problem lines (empty: fine)
 
@@ -274,9 +276,9 @@ RULES: dict[str, Rule] = {
         resume_from=text(),
         sample_freq=count0,
         grad_accum=count,
-        precision=one_of(training.PRECISIONS, "precision"),
+        precision=one_of(loop.PRECISIONS, "precision"),
         compile=flag,
-        nonfinite=one_of(training.NONFINITE_POLICIES, "policy"),
+        nonfinite=one_of(loop.NONFINITE_POLICIES, "policy"),
         progress=flag,
         tensorboard=flag,
         label_dropout=probability,
@@ -414,7 +416,7 @@ def _cross_checks(c: ml_collections.ConfigDict, fine: Callable[..., bool]):
     yield from _sde_checks(c, fine)
     if fine("device", *(f"training.{k}" for k in ("precision", "nonfinite", "batch_size", "grad_accum"))):
         try:  # the Trainer's own check; the device is known here only when it is "cpu" (else: at run time)
-            training.check_settings(t, "cpu" if c.device == "cpu" else "cuda")
+            loop.check_settings(t, "cpu" if c.device == "cpu" else "cuda")
         except ValueError as error:
             yield "training", str(error).removeprefix("config.training.")
 

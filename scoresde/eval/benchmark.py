@@ -60,7 +60,8 @@ import numpy as np
 import torch
 from absl import logging
 
-from scoresde import files, metrics, oracle, samplers
+from scoresde import files, oracle, samplers
+from scoresde.eval import metrics
 from scoresde.sde_lib import SDE, get_sde_from_options
 
 RECORDS_FILE = "records.jsonl"
@@ -276,7 +277,7 @@ class NetworkTarget:
             Records are reused only for the same identity (see the module docstring).
         inception: optional `(inception_fn, real_images, train_images)`: `inception_fn(images)`
             returns the FID Inception network's (pool features, logits) of images in the model's
-            space (`scoresde.inception.inception_features` of a user-supplied, hash-checked weights
+            space (`scoresde.eval.inception.inception_features` of a user-supplied, hash-checked weights
             file, after mapping to [0, 1]); `real_images` / `train_images` are held-out / training
             images in the model's space. Adds
             `fid_inception` (the Fréchet distance in Inception features: FID, but from
@@ -654,7 +655,7 @@ def write_report(
     """report.md (the summary table, then `notes`), summary.csv, records.json and the plots (metric
     and wall time against NFE, one line per sampler; a scatter of samples per sampler when
     `samples` is given)."""
-    from scoresde import plotting
+    from scoresde.eval import plotting
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)

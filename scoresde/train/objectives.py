@@ -1,6 +1,6 @@
 """What one training step minimises: its batch, a pure function of (seed, step), and its loss.
 
-The training loop (`scoresde.training.Trainer`) knows nothing of scores or classes: it asks an
+The training loop (`scoresde.train.loop.Trainer`) knows nothing of scores or classes: it asks an
 objective for the global batch of step k (`batch(step, size)`: a tuple of tensors along the
 example axis, or None), cuts it into micro-batches, and asks for the loss of each on the wrapped
 network (`loss(module, part)`). Two objectives:

@@ -1,7 +1,7 @@
 """The training loop: exact resume, preemption safety, DDP, mixed precision, a non-finite guard, logs.
 
 `Trainer(model, ema, optimizer, objective, settings, workdir, ctx)` optimises any objective
-(`scoresde.objectives`: the score network's denoising score matching, the noise-conditional
+(`scoresde.train.objectives`: the score network's denoising score matching, the noise-conditional
 classifier's cross-entropy) under typed `Settings` built at the edge (`--mode train` and
 `--mode train_classifier` build them from the config). What it guarantees:
 
@@ -53,8 +53,9 @@ from absl import logging
 from torch import nn
 from tqdm.auto import tqdm
 
-from scoresde import checkpoint, distributed, files
-from scoresde.objectives import Objective
+from scoresde import files
+from scoresde.train import checkpoint, distributed
+from scoresde.train.objectives import Objective
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 NONFINITE_POLICIES = ("stop", "skip")
@@ -182,7 +183,7 @@ class Trainer:
         model: the network (unwrapped), on `device`; wrapped here for DDP / torch.compile.
         ema: its exponential moving average; updated after every step that changed the weights.
         optimizer: over model's parameters; its learning rate is set every step (`Settings.learning_rate`).
-        objective: the batches and the loss (`scoresde.objectives`).
+        objective: the batches and the loss (`scoresde.train.objectives`).
         settings: how the loop runs (`Settings`).
         workdir: where checkpoints, metrics.jsonl and TensorBoard events go.
         ctx: this process's place in the distributed group.

@@ -30,7 +30,7 @@ entry that disagrees is reported as damaged and never used. Pointer and marker f
 small regular files only (`scoresde.files`): a `latest` that is a FIFO, a directory or a link to
 `/dev/zero` is ignored with a warning, not read forever.
 
-Training uses two roots (see scoresde.training): `checkpoints/` for the kept snapshots and
+Training uses two roots (see scoresde.train.loop): `checkpoints/` for the kept snapshots and
 `checkpoints-meta/` for a single preemption checkpoint written more often (as score_sde does);
 `newest` picks the newest complete checkpoint across both.
 """
@@ -294,7 +294,7 @@ def clean_partial(root: str | Path) -> list[Path]:
     directories without a marker. A temporary checkpoint that is complete (marker written, only
     the final rename missing) is moved into place instead, when its name is free.
 
-    Call it only while holding the work directory (`scoresde.workdir.hold`): a live writer's
+    Call it only while holding the work directory (`scoresde.cli.workdir.hold`): a live writer's
     temporaries look the same as a dead one's.
 
     Returns:

@@ -632,7 +632,7 @@ def inception_score(logits: np.ndarray | torch.Tensor, n_splits: int = 10) -> tu
     each, and the mean and the standard deviation (n denominator, ``np.std``) over the splits are
     returned. The estimate depends on the split size, so compare values at equal sizes; published
     values use 50,000 samples in 10 splits and the logits of the FID Inception network without
-    the fc bias (``scoresde.inception.inception_features``). Computed in float64 with a stable
+    the fc bias (``scoresde.eval.inception.inception_features``). Computed in float64 with a stable
     log-softmax; a logit of -inf means probability 0.
 
     Args:

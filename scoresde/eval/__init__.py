@@ -1,0 +1,2 @@
+"""Evaluation: sample-quality metrics (`metrics`), the FID Inception network (`inception`), the
+digits feature classifier (`features`), pictures (`plotting`) and the sampler benchmark (`benchmark`)."""
