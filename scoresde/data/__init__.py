@@ -616,11 +616,15 @@ def load_image_folder(
         raise ValueError(f"no image files in {root!r} or its sub-folders (looked for {', '.join(IMAGE_EXTENSIONS)})")
     mode = "L" if grayscale else "RGB"
     images = np.stack([_read_square_image(os.path.join(root, *parts), image_size, mode) for parts in files])
-    labels = None
-    if all(len(parts) > 1 for parts in files):
-        classes = sorted({parts[0] for parts in files})
-        labels = np.array([classes.index(parts[0]) for parts in files], dtype=np.int64)
+    classes = folder_classes(files)
+    labels = None if classes is None else np.array([classes.index(parts[0]) for parts in files], dtype=np.int64)
     return _images_to_nchw(images, "images"), labels
+
+
+def folder_classes(found: list[tuple[str, ...]]) -> list[str] | None:
+    """The class names of an image folder's files (relative paths as parts): the sorted names of
+    the top-level sub-folders when every image lies in one, else None (no labels)."""
+    return sorted({parts[0] for parts in found}) if all(len(parts) > 1 for parts in found) else None
 
 
 def load_cifar10(root: str | os.PathLike, *, train: bool = True) -> tuple[np.ndarray, np.ndarray]:

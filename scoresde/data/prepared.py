@@ -1,0 +1,365 @@
+"""Prepared datasets: images decoded once into one memory-mappable uint8 file, read without loading.
+
+A prepared dataset is a folder:
+
+    images.u8      uint8 pixels, N x C x H x W, C-contiguous, no header (the manifest holds the shape)
+    labels.i64     int64 class labels, N of them (only when the source has labels)
+    manifest.json  written last: format and version, count, shape, grey levels, class names, the
+                   source and the options it was prepared with, the files that could not be
+                   decoded (skipped), and the SHA-256 of images.u8 and labels.i64
+    progress.json  while preparing only: how far it got (removed when the manifest is written)
+
+`prepare` streams: it decodes one source image at a time and appends it, so memory does not grow
+with the source. It records its progress (after an fsync of the data it covers) every
+`PROGRESS_EVERY` images; a preparation that is killed resumes from that record when run again
+with the same source and options (rows beyond it are cut off), and a folder without a manifest is
+never taken for a finished dataset. `open_prepared` refuses a folder that is unfinished, has no
+manifest, or whose files do not match it (size, or with `verify` their SHA-256), naming which.
+
+Sources (`SOURCE_KINDS`): an image folder (PNG / JPEG, labels from the top-level sub-folders, as
+`load_image_folder`, decoded by the same hardened reader: a file is only decoded by the plugin of
+its extension, and decompression bombs are refused from their header), and uint8 arrays in a
+`.npy` file (memory-mapped) or a `.npz` file (the member streamed from the archive), laid out
+N x H x W x C, N x C x H x W or N x H x W.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import zipfile
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from scoresde import data, files
+
+FORMAT, VERSION = "scoresde-prepared", 1
+IMAGES_FILE, LABELS_FILE, MANIFEST_FILE, PROGRESS_FILE = "images.u8", "labels.i64", "manifest.json", "progress.json"
+SOURCE_KINDS = ("folder", "npy", "npz")
+ON_ERROR = ("skip", "stop")  # a source image that cannot be decoded: counted in the manifest and left out, or the end
+LABEL_MODES = ("auto", "none")
+PROGRESS_EVERY = 256
+_HASH_CHUNK = 1 << 24
+
+
+class UnfinishedDatasetError(FileNotFoundError):
+    """The folder holds a preparation that has not finished (or no prepared dataset at all)."""
+
+
+# -- sources -------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Source:
+    """What preparation reads: `count` items of `shape` (C, H, W), `items(start)` yielding
+    (index, name, CHW uint8 array or the ValueError that decoding raised, label or None)."""
+
+    kind: str
+    identity: dict
+    count: int
+    shape: tuple[int, int, int]
+    class_names: list[str] | None
+    items: Callable[[int], Iterator[tuple[int, str, np.ndarray | ValueError, int | None]]]
+
+
+def _folder_source(root: str, resolution: int | None, grayscale: bool, labels: str) -> _Source:
+    if resolution is None:
+        raise ValueError("an image folder needs a resolution (the square size its images are resized and cropped to)")
+    found = data._image_files(root)
+    if not found:
+        raise ValueError(f"no image files in {root!r} or its sub-folders (looked for {', '.join(data.IMAGE_EXTENSIONS)})")
+    classes = data.folder_classes(found) if labels == "auto" else None
+    mode = "L" if grayscale else "RGB"
+
+    def items(start: int):
+        for index in range(start, len(found)):
+            name = "/".join(found[index])
+            try:
+                image: np.ndarray | ValueError = data._read_square_image(os.path.join(root, *found[index]), resolution, mode)
+                image = np.ascontiguousarray(np.asarray(image).transpose(2, 0, 1))
+            except ValueError as err:
+                image = err
+            yield index, name, image, (classes.index(found[index][0]) if classes else None)
+
+    return _Source(
+        "folder",
+        {"kind": "folder", "path": os.path.abspath(root)},
+        len(found),
+        (1 if grayscale else 3, resolution, resolution),
+        classes,
+        items,
+    )
+
+
+def _layout(shape: tuple[int, ...], name: str) -> tuple[str, tuple[int, int, int]]:
+    """("nhwc" | "nchw" | "nhw", (C, H, W)) of an image array's shape."""
+    if len(shape) == 3:
+        return "nhw", (1, shape[1], shape[2])
+    if len(shape) == 4 and shape[3] in (1, 3):
+        return "nhwc", (shape[3], shape[1], shape[2])
+    if len(shape) == 4 and shape[1] in (1, 3):
+        return "nchw", (shape[1], shape[2], shape[3])
+    raise ValueError(f"{name}: images must be N x H x W x C, N x C x H x W (C = 1 or 3) or N x H x W, got shape {shape}")
+
+
+def _to_chw(row: np.ndarray, layout: str) -> np.ndarray:
+    if layout == "nhw":
+        return row[None]
+    return np.ascontiguousarray(row.transpose(2, 0, 1)) if layout == "nhwc" else row
+
+
+def _array_source(path: str, kind: str, resolution: int | None, labels: str) -> _Source:
+    """uint8 images from a .npy file (memory-mapped) or a .npz member (read from the archive row by row)."""
+    label_array = None
+    if kind == "npy":
+        images = np.load(path, mmap_mode="r", allow_pickle=False)
+        shape, dtype = images.shape, images.dtype
+    else:
+        with zipfile.ZipFile(path) as archive:
+            members = [n[: -len(".npy")] for n in archive.namelist() if n.endswith(".npy")]
+            key = data._image_key(members, None)
+            with archive.open(f"{key}.npy") as handle:
+                version = np.lib.format.read_magic(handle)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = read_header(handle)
+                offset = handle.tell()
+            if fortran:
+                raise ValueError(f"{path!r}: array {key!r} is stored in Fortran order; save it C-ordered")
+            label_keys = [k for k in data.LABEL_KEYS if k in members and k != key]
+        if labels == "auto" and label_keys:
+            with np.load(path, allow_pickle=False) as arrays:  # N integers: small
+                label_array = data._checked_labels(arrays[label_keys[0]], label_keys[0], shape[0])
+    if dtype != np.uint8:
+        raise ValueError(f"{path!r}: images must be uint8 (0..255), got {dtype}")
+    layout, chw = _layout(tuple(shape), repr(path))
+    if chw[1] != chw[2]:
+        raise ValueError(f"{path!r}: images must be square, got {chw[1]}x{chw[2]}")
+    if resolution is not None and resolution != chw[1]:
+        raise ValueError(f"{path!r}: images are {chw[1]}x{chw[2]}; arrays are not resized (resolution={resolution})")
+    if kind == "npy" and labels == "auto":
+        side = Path(path).with_name(Path(path).stem + "_labels.npy")
+        if side.exists():
+            label_array = data._checked_labels(np.load(side, allow_pickle=False), side.name, shape[0])
+    row_bytes = math.prod(shape[1:])
+
+    def items(start: int):
+        if kind == "npy":
+            for index in range(start, shape[0]):
+                yield index, str(index), _to_chw(np.asarray(images[index]), layout), _label(index)
+            return
+        with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as handle:
+            handle.seek(offset + start * row_bytes)
+            for index in range(start, shape[0]):
+                raw = handle.read(row_bytes)
+                if len(raw) < row_bytes:
+                    raise ValueError(f"{path!r}: array {key!r} ends at image {index} of the {shape[0]} it declares: corrupt")
+                yield index, str(index), _to_chw(np.frombuffer(raw, np.uint8).reshape(shape[1:]), layout), _label(index)
+
+    def _label(index: int) -> int | None:
+        return int(label_array[index]) if label_array is not None else None
+
+    identity = {"kind": kind, "path": os.path.abspath(path), "bytes": os.path.getsize(path)}
+    return _Source(kind, identity, int(shape[0]), chw, None, items)
+
+
+def _open_source(source: str | os.PathLike, resolution: int | None, grayscale: bool, labels: str) -> _Source:
+    path = os.fspath(source)
+    if os.path.isdir(path):
+        return _folder_source(path, resolution, grayscale, labels)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such source: {path!r} (an image folder, a .npy or a .npz file)")
+    kind = os.path.splitext(path)[1].lower().lstrip(".")
+    if kind not in ("npy", "npz"):
+        raise ValueError(f"unknown source {path!r}: use an image folder, a .npy or a .npz file ({', '.join(SOURCE_KINDS)})")
+    if grayscale:
+        raise ValueError("grayscale only applies to an image folder; arrays keep their channels")
+    try:
+        return _array_source(path, kind, resolution, labels)
+    except (zipfile.BadZipFile, EOFError, OSError) as err:
+        raise ValueError(f"{path!r} is not a readable .{kind} file (truncated or corrupt?): {err}") from None
+
+
+# -- preparation ---------------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sync(handle) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def prepare(
+    source: str | os.PathLike,
+    dest: str | os.PathLike,
+    *,
+    resolution: int | None = None,
+    grayscale: bool = False,
+    labels: str = "auto",
+    on_error: str = "skip",
+    callback: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Prepare `source` into the folder `dest` (module docstring); resumes an interrupted run.
+
+    Args:
+        source: an image folder, a .npy or a .npz file of uint8 images.
+        dest: the destination folder (created).
+        resolution: an image folder's square size (required for one); arrays keep theirs (it must match).
+        grayscale: an image folder's images as one grey channel.
+        labels: "auto" (sub-folders; an .npz's `labels` / `y`; a `<name>_labels.npy` beside a .npy) or "none".
+        on_error: "skip" a source image that cannot be decoded (named in the manifest) or "stop".
+        callback: called with (source images done, source images in all) as preparation advances.
+
+    Returns:
+        The manifest.
+
+    Raises:
+        ValueError: bad options, an unreadable source, a file that cannot be decoded with
+            on_error="stop", no image left, or a destination that holds another prepared dataset.
+    """
+    if labels not in LABEL_MODES:
+        raise ValueError(f"unknown labels mode {labels!r}; valid: {', '.join(LABEL_MODES)}")
+    if on_error not in ON_ERROR:
+        raise ValueError(f"unknown on_error {on_error!r}; valid: {', '.join(ON_ERROR)}")
+    if resolution is not None and not (isinstance(resolution, int) and resolution >= 1):
+        raise ValueError(f"resolution must be an integer >= 1, got {resolution!r}")
+    src = _open_source(source, resolution, grayscale, labels)
+    options = {"resolution": src.shape[1], "grayscale": grayscale, "labels": labels, "on_error": on_error}
+    dest = Path(dest)
+    if (dest / MANIFEST_FILE).exists():
+        manifest = files.read_json(dest / MANIFEST_FILE)
+        if manifest.get("source") == src.identity and manifest.get("options") == options:
+            return manifest  # already prepared from the same source with the same options
+        raise ValueError(
+            f"{dest} already holds a prepared dataset of another source or other options; choose another destination"
+        )
+    dest.mkdir(parents=True, exist_ok=True)
+    state = {"source": src.identity, "options": options, "next": 0, "rows": 0, "skipped": [], "labelled": 0}
+    if (dest / PROGRESS_FILE).exists():
+        previous = files.read_json(dest / PROGRESS_FILE)
+        if previous.get("source") == src.identity and previous.get("options") == options:
+            state = previous  # resume: the rows it covers were synced before it was written
+    row_bytes = math.prod(src.shape)
+    with open(dest / IMAGES_FILE, "a+b") as images, open(dest / LABELS_FILE, "a+b") as label_file:
+        images.truncate(state["rows"] * row_bytes)  # rows after the progress record are not trusted
+        label_file.truncate(state["labelled"] * 8)
+        images.seek(0, os.SEEK_END)
+        label_file.seek(0, os.SEEK_END)
+
+        def record(next_index: int) -> None:
+            _sync(images)
+            _sync(label_file)
+            state["next"] = next_index
+            files.write_atomic(dest / PROGRESS_FILE, json.dumps(state))
+
+        record(state["next"])  # from now on the folder reads as an unfinished preparation, never as a dataset
+        for done, (index, name, image, label) in enumerate(src.items(state["next"]), start=state["next"] + 1):
+            if isinstance(image, ValueError):
+                if on_error == "stop":
+                    raise ValueError(f"{image} (preparation stopped; on_error='skip' leaves such files out)")
+                state["skipped"].append({"name": name, "error": str(image)})
+            else:
+                images.write(image.tobytes())
+                state["rows"] += 1
+                if label is not None:
+                    label_file.write(np.int64(label).tobytes())
+                    state["labelled"] += 1
+            if done % PROGRESS_EVERY == 0:
+                record(done)
+            if callback is not None:
+                callback(done, src.count)
+        record(src.count)
+    if state["rows"] == 0:
+        raise ValueError(f"no image of {os.fspath(source)!r} could be decoded ({len(state['skipped'])} skipped)")
+    has_labels = state["labelled"] > 0
+    if has_labels and state["labelled"] != state["rows"]:
+        raise ValueError(f"{os.fspath(source)!r}: {state['labelled']} labels for {state['rows']} images")
+    if not has_labels:
+        (dest / LABELS_FILE).unlink()
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "count": state["rows"],
+        "shape": list(src.shape),
+        "dtype": "uint8",
+        "levels": 256,
+        "labels": has_labels,
+        "class_names": src.class_names,
+        "source": src.identity,
+        "options": options,
+        "skipped": state["skipped"],
+        "sha256": {
+            IMAGES_FILE: _sha256(dest / IMAGES_FILE),
+            **({LABELS_FILE: _sha256(dest / LABELS_FILE)} if has_labels else {}),
+        },
+    }
+    files.write_atomic(dest / MANIFEST_FILE, json.dumps(manifest, indent=1))
+    (dest / PROGRESS_FILE).unlink()
+    return manifest
+
+
+# -- reading -------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class PreparedDataset:
+    """A prepared dataset opened for reading: `images` a read-only memory map (N, C, H, W) uint8,
+    `labels` int64 (N,) or None; nothing is read until rows are indexed."""
+
+    path: Path
+    manifest: dict
+    images: np.ndarray
+    labels: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.images.shape[1:])
+
+
+def open_prepared(path: str | os.PathLike, *, verify: bool = True) -> PreparedDataset:
+    """Open the prepared dataset in `path`, its files checked against the manifest (sizes always,
+    their SHA-256 with `verify`).
+
+    Raises:
+        UnfinishedDatasetError: no manifest (an unfinished preparation, or no prepared dataset).
+        ValueError: a manifest of another format or version, or files that do not match it
+            (truncated, extended or changed after preparation): the message names the file.
+    """
+    path = Path(path)
+    if not (path / MANIFEST_FILE).is_file():
+        if (path / PROGRESS_FILE).exists():
+            raise UnfinishedDatasetError(
+                f"{path} is an unfinished preparation (no {MANIFEST_FILE}); run the preparation again to resume it"
+            )
+        raise UnfinishedDatasetError(
+            f"{path} is not a prepared dataset (no {MANIFEST_FILE}); prepare it with python -m scoresde.data.prepare"
+        )
+    manifest = files.read_json(path / MANIFEST_FILE)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise ValueError(f"{path / MANIFEST_FILE}: not a {FORMAT} manifest of version {VERSION}")
+    try:
+        count, shape, has_labels = int(manifest["count"]), tuple(int(v) for v in manifest["shape"]), bool(manifest["labels"])
+        digests = dict(manifest["sha256"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"{path / MANIFEST_FILE}: malformed manifest ({err})") from None
+    expected = {IMAGES_FILE: count * math.prod(shape), **({LABELS_FILE: count * 8} if has_labels else {})}
+    for name, size in expected.items():
+        actual = (path / name).stat().st_size if (path / name).is_file() else None
+        if actual != size:
+            raise ValueError(
+                f"{path / name}: {'missing' if actual is None else f'{actual} bytes'} where the manifest says "
+                f"{size}: the prepared dataset was truncated or changed; prepare it again"
+            )
+        if verify and _sha256(path / name) != digests.get(name):
+            raise ValueError(f"{path / name} does not match its SHA-256 in the manifest: the data changed after preparation")
+    images = np.memmap(path / IMAGES_FILE, dtype=np.uint8, mode="r", shape=(count, *shape))
+    labels = np.memmap(path / LABELS_FILE, dtype=np.int64, mode="r", shape=(count,)) if has_labels else None
+    return PreparedDataset(path, manifest, images, labels)

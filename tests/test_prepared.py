@@ -1,0 +1,138 @@
+"""Prepared datasets (scoresde.data.prepared): each source kind, odd and hostile files, an
+interrupted preparation resumed to the same bytes, and destinations that are unfinished or tampered."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scoresde import data
+from scoresde.data import prepare as prepare_command
+from scoresde.data import prepared
+
+
+def _image_folder(root, n_per_class=3):
+    """Two classes of RGB, grayscale, RGBA and palette images of mixed sizes."""
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("cat", "dog")):
+        (root / name).mkdir(parents=True)
+        for i in range(n_per_class):
+            size = (10 + 2 * i, 12 + i)
+            pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+            image = Image.fromarray(pixels)
+            image = [image, image.convert("L"), image.convert("RGBA"), image.convert("P")][(c + i) % 4]
+            image.save(root / name / f"{i}.png")
+    return root
+
+
+def test_a_folder_is_prepared_to_the_pixels_and_labels_the_in_memory_loader_reads(tmp_path):
+    source = _image_folder(tmp_path / "src")
+    manifest = prepared.prepare(source, tmp_path / "dst", resolution=8)
+    assert manifest["count"] == 6 and manifest["shape"] == [3, 8, 8] and manifest["class_names"] == ["cat", "dog"]
+    assert manifest["skipped"] == [] and not (tmp_path / "dst" / prepared.PROGRESS_FILE).exists()
+    opened = prepared.open_prepared(tmp_path / "dst")
+    assert isinstance(opened.images, np.memmap) and opened.images.dtype == np.uint8 and len(opened) == 6
+    images, labels = data.load_image_folder(source, 8)
+    np.testing.assert_array_equal(opened.images, np.round(images * 255).astype(np.uint8))
+    np.testing.assert_array_equal(opened.labels, labels)
+    gray = prepared.prepare(source, tmp_path / "gray", resolution=8, grayscale=True, labels="none")
+    assert gray["shape"] == [1, 8, 8] and not gray["labels"] and prepared.open_prepared(tmp_path / "gray").labels is None
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "nchw", "nhw"])
+@pytest.mark.parametrize("kind", ["npy", "npz"])
+def test_uint8_arrays_are_prepared_row_by_row_in_nchw(tmp_path, kind, layout):
+    rng = np.random.default_rng(1)
+    nchw = rng.integers(0, 256, (7, 1 if layout == "nhw" else 3, 5, 5), dtype=np.uint8)
+    array = {"nhwc": nchw.transpose(0, 2, 3, 1), "nchw": nchw, "nhw": nchw[:, 0]}[layout]
+    labels = np.arange(7) % 3
+    path = tmp_path / f"images.{kind}"
+    if kind == "npy":
+        np.save(path, array)
+        np.save(tmp_path / "images_labels.npy", labels)
+    else:
+        np.savez_compressed(path, images=array, labels=labels)
+    manifest = prepared.prepare(path, tmp_path / "dst")
+    opened = prepared.open_prepared(tmp_path / "dst")
+    np.testing.assert_array_equal(opened.images, nchw)
+    np.testing.assert_array_equal(opened.labels, labels)
+    assert manifest["source"]["kind"] == kind and manifest["shape"] == list(nchw.shape[1:])
+
+
+def test_undecodable_files_are_skipped_and_named_or_stop_the_preparation(tmp_path, monkeypatch):
+    source = _image_folder(tmp_path / "src")
+    (source / "cat" / "text.png").write_text("this is no PNG")
+    noise = np.random.default_rng(2).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(source / "dog" / "truncated.png")
+    (source / "dog" / "truncated.png").write_bytes((source / "dog" / "truncated.png").read_bytes()[:300])
+    Image.fromarray(noise).save(source / "dog" / "bomb.png")  # 1600 pixels: a bomb below the lowered limit
+    monkeypatch.setattr(data, "MAX_IMAGE_PIXELS", 1000)
+    manifest = prepared.prepare(source, tmp_path / "skip", resolution=8)
+    skipped = {entry["name"]: entry["error"] for entry in manifest["skipped"]}
+    assert set(skipped) == {"cat/text.png", "dog/truncated.png", "dog/bomb.png"}
+    assert "more than the 1000 an image may have" in skipped["dog/bomb.png"]
+    assert manifest["count"] == 6 and len(prepared.open_prepared(tmp_path / "skip").labels) == 6
+    with pytest.raises(ValueError, match=r"cannot read image file .*text\.png.*preparation stopped"):
+        prepared.prepare(source, tmp_path / "stop", resolution=8, on_error="stop")
+    with pytest.raises(prepared.UnfinishedDatasetError, match="unfinished preparation"):
+        prepared.open_prepared(tmp_path / "stop")
+
+
+def test_an_interrupted_preparation_resumes_to_the_same_bytes(tmp_path, monkeypatch):
+    rng = np.random.default_rng(3)
+    array = rng.integers(0, 256, (50, 4, 4, 3), dtype=np.uint8)
+    np.save(tmp_path / "images.npy", array)
+    straight = prepared.prepare(tmp_path / "images.npy", tmp_path / "straight")
+    monkeypatch.setattr(prepared, "PROGRESS_EVERY", 8)
+
+    def killed_at(done, total):
+        if done == 21:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        prepared.prepare(tmp_path / "images.npy", tmp_path / "resumed", callback=killed_at)
+    progress = json.loads((tmp_path / "resumed" / prepared.PROGRESS_FILE).read_text())
+    assert progress["next"] == 16 and (tmp_path / "resumed" / prepared.IMAGES_FILE).stat().st_size == 21 * 48
+    with pytest.raises(prepared.UnfinishedDatasetError, match="unfinished preparation"):
+        prepared.open_prepared(tmp_path / "resumed")
+    seen = []
+    resumed = prepared.prepare(tmp_path / "images.npy", tmp_path / "resumed", callback=lambda done, total: seen.append(done))
+    assert seen[0] == 17  # from the record on, not from the start
+    assert resumed["sha256"] == straight["sha256"] and resumed["count"] == 50
+    assert prepared.prepare(tmp_path / "images.npy", tmp_path / "resumed") == resumed  # finished: nothing to do
+    with pytest.raises(ValueError, match="another source or other options"):
+        prepared.prepare(tmp_path / "images.npy", tmp_path / "resumed", labels="none")
+
+
+def test_a_tampered_or_unprepared_destination_is_refused_by_name(tmp_path):
+    np.save(tmp_path / "images.npy", np.zeros((4, 3, 3), np.uint8))
+    prepared.prepare(tmp_path / "images.npy", tmp_path / "dst")
+    images = tmp_path / "dst" / prepared.IMAGES_FILE
+    content = bytearray(images.read_bytes())
+    content[5] ^= 1
+    images.write_bytes(bytes(content))
+    with pytest.raises(ValueError, match=r"images\.u8 does not match its SHA-256"):
+        prepared.open_prepared(tmp_path / "dst")
+    prepared.open_prepared(tmp_path / "dst", verify=False)  # sizes only: opens
+    images.write_bytes(bytes(content[:-1]))
+    with pytest.raises(ValueError, match=r"images\.u8: 35 bytes where the manifest says 36"):
+        prepared.open_prepared(tmp_path / "dst", verify=False)
+    with pytest.raises(prepared.UnfinishedDatasetError, match="not a prepared dataset"):
+        prepared.open_prepared(tmp_path)
+    (tmp_path / "dst" / prepared.MANIFEST_FILE).write_text(json.dumps({"format": "other"}))
+    with pytest.raises(ValueError, match="not a scoresde-prepared manifest"):
+        prepared.open_prepared(tmp_path / "dst")
+
+
+def test_the_preparation_command_reports_in_one_line(tmp_path, capsys):
+    _image_folder(tmp_path / "src")
+    assert prepare_command.main(["--source", str(tmp_path / "src"), "--dest", str(tmp_path / "dst"), "--resolution", "6"]) == 0
+    assert "done: 6 images of shape (3, 6, 6)" in capsys.readouterr().out
+    assert prepare_command.main(["--source", str(tmp_path / "src"), "--dest", str(tmp_path / "d2")]) == 1
+    assert "error: an image folder needs a resolution" in capsys.readouterr().err
+    np.save(tmp_path / "float.npy", np.zeros((2, 4, 4), np.float32))
+    assert prepare_command.main(["--source", str(tmp_path / "float.npy"), "--dest", str(tmp_path / "d3")]) == 1
+    assert "images must be uint8" in capsys.readouterr().err
