@@ -76,7 +76,7 @@ def test_undecodable_files_are_skipped_and_named_or_stop_the_preparation(tmp_pat
     assert "more than the 1000 an image may have" in skipped["dog/bomb.png"]
     assert manifest["count"] == 6 and len(prepared.open_prepared(tmp_path / "skip").labels) == 6
     with pytest.raises(ValueError, match=r"cannot read image file .*text\.png.*preparation stopped"):
-        prepared.prepare(source, tmp_path / "stop", resolution=8, on_error="stop")
+        prepared.prepare(source, tmp_path / "stop", resolution=8, on_error="fail")
     with pytest.raises(prepared.UnfinishedDatasetError, match="unfinished preparation"):
         prepared.open_prepared(tmp_path / "stop")
 

@@ -32,7 +32,7 @@ import math
 import os
 import zipfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -41,7 +41,7 @@ from scoresde import data, files
 FORMAT, VERSION = "scoresde-prepared", 1
 IMAGES_FILE, LABELS_FILE, MANIFEST_FILE, PROGRESS_FILE = "images.u8", "labels.i64", "manifest.json", "progress.json"
 SOURCE_KINDS = ("folder", "npy", "npz")
-ON_ERROR = ("skip", "stop")  # a source image that cannot be decoded: counted in the manifest and left out, or the end
+ON_ERROR = ("skip", "fail")  # a source image that cannot be decoded: named in the manifest and left out, or the end
 LABEL_MODES = ("auto", "none")
 PROGRESS_EVERY = 256
 _HASH_CHUNK = 1 << 24
@@ -214,7 +214,7 @@ def prepare(
         resolution: an image folder's square size (required for one); arrays keep theirs (it must match).
         grayscale: an image folder's images as one grey channel.
         labels: "auto" (sub-folders; an .npz's `labels` / `y`; a `<name>_labels.npy` beside a .npy) or "none".
-        on_error: "skip" a source image that cannot be decoded (named in the manifest) or "stop".
+        on_error: "skip" a source image that cannot be decoded (named in the manifest) or "fail".
         callback: called with (source images done, source images in all) as preparation advances.
 
     Returns:
@@ -222,7 +222,7 @@ def prepare(
 
     Raises:
         ValueError: bad options, an unreadable source, a file that cannot be decoded with
-            on_error="stop", no image left, or a destination that holds another prepared dataset.
+            on_error="fail", no image left, or a destination that holds another prepared dataset.
     """
     if labels not in LABEL_MODES:
         raise ValueError(f"unknown labels mode {labels!r}; valid: {', '.join(LABEL_MODES)}")
@@ -241,7 +241,7 @@ def prepare(
             f"{dest} already holds a prepared dataset of another source or other options; choose another destination"
         )
     dest.mkdir(parents=True, exist_ok=True)
-    state = {"source": src.identity, "options": options, "next": 0, "rows": 0, "skipped": [], "labelled": 0}
+    state: dict[str, Any] = {"source": src.identity, "options": options, "next": 0, "rows": 0, "skipped": [], "labelled": 0}
     if (dest / PROGRESS_FILE).exists():
         previous = files.read_json(dest / PROGRESS_FILE)
         if previous.get("source") == src.identity and previous.get("options") == options:
@@ -262,7 +262,7 @@ def prepare(
         record(state["next"])  # from now on the folder reads as an unfinished preparation, never as a dataset
         for done, (index, name, image, label) in enumerate(src.items(state["next"]), start=state["next"] + 1):
             if isinstance(image, ValueError):
-                if on_error == "stop":
+                if on_error == "fail":
                     raise ValueError(f"{image} (preparation stopped; on_error='skip' leaves such files out)")
                 state["skipped"].append({"name": name, "error": str(image)})
             else:
