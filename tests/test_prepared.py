@@ -136,3 +136,48 @@ def test_the_preparation_command_reports_in_one_line(tmp_path, capsys):
     np.save(tmp_path / "float.npy", np.zeros((2, 4, 4), np.float32))
     assert prepare_command.main(["--source", str(tmp_path / "float.npy"), "--dest", str(tmp_path / "d3")]) == 1
     assert "images must be uint8" in capsys.readouterr().err
+
+
+# -- training reads the memory map: the same run as from the images in memory ---------------------
+def test_training_on_a_prepared_dataset_equals_training_on_the_same_images_in_memory(tmp_path):
+    """Same split, same batches, same values (uint8 / 255 in float32 on the device): the weights and
+    losses are bit-identical, while the prepared run holds only a memory map."""
+    from scoresde import run_lib
+    from scoresde.train import loop
+    from tests.helpers import final_tensors, logged_losses, tiny_config
+
+    rng = np.random.default_rng(4)
+    images, labels = rng.integers(0, 256, (60, 8, 8, 1), dtype=np.uint8), np.arange(60) % 3
+    np.savez(tmp_path / "images.npz", images=images, labels=labels)
+    prepared.prepare(tmp_path / "images.npz", tmp_path / "prepared")
+    common = {"training.n_steps": 6, "training.batch_size": 16, "data.random_flip": True, "model.num_classes": 3}
+    in_memory = tiny_config(**{**common, "data.dataset": "npz", "data.path": str(tmp_path / "images.npz")})
+    streamed = tiny_config(**{**common, "data.dataset": "prepared", "data.path": str(tmp_path / "prepared")})
+    exp = run_lib.Experiment(streamed)
+    assert isinstance(exp.x_train, prepared.StreamedExamples) and isinstance(exp.test_data.x, prepared.ImageRows)
+    assert len(exp.x_train) == len(run_lib.Experiment(in_memory).x_train)
+    run_lib.train(in_memory, tmp_path / "a")
+    run_lib.train(streamed, tmp_path / "b")
+    assert logged_losses(tmp_path / "a") == logged_losses(tmp_path / "b")
+    (step_a, a), (step_b, b) = final_tensors(tmp_path / "a"), final_tensors(tmp_path / "b")
+    assert step_a == step_b == 6 and a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+    assert (tmp_path / "b" / loop.METRICS_FILE).exists() and (tmp_path / "b" / "samples.png").exists()
+
+
+def test_image_rows_are_lazy_views_that_decode_like_the_in_memory_loader(tmp_path):
+    array = np.random.default_rng(5).integers(0, 256, (20, 4, 4, 3), dtype=np.uint8)
+    np.savez(tmp_path / "images.npz", images=array)
+    prepared.prepare(tmp_path / "images.npz", tmp_path / "p")
+    rows = data.load_dataset("prepared", path=str(tmp_path / "p")).x
+    expected = data.load_npz(tmp_path / "images.npz")[0]
+    view = rows[np.array([7, 2, 19])][1:]
+    assert isinstance(view, prepared.ImageRows) and view.shape == (2, 3, 4, 4)
+    np.testing.assert_array_equal(np.asarray(view), expected[[2, 19]])  # bit-identical float32
+    np.testing.assert_array_equal(rows[3], expected[3])
+    subset = data.load_dataset("prepared", path=str(tmp_path / "p"), n=5, seed=1)
+    np.testing.assert_array_equal(
+        np.asarray(subset.x), data.load_dataset("npz", path=str(tmp_path / "images.npz"), n=5, seed=1).x
+    )
+    assert data.example_shape("prepared", path=str(tmp_path / "p")) == (3, 4, 4)
+    with pytest.raises(ValueError, match="pad_to does not apply to a prepared dataset"):
+        data.load_dataset("prepared", path=str(tmp_path / "p"), pad_to=8)

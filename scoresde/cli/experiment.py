@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from scoresde import data, samplers
 from scoresde.config import arguments, compare, schema
+from scoresde.data import prepared
 from scoresde.eval import features
 from scoresde.models import MODELS, ExponentialMovingAverage, get_model
 from scoresde.score import NetworkScore
@@ -69,6 +70,11 @@ def load_data(config) -> tuple[data.Dataset, data.Dataset]:
 
 
 def to_model_tensor(config, dataset: data.Dataset, device: torch.device) -> torch.Tensor:
+    """The examples in the model's range on `device`: one tensor for data held in memory; for a
+    prepared dataset a `prepared.StreamedExamples`, which reads the rows a batch indexes from the
+    memory map (indexed like the tensor, never whole in memory)."""
+    if isinstance(dataset.x, prepared.ImageRows):
+        return prepared.StreamedExamples(dataset.x, device, config.data.centered)  # type: ignore[return-value]
     x = data.to_model_range(dataset.x, config.data.centered) if dataset.is_image else dataset.x
     return torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32, device=device)
 

@@ -51,6 +51,7 @@ QUANTIZATION_LEVELS = {
     "mnist5k": 256,
     "folder": 256,
     "cifar10": 256,
+    "prepared": 256,
 }
 IMAGE_DATASETS = tuple(QUANTIZATION_LEVELS)
 DATASETS = TOY_DATASETS + IMAGE_DATASETS
@@ -61,6 +62,7 @@ PATH_DATASETS = {
     "npz": "a path to the .npz file",
     "folder": "a path to the image folder",
     "cifar10": "a path to the folder holding torchvision's cifar-10-batches-py",
+    "prepared": "a path to the prepared dataset's folder (python -m scoresde.data.prepare)",
 }
 SIZED_DATASETS = ("folder",)
 # Left-right flips are no valid augmentation here: toy data are not images, and mirrored digits are
@@ -107,7 +109,8 @@ class Dataset:
 
     Attributes:
         x: float32 array. Toy data: shape (N, 2), raw values. Image data: shape (N, C, H, W) in
-            [0, 1].
+            [0, 1]; for a prepared dataset a lazy view of its memory map (`prepared.ImageRows`:
+            indexing with rows gives another view, `np.asarray` decodes).
         labels: int64 array of shape (N,), or None when the data has no labels.
         name: the dataset name it was loaded under (one of ``DATASETS``).
         is_image: True for NCHW image data, False for low-dimensional point data.
@@ -792,6 +795,8 @@ def check_dataset_options(
         raise ValueError(f"grayscale is only used by the 'folder' dataset, not by {name!r}")
     if name in TOY_DATASETS and pad_to is not None:
         raise ValueError(f"pad_to only applies to image datasets, not to {name!r}")
+    if name == "prepared" and pad_to is not None:
+        raise ValueError("pad_to does not apply to a prepared dataset: prepare it at the resolution to train at")
 
 
 # The shape of one example of each dataset whose shape is fixed, before any padding (the loaders'
@@ -812,6 +817,10 @@ def example_shape(
     """The shape of one example `load_dataset` returns for these options, without reading
     anything; None where only the file can tell (``"npz"``). Options as `load_dataset`'s (the
     others, such as ``n`` and ``path``, do not change the shape)."""
+    if name == "prepared":
+        from scoresde.data import prepared
+
+        return prepared.manifest_shape(unused.get("path"))
     if name == "folder":
         shape: tuple[int, ...] = (1 if grayscale else 3, image_size or 0, image_size or 0)
     elif name in NATIVE_SHAPES:
@@ -873,7 +882,13 @@ def load_dataset(
         x, labels = load_mnist5k(pad_to)
     else:
         assert path is not None  # check_dataset_options: these datasets need it
-        if name == "npz":
+        if name == "prepared":
+            from scoresde.data import prepared
+
+            opened = prepared.open_prepared(path)
+            x = prepared.ImageRows(opened.images)  # type: ignore[assignment]  # a lazy view, never a float32 copy
+            labels = None if opened.labels is None else np.asarray(opened.labels)
+        elif name == "npz":
             x, labels = load_npz(path)
         elif name == "folder":
             assert image_size is not None

@@ -363,3 +363,93 @@ def open_prepared(path: str | os.PathLike, *, verify: bool = True) -> PreparedDa
     images = np.memmap(path / IMAGES_FILE, dtype=np.uint8, mode="r", shape=(count, *shape))
     labels = np.memmap(path / LABELS_FILE, dtype=np.int64, mode="r", shape=(count,)) if has_labels else None
     return PreparedDataset(path, manifest, images, labels)
+
+
+def manifest_shape(path: str | os.PathLike | None) -> tuple[int, ...] | None:
+    """The example shape a prepared dataset's manifest declares (None when it cannot be read: the
+    real open then names the problem)."""
+    if path is None:
+        return None
+    try:
+        shape = files.read_json(Path(path) / MANIFEST_FILE)["shape"]
+        return tuple(int(v) for v in shape)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class ImageRows:
+    """The images of a prepared dataset as a lazy, read-only float32 array in [0, 1] of shape
+    (N, C, H, W), for `data.Dataset.x`.
+
+    Indexing with a slice or an index array gives another `ImageRows` (nothing is read: a
+    train/test split or a random subset is a set of row numbers, never a copy); an integer index,
+    `np.asarray(rows)` or `read()` decodes (uint8 / 255, in float32: the same values as the
+    in-memory loaders). `read_uint8(positions)` reads rows in file order and returns them in the
+    order asked.
+    """
+
+    dtype = np.dtype(np.float32)
+    ndim = 4
+
+    def __init__(self, images: np.ndarray, indices: np.ndarray | None = None):
+        self.images, self.indices = images, indices
+
+    def __len__(self) -> int:
+        return len(self.images) if self.indices is None else len(self.indices)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.images.shape[1:])
+
+    def __getitem__(self, key):
+        if isinstance(key, (int, np.integer)):
+            return self.read_uint8(np.array([key]))[0].astype(np.float32) / np.float32(255.0)
+        picked = np.arange(len(self))[key]
+        return ImageRows(self.images, picked if self.indices is None else self.indices[picked])
+
+    def read_uint8(self, positions: np.ndarray | None = None) -> np.ndarray:
+        """Rows `positions` of this view (all when None) as uint8, read from the file in its order."""
+        rows = np.arange(len(self)) if positions is None else np.asarray(positions, dtype=np.int64)
+        file_rows = rows if self.indices is None else self.indices[rows]
+        order = np.argsort(file_rows, kind="stable")
+        out = np.empty((len(file_rows), *self.images.shape[1:]), np.uint8)
+        out[order] = self.images[file_rows[order]]
+        return out
+
+    def read(self) -> np.ndarray:
+        """All rows of this view, decoded to float32 in [0, 1] (size it first: this is the one copy)."""
+        out = self.read_uint8().astype(np.float32)
+        out /= 255.0
+        return out
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self.read()
+        return out if dtype is None else out.astype(dtype)
+
+
+class StreamedExamples:
+    """The examples of an `ImageRows` on a device, in the model's range, gathered per batch:
+    `examples[idx]` (a tensor or array of row numbers, or a slice) reads those rows from the memory
+    map, moves them as uint8 (a quarter of float32's traffic) and converts them on the device with
+    the in-memory path's arithmetic (float32 / 255, then 2x - 1 when centred), so the values are
+    bit-identical to it. Nothing is held but the memory map."""
+
+    def __init__(self, rows: ImageRows, device, centered: bool):
+        self.rows, self.device, self.centered = rows, device, centered
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.rows.shape
+
+    def __getitem__(self, key):
+        import torch
+
+        if isinstance(key, slice):
+            positions = np.arange(len(self))[key]
+        else:
+            positions = (key.detach().cpu().numpy() if isinstance(key, torch.Tensor) else np.asarray(key)).reshape(-1)
+        x = torch.from_numpy(self.rows.read_uint8(positions)).to(self.device).float() / 255.0
+        return data.to_model_range(x, self.centered)
