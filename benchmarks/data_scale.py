@@ -13,8 +13,10 @@ gathering's images/s (median of --repeats runs of --steps batches, after a warm-
 in the page cache, as it is for a set that fits the machine's memory). Machine, threads and torch
 version are printed first.
 
-Not yet measured here: steps/s of training on prepared data (the training loop reads prepared data
-in a later change; see the issue's note).
+It also trains a small U-Net (nf 16, two levels) for --train-steps steps on each set through the
+real path (`run_lib.Experiment`, the Trainer, `data.dataset = "prepared"`), reporting steps/s (after
+two warm-up steps) and the peak RssAnon above the process's start: the goal is that it does not
+grow with the number of images. Each size runs in a fresh process, so the figures do not mix.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import argparse
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -56,57 +59,102 @@ def write_source(path: Path, n: int, resolution: int, chunk: int = 8192) -> None
 
 
 def gather(dataset: prepared.PreparedDataset, batch: int, steps: int, seed: int = 0) -> float:
-    """Images/s of `steps` batches: rows by the training loop's indices, to float32 in [-1, 1]."""
+    """Images/s of `steps` batches through the training path (`prepared.StreamedExamples`): rows by
+    the training loop's indices, read in file order, to float32 in [-1, 1]."""
+    examples = prepared.StreamedExamples(prepared.ImageRows(dataset.images), torch.device("cpu"), centered=True)
     start = time.perf_counter()
     for step in range(steps):
-        idx = data.batch_indices(len(dataset), batch, step, seed)
-        order = np.argsort(idx)  # read the memory map in file order, then put the rows back
-        rows = np.empty((batch, *dataset.shape), np.uint8)
-        rows[order] = dataset.images[idx[order]]
-        x = torch.from_numpy(rows).float().div_(127.5).sub_(1.0)
+        x = examples[torch.as_tensor(data.batch_indices(len(examples), batch, step, seed))]
         assert x.shape[0] == batch
     return batch * steps / (time.perf_counter() - start)
+
+
+def train(folder: Path, steps: int, batch: int) -> tuple[float, float]:
+    """(steps/s, peak RssAnon MB above the start) of `steps` training steps of a small U-Net on
+    the prepared set, through the real path (Experiment, Trainer)."""
+    from scoresde import run_lib
+    from scoresde.config import defaults
+    from scoresde.train import distributed
+
+    config = defaults.get_config()
+    config.device = "cpu"
+    config.data.dataset, config.data.path, config.data.random_flip = "prepared", str(folder / "prepared"), True
+    config.model.name, config.model.nf, config.model.ch_mult = "unet", 16, (1, 2)
+    config.model.num_res_blocks, config.model.attn_resolutions = 1, ()
+    t = config.training
+    t.n_steps, t.batch_size, t.log_freq, t.checkpoint_freq, t.meta_checkpoint_freq = steps, batch, steps, 10**9, 0
+    t.progress, t.tensorboard, t.sample_freq = False, False, 0
+    base, peak = rss_anon_mb(), [0.0]
+    exp = run_lib.Experiment(config)
+    trainer = exp.trainer(folder / "run", distributed.Context())
+
+    def watch(done: int) -> None:
+        peak[0] = max(peak[0], rss_anon_mb() - base)
+        if done == 2:
+            watch.start = time.perf_counter()  # type: ignore[attr-defined]
+
+    trainer.run(0, on_step=watch)
+    return (steps - 2) / (time.perf_counter() - watch.start), peak[0]  # type: ignore[attr-defined]
+
+
+def one_size(n: int, args) -> None:
+    root = Path(args.dir or tempfile.mkdtemp(prefix="scoresde_data_scale_"))
+    folder = root / f"n{n}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_source(folder / "source.npy", n, args.resolution)
+        base = rss_anon_mb()
+        start = time.perf_counter()
+        prepared.prepare(folder / "source.npy", folder / "prepared")
+        prepare_rate = n / (time.perf_counter() - start)
+        after_prepare = rss_anon_mb() - base
+        (folder / "source.npy").unlink()
+        dataset = prepared.open_prepared(folder / "prepared", verify=False)
+        gather(dataset, args.batch, min(args.steps, 20))  # warm-up: the file into the page cache
+        rates = [gather(dataset, args.batch, args.steps) for _ in range(args.repeats)]
+        size_gb = (folder / "prepared" / prepared.IMAGES_FILE).stat().st_size / 1e9
+        steps_per_s, train_peak = train(folder, args.train_steps, args.train_batch) if args.train_steps else (float("nan"),) * 2
+        print(
+            f"{n:>9} {size_gb:>6.2f} {prepare_rate:>14.0f} {after_prepare:>16.1f} {statistics.median(rates):>13.0f} "
+            f"{steps_per_s:>12.2f} {train_peak:>17.1f}",
+            flush=True,
+        )
+    finally:
+        shutil.rmtree(folder if args.dir else root, ignore_errors=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", nargs="+", type=int, default=[10_000, 100_000])
     parser.add_argument("--resolution", type=int, default=32)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=128, help="batch of the gathering")
+    parser.add_argument("--steps", type=int, default=200, help="batches per gathering run")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-steps", type=int, default=30, help="training steps of a small U-Net (0: none)")
+    parser.add_argument("--train-batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dir", default=None, help="where the synthetic sets are written (default: a temporary folder)")
+    parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # one size, in this process
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.one is not None:
+        one_size(args.one, args)
+        return
     shape = f"{args.resolution}x{args.resolution}x3"
-    print(f"{platform.machine()}, {args.threads} threads, torch {torch.__version__}, {shape}, batch {args.batch}")
-    print(f"{'images':>9} {'prepare img/s':>14} {'GB':>6} {'RssAnon +MB prep':>17} {'+MB gather':>11} {'gather img/s':>13}")
-    root = Path(args.dir or tempfile.mkdtemp(prefix="scoresde_data_scale_"))
-    try:
-        for n in args.sizes:
-            folder = root / f"n{n}"
-            folder.mkdir(parents=True, exist_ok=True)
-            write_source(folder / "source.npy", n, args.resolution)
-            base = rss_anon_mb()
-            start = time.perf_counter()
-            prepared.prepare(folder / "source.npy", folder / "prepared")
-            prepare_rate = n / (time.perf_counter() - start)
-            after_prepare = rss_anon_mb() - base
-            dataset = prepared.open_prepared(folder / "prepared", verify=False)
-            gather(dataset, args.batch, min(args.steps, 20))  # warm-up
-            rates = [gather(dataset, args.batch, args.steps) for _ in range(args.repeats)]
-            after_gather = rss_anon_mb() - base
-            size_gb = (folder / "prepared" / prepared.IMAGES_FILE).stat().st_size / 1e9
-            print(
-                f"{n:>9} {prepare_rate:>14.0f} {size_gb:>6.2f} {after_prepare:>17.1f} {after_gather:>11.1f} "
-                f"{statistics.median(rates):>13.0f}"
-            )
-            del dataset
-            shutil.rmtree(folder)
-    finally:
-        if args.dir is None:
-            shutil.rmtree(root, ignore_errors=True)
+    print(f"{platform.machine()}, {args.threads} threads, torch {torch.__version__}, {shape}; each size in a fresh process")
+    print(
+        f"{'images':>9} {'GB':>6} {'prepare img/s':>14} {'prep RssAnon+MB':>16} {'gather img/s':>13} "
+        f"{'train step/s':>12} {'train RssAnon+MB':>17}"
+    )
+    for n in args.sizes:
+        subprocess.run([sys.executable, __file__, "--one", str(n), *_forward(args)], check=True)
+
+
+def _forward(args) -> list[str]:
+    out = ["--resolution", str(args.resolution), "--batch", str(args.batch), "--steps", str(args.steps)]
+    out += ["--repeats", str(args.repeats), "--train-steps", str(args.train_steps), "--train-batch", str(args.train_batch)]
+    out += ["--threads", str(args.threads)] + (["--dir", args.dir] if args.dir else [])
+    return out
 
 
 if __name__ == "__main__":

@@ -88,3 +88,19 @@ def assert_same_tensors(a, b, atol=0.0):
             torch.testing.assert_close(a[key], b[key], atol=atol, rtol=0, msg=key)
         else:
             assert torch.equal(a[key], b[key]), key
+
+
+def ddp_train_worker(rank, world_size, init_file, workdir, overrides, failures):
+    """One gloo process of a DDP training run of tiny_config(**overrides) (a spawn target)."""
+    import torch
+
+    from scoresde import run_lib
+
+    try:
+        torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+        torch.set_num_threads(1)
+        run_lib.train(tiny_config(**overrides), workdir)
+        torch.distributed.destroy_process_group()
+    except BaseException as err:  # report to the parent instead of hanging it
+        failures.put(f"rank {rank}: {type(err).__name__}: {err}")
+        raise

@@ -23,6 +23,7 @@ from tests.helpers import (
     ROOT,
     assert_same_tensors,
     cli_overrides,
+    ddp_train_worker,
     final_tensors,
     logged_losses,
     main_command,
@@ -169,17 +170,6 @@ def test_tensorboard_events_when_installed(tmp_path):
 
 
 # -- DDP ---------------------------------------------------------------------------------------
-def _ddp_worker(rank, world_size, init_file, workdir, overrides, failures):
-    try:
-        torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-        torch.set_num_threads(1)
-        run_lib.train(tiny_config(**overrides), workdir)
-        torch.distributed.destroy_process_group()
-    except BaseException as err:  # report to the parent instead of hanging it
-        failures.put(f"rank {rank}: {type(err).__name__}: {err}")
-        raise
-
-
 def test_two_process_ddp_matches_one_process(straight, tmp_path):
     """2 gloo processes with the same global batch: the same parameters, to round-off; rank 0 alone writes."""
     # The adaptive ODE sampler takes its own number of steps on each rank: no collective may hang.
@@ -194,7 +184,7 @@ def test_two_process_ddp_matches_one_process(straight, tmp_path):
     failures = ctx.Queue()
     workdir = tmp_path / "ddp"
     procs = [
-        ctx.Process(target=_ddp_worker, args=(r, 2, tmp_path / "rendezvous", workdir, overrides, failures)) for r in range(2)
+        ctx.Process(target=ddp_train_worker, args=(r, 2, tmp_path / "rendezvous", workdir, overrides, failures)) for r in range(2)
     ]
     for p in procs:
         p.start()
