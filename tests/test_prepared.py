@@ -215,3 +215,30 @@ def test_two_process_ddp_on_a_prepared_dataset_matches_one_process(tmp_path):
     for (s, a), (t, b) in zip(logged_losses(tmp_path / "one"), logged_losses(tmp_path / "two")):
         assert s == t and a == pytest.approx(b, rel=1e-5)
     assert_same_tensors(final_tensors(tmp_path / "one")[1], final_tensors(tmp_path / "two")[1], atol=1e-5)
+
+
+def test_a_micro_batch_reads_only_its_own_rows_with_the_batch_s_flips(tmp_path):
+    """Each process (each micro-batch) reads only the rows it trains on, and the values, flips
+    included, are those of the whole batch read at once and sliced."""
+    import torch
+
+    from scoresde import run_lib
+    from tests.helpers import tiny_config
+
+    np.savez(tmp_path / "images.npz", images=np.random.default_rng(7).integers(0, 256, (40, 6, 6, 3), dtype=np.uint8))
+    prepared.prepare(tmp_path / "images.npz", tmp_path / "p")
+    common = {"data.random_flip": True, "training.batch_size": 8}
+    streamed = run_lib.Experiment(tiny_config(**common, **{"data.dataset": "prepared", "data.path": str(tmp_path / "p")}))
+    in_memory = run_lib.Experiment(tiny_config(**common, **{"data.dataset": "npz", "data.path": str(tmp_path / "images.npz")}))
+    read = []
+    real_read = streamed.x_train.rows.read_uint8
+    streamed.x_train.rows.read_uint8 = lambda positions=None: (read.append(list(positions)), real_read(positions))[1]
+    lazy, eager = streamed.objective().batch(3, 8), in_memory.objective().batch(3, 8)
+    assert read == []  # nothing read until a micro-batch is taken
+    assert bool(lazy[0].flip[4:8].any()) and not bool(lazy[0].flip[4:8].all())  # some flipped, some not
+    second_half = lazy[0][4:8]
+    torch.testing.assert_close(second_half, eager[0][4:8], rtol=0, atol=0)
+    idx = data.batch_indices(len(streamed.x_train), 8, 3, streamed.config.seed)
+    assert read == [list(idx[4:8])]
+    for a, b in zip(lazy[1:3], eager[1:3]):  # the times and the noise: the same draws
+        torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, Optional, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import nn
@@ -29,7 +29,8 @@ from torch import nn
 from scoresde import data, losses
 from scoresde.sde_lib import SDE, broadcast_to_data
 
-Batch = tuple[Optional[torch.Tensor], ...]
+# Tensors along the example axis (or None); anything the loop can slice into micro-batches.
+Batch = tuple[Any, ...]
 
 
 class Objective(Protocol):
@@ -79,11 +80,18 @@ class DenoisingScoreMatching:
     def n_examples(self) -> int:
         return len(self.x)
 
+    @property
+    def device(self) -> torch.device:
+        return torch.device(self.x.device)
+
     def batch(self, step: int, size: int) -> Batch:
-        """(clean examples, times, noise, labels or None) of step `step`."""
-        device = self.x.device
+        """(clean examples, times, noise, labels or None) of step `step`. For streamed examples
+        (`data.prepared.StreamedExamples`) the clean examples are a `_Rows`: read when the loop
+        slices out a micro-batch, so each process reads only its own rows."""
+        device = self.device
         idx = torch.as_tensor(data.batch_indices(len(self.x), size, step, self.seed), device=device)
-        x0 = self.x[idx]
+        streamed = not isinstance(self.x, torch.Tensor)  # rows read from disk when a micro-batch takes them
+        x0: torch.Tensor | _Rows = _Rows(self.x, idx, (size, *self.x.shape[1:])) if streamed else self.x[idx]
         labels = None
         if self.labels is not None:  # its own generator: the draws below are the same either way
             labels = self.labels[idx]
@@ -91,7 +99,8 @@ class DenoisingScoreMatching:
             dropped = torch.rand(labels.shape, generator=drop, device=device) < self.label_dropout
             labels = labels.masked_fill(dropped, self.num_classes)
         if self.random_flip:  # its own generator: the draws below are the same either way
-            x0 = data.random_flip(x0, torch.Generator(device).manual_seed(data.flip_seed(self.seed, step)))
+            flips = torch.Generator(device).manual_seed(data.flip_seed(self.seed, step))
+            x0 = x0.flipped(flips) if isinstance(x0, _Rows) else data.random_flip(x0, flips)
         generator = torch.Generator(device).manual_seed(self.seed * 1_000_003 + step)
         t = losses.sample_time(
             x0.shape[0],
@@ -126,6 +135,27 @@ class DenoisingScoreMatching:
             reduce=self.reduce,
             sigma_data=self.sigma_data,
         )
+
+
+class _Rows:
+    """The clean examples of a batch of streamed data, not read yet: slicing reads those rows
+    (`examples[idx[part]]`) and applies their share of the batch's flips, the same values as
+    reading the whole batch and slicing it."""
+
+    def __init__(self, examples, idx: torch.Tensor, shape: tuple[int, ...], flip: torch.Tensor | None = None):
+        self.examples, self.idx, self.shape, self.flip = examples, idx, shape, flip
+        self.dtype, self.device = torch.float32, idx.device
+
+    def flipped(self, generator: torch.Generator) -> "_Rows":
+        """`data.random_flip`'s coin flips for the whole batch (one draw of shape (N,)), applied on reading."""
+        flip = torch.rand(self.shape[0], generator=generator, device=self.device) < 0.5
+        return _Rows(self.examples, self.idx, self.shape, flip)
+
+    def __getitem__(self, part: slice) -> torch.Tensor:
+        rows = self.examples[self.idx[part]]
+        if self.flip is None:
+            return rows
+        return torch.where(self.flip[part][:, None, None, None], rows.flip(-1), rows)
 
 
 @dataclasses.dataclass
