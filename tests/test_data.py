@@ -714,3 +714,16 @@ def test_the_declared_example_shape_is_what_the_loader_returns(options, tmp_path
             Image.fromarray(np.full((9, 7, 3), 40 * i, np.uint8)).save(tmp_path / f"{i}.png")
         options = {**options, "path": str(tmp_path)}
     assert data.example_shape(**options) == data.load_dataset(**options).shape
+
+
+def test_batch_indices_draw_each_epoch_once_and_hand_out_independent_copies():
+    """The epoch's permutation is cached (its draw is O(n)), the batches are the same as drawing it
+    every step, and a caller that modifies a batch changes nothing for the next caller."""
+    n, batch = 1000, 64
+    for step in (0, 1, 14, 15, 16, 100):
+        epoch, position = divmod(step, n // batch)
+        expected = np.random.default_rng([3, epoch]).permutation(n)[position * batch : (position + 1) * batch]
+        got = data.batch_indices(n, batch, step, 3)
+        np.testing.assert_array_equal(got, expected)
+        got[:] = -1
+        np.testing.assert_array_equal(data.batch_indices(n, batch, step, 3), expected)

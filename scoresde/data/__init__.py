@@ -32,6 +32,7 @@ optional package or files that are not there raises ``DataNotFoundError`` (a
 """
 
 import dataclasses
+import functools
 import gzip
 import importlib.util
 import os
@@ -959,5 +960,14 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int) -> np.ndarray:
     if step < 0 or seed < 0:
         raise ValueError(f"step and seed must be non-negative, got step={step}, seed={seed}")
     epoch, position = divmod(step, n // batch_size)
-    permutation = np.random.default_rng([seed, epoch]).permutation(n)
-    return permutation[position * batch_size : (position + 1) * batch_size].astype(np.int64)
+    return _epoch_permutation(n, seed, epoch)[position * batch_size : (position + 1) * batch_size].copy()
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The permutation of epoch `epoch` (read-only), drawn once per epoch rather than once per step:
+    drawing it costs O(n) (16 ms for a million examples, which alone would cap a loader at 8,000
+    images/s for batches of 128)."""
+    permutation = np.random.default_rng([seed, epoch]).permutation(n).astype(np.int64)
+    permutation.flags.writeable = False
+    return permutation
