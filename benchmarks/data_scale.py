@@ -16,7 +16,9 @@ version are printed first.
 It also trains a small U-Net (nf 16, two levels) for --train-steps steps on each set through the
 real path (`run_lib.Experiment`, the Trainer, `data.dataset = "prepared"`), reporting steps/s (after
 two warm-up steps) and the peak RssAnon above the process's start: the goal is that it does not
-grow with the number of images. Each size runs in a fresh process, so the figures do not mix.
+grow with the number of images. With --compare-in-memory the same images are also trained on from
+an .npz loaded whole (today's path for user arrays), for the before/after. Each size and path runs
+in a fresh process, so the figures do not mix.
 """
 
 from __future__ import annotations
@@ -69,16 +71,18 @@ def gather(dataset: prepared.PreparedDataset, batch: int, steps: int, seed: int 
     return batch * steps / (time.perf_counter() - start)
 
 
-def train(folder: Path, steps: int, batch: int) -> tuple[float, float]:
+def train(folder: Path, steps: int, batch: int, dataset: str = "prepared") -> tuple[float, float]:
     """(steps/s, peak RssAnon MB above the start) of `steps` training steps of a small U-Net on
-    the prepared set, through the real path (Experiment, Trainer)."""
+    the prepared set (or, dataset "npz", the same images loaded in memory), through the real path
+    (Experiment, Trainer)."""
     from scoresde import run_lib
     from scoresde.config import defaults
     from scoresde.train import distributed
 
     config = defaults.get_config()
     config.device = "cpu"
-    config.data.dataset, config.data.path, config.data.random_flip = "prepared", str(folder / "prepared"), True
+    path = folder / ("prepared" if dataset == "prepared" else "source.npz")
+    config.data.dataset, config.data.path, config.data.random_flip = dataset, str(path), True
     config.model.name, config.model.nf, config.model.ch_mult = "unet", 16, (1, 2)
     config.model.num_res_blocks, config.model.attn_resolutions = 1, ()
     t = config.training
@@ -95,6 +99,24 @@ def train(folder: Path, steps: int, batch: int) -> tuple[float, float]:
 
     trainer.run(0, on_step=watch)
     return (steps - 2) / (time.perf_counter() - watch.start), peak[0]  # type: ignore[attr-defined]
+
+
+def in_memory(n: int, args) -> None:
+    """Today's in-memory path on the same images (an .npz loaded whole): steps/s and peak RssAnon."""
+    root = Path(args.dir or tempfile.mkdtemp(prefix="scoresde_data_scale_"))
+    folder = root / f"n{n}_npz"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_source(folder / "source.npy", n, args.resolution)
+        np.savez(folder / "source.npz", images=np.load(folder / "source.npy", mmap_mode="r"))
+        (folder / "source.npy").unlink()
+        try:
+            steps_per_s, peak = train(folder, args.train_steps, args.train_batch, dataset="npz")
+            print(f"{n:>9} {'in memory (npz): train step/s':>46} {steps_per_s:>12.2f} {peak:>17.1f}", flush=True)
+        except MemoryError as err:
+            print(f"{n:>9}   in memory (npz): refused: {err}", flush=True)
+    finally:
+        shutil.rmtree(folder if args.dir else root, ignore_errors=True)
 
 
 def one_size(n: int, args) -> None:
@@ -134,11 +156,16 @@ def main() -> None:
     parser.add_argument("--train-batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--dir", default=None, help="where the synthetic sets are written (default: a temporary folder)")
+    parser.add_argument("--compare-in-memory", action="store_true", help="also train from the same images held in memory")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # one size, in this process
+    parser.add_argument("--one-in-memory", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.one is not None:
         one_size(args.one, args)
+        return
+    if args.one_in_memory is not None:
+        in_memory(args.one_in_memory, args)
         return
     shape = f"{args.resolution}x{args.resolution}x3"
     print(f"{platform.machine()}, {args.threads} threads, torch {torch.__version__}, {shape}; each size in a fresh process")
@@ -148,6 +175,8 @@ def main() -> None:
     )
     for n in args.sizes:
         subprocess.run([sys.executable, __file__, "--one", str(n), *_forward(args)], check=True)
+        if args.compare_in_memory:
+            subprocess.run([sys.executable, __file__, "--one-in-memory", str(n), *_forward(args)], check=True)
 
 
 def _forward(args) -> list[str]:

@@ -104,3 +104,22 @@ def ddp_train_worker(rank, world_size, init_file, workdir, overrides, failures):
     except BaseException as err:  # report to the parent instead of hanging it
         failures.put(f"rank {rank}: {type(err).__name__}: {err}")
         raise
+
+
+def run_ddp(overrides, workdir, rendezvous, world_size=2, timeout=240):
+    """Train tiny_config(**overrides) in `world_size` spawned gloo processes; fail with the first
+    process's error (never hang)."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    failures = ctx.Queue()
+    procs = [
+        ctx.Process(target=ddp_train_worker, args=(r, world_size, rendezvous, workdir, overrides, failures))
+        for r in range(world_size)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=timeout)
+    assert failures.empty(), failures.get()
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]

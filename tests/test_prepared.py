@@ -184,10 +184,9 @@ def test_image_rows_are_lazy_views_that_decode_like_the_in_memory_loader(tmp_pat
 
 
 def test_two_process_ddp_on_a_prepared_dataset_matches_one_process(tmp_path):
-    import torch.multiprocessing as mp
 
     from scoresde import run_lib
-    from tests.helpers import assert_same_tensors, ddp_train_worker, final_tensors, logged_losses, tiny_config
+    from tests.helpers import assert_same_tensors, final_tensors, logged_losses, run_ddp, tiny_config
 
     images = np.random.default_rng(6).integers(0, 256, (64, 8, 8, 1), dtype=np.uint8)
     np.savez(tmp_path / "images.npz", images=images)
@@ -200,18 +199,7 @@ def test_two_process_ddp_on_a_prepared_dataset_matches_one_process(tmp_path):
         "sampling.n_samples": 8,
     }
     run_lib.train(tiny_config(**overrides), tmp_path / "one")
-    ctx = mp.get_context("spawn")
-    failures = ctx.Queue()
-    procs = [
-        ctx.Process(target=ddp_train_worker, args=(r, 2, tmp_path / "rendezvous", tmp_path / "two", overrides, failures))
-        for r in range(2)
-    ]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=240)
-    assert failures.empty(), failures.get()
-    assert all(p.exitcode == 0 for p in procs)
+    run_ddp(overrides, tmp_path / "two", tmp_path / "rendezvous")
     for (s, a), (t, b) in zip(logged_losses(tmp_path / "one"), logged_losses(tmp_path / "two")):
         assert s == t and a == pytest.approx(b, rel=1e-5)
     assert_same_tensors(final_tensors(tmp_path / "one")[1], final_tensors(tmp_path / "two")[1], atol=1e-5)

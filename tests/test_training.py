@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from scoresde import data, losses, run_lib
 from scoresde.train import checkpoint, loop
@@ -23,10 +22,10 @@ from tests.helpers import (
     ROOT,
     assert_same_tensors,
     cli_overrides,
-    ddp_train_worker,
     final_tensors,
     logged_losses,
     main_command,
+    run_ddp,
     subprocess_env,
     tiny_config,
 )
@@ -180,18 +179,8 @@ def test_two_process_ddp_matches_one_process(straight, tmp_path):
         "sampling.probability_flow.rtol": 1e-3,
         "sampling.probability_flow.atol": 1e-3,
     }
-    ctx = mp.get_context("spawn")
-    failures = ctx.Queue()
     workdir = tmp_path / "ddp"
-    procs = [
-        ctx.Process(target=ddp_train_worker, args=(r, 2, tmp_path / "rendezvous", workdir, overrides, failures)) for r in range(2)
-    ]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=240)
-    assert failures.empty(), failures.get()
-    assert all(p.exitcode == 0 for p in procs)
+    run_ddp(overrides, workdir, tmp_path / "rendezvous")
     # The logged loss is the mean over both processes' halves of the batch = the single-process loss.
     for (s, a), (t, b) in zip(logged_losses(straight), logged_losses(workdir)):
         assert s == t and a == pytest.approx(b, rel=1e-5)
