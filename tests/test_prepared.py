@@ -230,3 +230,31 @@ def test_a_micro_batch_reads_only_its_own_rows_with_the_batch_s_flips(tmp_path):
     assert read == [list(idx[4:8])]
     for a, b in zip(lazy[1:3], eager[1:3]):  # the times and the noise: the same draws
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_an_edm_zip_is_read_member_by_member_with_its_labels(tmp_path):
+    import zipfile
+
+    source = _image_folder(tmp_path / "src")
+    files = sorted(p.relative_to(source).as_posix() for p in source.rglob("*.png"))
+    with zipfile.ZipFile(tmp_path / "images.zip", "w") as archive:
+        for name in files:
+            archive.write(source / name, f"00000/{name.replace('/', '_')}")
+        archive.writestr("00000/broken.png", b"not a png")
+        labels = [[f"00000/{name.replace('/', '_')}", 7 * (name.startswith("dog"))] for name in files]
+        archive.writestr(prepared.ZIP_LABELS_FILE, json.dumps({"labels": [*labels, ["00000/broken.png", 1]]}))
+    manifest = prepared.prepare(tmp_path / "images.zip", tmp_path / "dst", resolution=8)
+    assert manifest["count"] == 6 and [s["name"] for s in manifest["skipped"]] == ["00000/broken.png"]
+    opened = prepared.open_prepared(tmp_path / "dst")
+    prepared.prepare(source, tmp_path / "folder", resolution=8)
+    from_folder = prepared.open_prepared(tmp_path / "folder")
+    np.testing.assert_array_equal(opened.images, from_folder.images)  # same files, same order, same pixels
+    np.testing.assert_array_equal(opened.labels, 7 * from_folder.labels)
+    with zipfile.ZipFile(tmp_path / "unlabelled.zip", "w") as archive:
+        archive.write(source / files[0], "a.png")
+        archive.writestr(prepared.ZIP_LABELS_FILE, json.dumps({"labels": [["other.png", 0]]}))
+    with pytest.raises(ValueError, match="has no label for 1 images, e.g. 'a.png'"):
+        prepared.prepare(tmp_path / "unlabelled.zip", tmp_path / "d2", resolution=8)
+    (tmp_path / "bad.zip").write_bytes(b"PK not really")
+    with pytest.raises(ValueError, match="not a readable zip file"):
+        prepared.prepare(tmp_path / "bad.zip", tmp_path / "d3", resolution=8)

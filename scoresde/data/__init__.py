@@ -535,8 +535,9 @@ def _image_files(root: str) -> list[tuple[str, ...]]:
     return sorted(found)
 
 
-def _read_square_image(path: str, image_size: int, mode: str) -> np.ndarray:
-    """One image file as a uint8 array of shape (image_size, image_size, channels).
+def _read_square_image(path: str, image_size: int, mode: str, file=None) -> np.ndarray:
+    """One image file (or, with `file`, the open file object of the image named `path`: a zip
+    member) as a uint8 array of shape (image_size, image_size, channels).
 
     Decoded only by the Pillow plugin of its extension (``IMAGE_FORMATS``), checked against
     ``MAX_IMAGE_PIXELS`` and ``MAX_ASPECT_RATIO`` from its header before any pixel is decoded, and
@@ -547,7 +548,7 @@ def _read_square_image(path: str, image_size: int, mode: str) -> np.ndarray:
 
     formats = IMAGE_FORMATS[os.path.splitext(path)[1].lower()]
     try:
-        with Image.open(path, formats=formats) as opened:
+        with Image.open(path if file is None else file, formats=formats) as opened:
             width, height = opened.size
             if width * height > MAX_IMAGE_PIXELS:
                 raise ValueError(f"{width}x{height} pixels, more than the {MAX_IMAGE_PIXELS} an image may have")

@@ -1,6 +1,6 @@
 """`python -m scoresde.data.prepare --source=SRC --dest=DST [--resolution=N] [--grayscale] [--labels=auto|none]`
 
-Decodes an image folder, a .npy or a .npz file of uint8 images once into a prepared dataset
+Decodes an image folder, an EDM-style zip of images, a .npy or a .npz file of uint8 images once into a prepared dataset
 (`scoresde.data.prepared`: one memory-mappable uint8 file, the labels and a manifest with
 SHA-256s), streaming, with a progress bar. Run the same command again after an interruption to
 resume. Exit status: 0 done, 1 an error (one line naming the file or option).
@@ -18,9 +18,9 @@ from scoresde.data import prepared
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scoresde.data.prepare", description=__doc__.split("\n\n")[1])
-    parser.add_argument("--source", required=True, help="an image folder, a .npy or a .npz file of uint8 images")
+    parser.add_argument("--source", required=True, help="an image folder, a .zip of images, a .npy or .npz of uint8")
     parser.add_argument("--dest", required=True, help="the prepared dataset's folder (created)")
-    parser.add_argument("--resolution", type=int, default=None, help="an image folder's square size (required for one)")
+    parser.add_argument("--resolution", type=int, default=None, help="an image folder's or zip's square size (required for them)")
     parser.add_argument("--grayscale", action="store_true", help="an image folder's images as one grey channel")
     parser.add_argument("--labels", choices=prepared.LABEL_MODES, default="auto")
     parser.add_argument("--on-error", choices=prepared.ON_ERROR, default="skip", help="an image that cannot be decoded")

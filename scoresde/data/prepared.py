@@ -18,7 +18,8 @@ manifest, or whose files do not match it (size, or with `verify` their SHA-256),
 
 Sources (`SOURCE_KINDS`): an image folder (PNG / JPEG, labels from the top-level sub-folders, as
 `load_image_folder`, decoded by the same hardened reader: a file is only decoded by the plugin of
-its extension, and decompression bombs are refused from their header), and uint8 arrays in a
+its extension, and decompression bombs are refused from their header); an EDM-style zip of images
+(read member by member, never extracted; labels from its `dataset.json`); and uint8 arrays in a
 `.npy` file (memory-mapped) or a `.npz` file (the member streamed from the archive), laid out
 N x H x W x C, N x C x H x W or N x H x W.
 """
@@ -40,7 +41,10 @@ from scoresde import data, files
 
 FORMAT, VERSION = "scoresde-prepared", 1
 IMAGES_FILE, LABELS_FILE, MANIFEST_FILE, PROGRESS_FILE = "images.u8", "labels.i64", "manifest.json", "progress.json"
-SOURCE_KINDS = ("folder", "npy", "npz")
+FILE_SOURCE_KINDS = ("zip", "npy", "npz")  # by extension
+SOURCE_KINDS = ("folder", *FILE_SOURCE_KINDS)
+ZIP_LABELS_FILE = "dataset.json"  # EDM's labels inside a zip: {"labels": [[file name, class], ...]} or {"labels": null}
+ZIP_LABELS_MAX_BYTES = 1 << 28
 ON_ERROR = ("skip", "fail")  # a source image that cannot be decoded: named in the manifest and left out, or the end
 LABEL_MODES = ("auto", "none")
 PROGRESS_EVERY = 256
@@ -92,6 +96,54 @@ def _folder_source(root: str, resolution: int | None, grayscale: bool, labels: s
         classes,
         items,
     )
+
+
+def _zip_source(path: str, resolution: int | None, grayscale: bool, labels: str) -> _Source:
+    """An EDM-style zip of PNG / JPEG images (any folders inside), with its optional dataset.json labels."""
+    if resolution is None:
+        raise ValueError("a zip of images needs a resolution (the square size its images are resized and cropped to)")
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: info for info in archive.infolist()}
+        names = sorted(
+            name
+            for name, info in members.items()
+            if not info.is_dir()
+            and name.lower().endswith(data.IMAGE_EXTENSIONS)
+            and not any(part.startswith(".") for part in name.split("/"))
+        )
+        label_of: dict[str, int] | None = None
+        if labels == "auto" and ZIP_LABELS_FILE in members:
+            if members[ZIP_LABELS_FILE].file_size > ZIP_LABELS_MAX_BYTES:
+                raise ValueError(f"{path!r}: {ZIP_LABELS_FILE} declares {members[ZIP_LABELS_FILE].file_size} bytes; refused")
+            try:
+                listed = json.loads(archive.read(ZIP_LABELS_FILE)).get("labels")
+                label_of = None if listed is None else {str(name): int(label) for name, label in listed}
+            except (ValueError, TypeError, AttributeError) as err:
+                raise ValueError(f"{path!r}: {ZIP_LABELS_FILE} is not {{'labels': [[file, class], ...]}}: {err}") from None
+    if not names:
+        raise ValueError(f"no image files in the zip {path!r} (looked for {', '.join(data.IMAGE_EXTENSIONS)})")
+    if label_of is not None:
+        missing = [name for name in names if name not in label_of]
+        if missing:
+            raise ValueError(f"{path!r}: {ZIP_LABELS_FILE} has no label for {len(missing)} images, e.g. {missing[0]!r}")
+        if min(label_of[name] for name in names) < 0:
+            raise ValueError(f"{path!r}: {ZIP_LABELS_FILE} has negative labels")
+    mode = "L" if grayscale else "RGB"
+
+    def items(start: int):
+        with zipfile.ZipFile(path) as archive:
+            for index in range(start, len(names)):
+                name = names[index]
+                try:
+                    with archive.open(name) as member:
+                        image: np.ndarray | ValueError = data._read_square_image(name, resolution, mode, file=member)
+                    image = np.ascontiguousarray(np.asarray(image).transpose(2, 0, 1))
+                except (ValueError, zipfile.BadZipFile, OSError) as err:
+                    image = err if isinstance(err, ValueError) else ValueError(f"cannot read {name!r} from the zip: {err}")
+                yield index, name, image, (label_of[name] if label_of is not None else None)
+
+    identity = {"kind": "zip", "path": os.path.abspath(path), "bytes": os.path.getsize(path)}
+    return _Source("zip", identity, len(names), (1 if grayscale else 3, resolution, resolution), None, items)
 
 
 def _layout(shape: tuple[int, ...], name: str) -> tuple[str, tuple[int, int, int]]:
@@ -170,10 +222,15 @@ def _open_source(source: str | os.PathLike, resolution: int | None, grayscale: b
     if os.path.isdir(path):
         return _folder_source(path, resolution, grayscale, labels)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such source: {path!r} (an image folder, a .npy or a .npz file)")
+        raise FileNotFoundError(f"no such source: {path!r} (an image folder, a .zip of images, a .npy or a .npz file)")
     kind = os.path.splitext(path)[1].lower().lstrip(".")
-    if kind not in ("npy", "npz"):
-        raise ValueError(f"unknown source {path!r}: use an image folder, a .npy or a .npz file ({', '.join(SOURCE_KINDS)})")
+    if kind not in FILE_SOURCE_KINDS:
+        raise ValueError(f"unknown source {path!r}: use an image folder, a .zip of images, a .npy or a .npz file")
+    if kind == "zip":
+        try:
+            return _zip_source(path, resolution, grayscale, labels)
+        except zipfile.BadZipFile as err:
+            raise ValueError(f"{path!r} is not a readable zip file: {err}") from None
     if grayscale:
         raise ValueError("grayscale only applies to an image folder; arrays keep their channels")
     try:
@@ -209,11 +266,12 @@ def prepare(
     """Prepare `source` into the folder `dest` (module docstring); resumes an interrupted run.
 
     Args:
-        source: an image folder, a .npy or a .npz file of uint8 images.
+        source: an image folder, a zip of images, a .npy or a .npz file of uint8 images.
         dest: the destination folder (created).
-        resolution: an image folder's square size (required for one); arrays keep theirs (it must match).
+        resolution: an image folder's or zip's square size (required for them); arrays keep theirs (it must match).
         grayscale: an image folder's images as one grey channel.
-        labels: "auto" (sub-folders; an .npz's `labels` / `y`; a `<name>_labels.npy` beside a .npy) or "none".
+        labels: "auto" (sub-folders; a zip's dataset.json; an .npz's `labels` / `y`; a `<name>_labels.npy`
+            beside a .npy) or "none".
         on_error: "skip" a source image that cannot be decoded (named in the manifest) or "fail".
         callback: called with (source images done, source images in all) as preparation advances.
 
