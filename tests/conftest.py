@@ -6,6 +6,7 @@ state for the next one.
 """
 
 import contextlib
+import os
 
 import pytest
 import torch
@@ -76,3 +77,16 @@ def single_thread():
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_prepared_cache(tmp_path_factory):
+    """Prepared copies of test data (config.data.cache) go to a folder of this run, never ~/.cache;
+    subprocesses inherit it through the environment."""
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg_cache"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous

@@ -151,7 +151,7 @@ def test_training_on_a_prepared_dataset_equals_training_on_the_same_images_in_me
     np.savez(tmp_path / "images.npz", images=images, labels=labels)
     prepared.prepare(tmp_path / "images.npz", tmp_path / "prepared")
     common = {"training.n_steps": 6, "training.batch_size": 16, "data.random_flip": True, "model.num_classes": 3}
-    in_memory = tiny_config(**{**common, "data.dataset": "npz", "data.path": str(tmp_path / "images.npz")})
+    in_memory = tiny_config(**{**common, "data.dataset": "npz", "data.path": str(tmp_path / "images.npz"), "data.cache": False})
     streamed = tiny_config(**{**common, "data.dataset": "prepared", "data.path": str(tmp_path / "prepared")})
     exp = run_lib.Experiment(streamed)
     assert isinstance(exp.x_train, prepared.StreamedExamples) and isinstance(exp.test_data.x, prepared.ImageRows)
@@ -217,7 +217,9 @@ def test_a_micro_batch_reads_only_its_own_rows_with_the_batch_s_flips(tmp_path):
     prepared.prepare(tmp_path / "images.npz", tmp_path / "p")
     common = {"data.random_flip": True, "training.batch_size": 8}
     streamed = run_lib.Experiment(tiny_config(**common, **{"data.dataset": "prepared", "data.path": str(tmp_path / "p")}))
-    in_memory = run_lib.Experiment(tiny_config(**common, **{"data.dataset": "npz", "data.path": str(tmp_path / "images.npz")}))
+    in_memory = run_lib.Experiment(
+        tiny_config(**common, **{"data.dataset": "npz", "data.path": str(tmp_path / "images.npz"), "data.cache": False})
+    )
     read = []
     real_read = streamed.x_train.rows.read_uint8
     streamed.x_train.rows.read_uint8 = lambda positions=None: (read.append(list(positions)), real_read(positions))[1]
@@ -258,3 +260,42 @@ def test_an_edm_zip_is_read_member_by_member_with_its_labels(tmp_path):
     (tmp_path / "bad.zip").write_bytes(b"PK not really")
     with pytest.raises(ValueError, match="not a readable zip file"):
         prepared.prepare(tmp_path / "bad.zip", tmp_path / "d3", resolution=8)
+
+
+@pytest.mark.parametrize("kind", ["npz", "folder"])
+def test_npz_and_folder_data_stream_from_a_prepared_copy_that_a_changed_source_replaces(tmp_path, kind):
+    """By default (data.cache) an npz or folder dataset is prepared once into the cache and streamed:
+    the same split and values as loading it whole; reused while the source is unchanged, replaced
+    (a new copy, never a stale one) when a file changes."""
+    from scoresde import run_lib
+    from tests.helpers import tiny_config
+
+    if kind == "npz":
+        source = tmp_path / "images.npz"
+        np.savez(source, images=np.random.default_rng(8).integers(0, 256, (30, 6, 6, 3), dtype=np.uint8))
+        options = {"data.dataset": "npz", "data.path": str(source), "data.pad_to": 8}
+    else:
+        source = _image_folder(tmp_path / "src", n_per_class=8)
+        options = {"data.dataset": "folder", "data.path": str(source), "data.image_size": 6, "data.pad_to": 8}
+    options["data.cache_dir"] = str(tmp_path / "cache")
+    streamed = run_lib.Experiment(tiny_config(**options))
+    whole = run_lib.Experiment(tiny_config(**options, **{"data.cache": False}))
+    assert isinstance(streamed.train_data.x, prepared.ImageRows) and isinstance(whole.train_data.x, np.ndarray)
+    for a, b in ((streamed.train_data, whole.train_data), (streamed.test_data, whole.test_data)):
+        np.testing.assert_array_equal(np.asarray(a.x), b.x)  # padded to 8x8 either way
+        np.testing.assert_array_equal(a.labels, b.labels)
+    copies = sorted((tmp_path / "cache").iterdir())
+    assert len(copies) == 1
+    stamp = (copies[0] / prepared.MANIFEST_FILE).stat().st_mtime_ns
+    run_lib.Experiment(tiny_config(**options))
+    assert (copies[0] / prepared.MANIFEST_FILE).stat().st_mtime_ns == stamp  # reused, not prepared again
+    changed = source if kind == "npz" else next(source.rglob("*.png"))
+    if kind == "npz":
+        np.savez(source, images=np.zeros((30, 6, 6, 3), np.uint8))
+    else:
+        Image.fromarray(np.zeros((6, 6, 3), np.uint8)).save(changed)
+    fresh = run_lib.Experiment(tiny_config(**options))
+    assert len(list((tmp_path / "cache").iterdir())) == 2  # a new copy for the new content
+    np.testing.assert_array_equal(
+        np.asarray(fresh.train_data.x), run_lib.Experiment(tiny_config(**options, **{"data.cache": False})).train_data.x
+    )

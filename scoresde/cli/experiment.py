@@ -64,8 +64,20 @@ def build_score_fn(config, model: torch.nn.Module, sde: SDE) -> NetworkScore:
 
 
 def load_data(config) -> tuple[data.Dataset, data.Dataset]:
-    """(train, test) splits of the configured dataset, deterministic given config.seed."""
-    dataset = data.load_dataset(**arguments.dataset_options(config), seed=config.seed)
+    """(train, test) splits of the configured dataset, deterministic given config.seed.
+
+    A `folder` or `npz` dataset (`data.PREPARED_CACHE_DATASETS`) is decoded once into a prepared
+    copy under config.data.cache_dir and streamed from it (config.data.cache; the same values as
+    loading it whole, which config.data.cache=False still does).
+    """
+    d, options = config.data, arguments.dataset_options(config)
+    if d.cache and d.dataset in data.PREPARED_CACHE_DATASETS:
+        copy = prepared.cached(
+            d.path, d.cache_dir or None, resolution=d.image_size or None, grayscale=d.grayscale, pad_to=d.pad_to or None
+        )
+        logging.info("%s %s: streamed from its prepared copy %s", d.dataset, d.path, copy)
+        options = {**options, "name": "prepared", "path": str(copy), "pad_to": None, "image_size": None, "grayscale": False}
+    dataset = data.load_dataset(**options, seed=config.seed)
     return data.train_test_split(dataset, config.data.test_fraction, seed=config.seed)
 
 

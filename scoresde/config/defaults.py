@@ -23,6 +23,8 @@ def get_config() -> ml_collections.ConfigDict:
     data.pad_to = 0  # images: zero-pad to this square size (0: no padding)
     data.centered = True  # images: scale [0, 1] to [-1, 1] for the model
     data.random_flip = False  # images: mirror each training example left-right with probability 1/2
+    data.cache = True  # folder, npz: decode once into a prepared copy (data/prepared.py) and stream it; False: load whole
+    data.cache_dir = ""  # where those copies live ("" = $XDG_CACHE_HOME/scoresde/prepared, i.e. ~/.cache/...)
     data.test_fraction = 0.1  # held out for the quality figure
 
     config.sde = sde = ml_collections.ConfigDict()

@@ -213,6 +213,8 @@ RULES: dict[str, Rule] = {
         pad_to=count0,
         centered=flag,
         random_flip=flag,
+        cache=flag,
+        cache_dir=text(),
         test_fraction=real(0, 1, open_min=True, open_max=True),
     ),
     **_section(

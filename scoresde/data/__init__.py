@@ -66,6 +66,9 @@ PATH_DATASETS = {
     "prepared": "a path to the prepared dataset's folder (python -m scoresde.data.prepare)",
 }
 SIZED_DATASETS = ("folder",)
+# Loaded by the command layer through a prepared copy (`prepared.cached`, config.data.cache): streamed,
+# never whole in memory as float32.
+PREPARED_CACHE_DATASETS = ("folder", "npz")
 # Left-right flips are no valid augmentation here: toy data are not images, and mirrored digits are
 # not digits.
 NO_FLIP_DATASETS = TOY_DATASETS + ("digits", "colored_digits", "mnist5k")

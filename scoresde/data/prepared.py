@@ -90,12 +90,27 @@ def _folder_source(root: str, resolution: int | None, grayscale: bool, labels: s
 
     return _Source(
         "folder",
-        {"kind": "folder", "path": os.path.abspath(root)},
+        {"kind": "folder", "path": os.path.abspath(root), "fingerprint": _folder_fingerprint(root, found)},
         len(found),
         (1 if grayscale else 3, resolution, resolution),
         classes,
         items,
     )
+
+
+def _folder_fingerprint(root: str, found: list[tuple[str, ...]]) -> str:
+    """SHA-256 of every image file's relative path, size and modification time: a folder whose files
+    change gets another fingerprint (so a cache keyed by it is never stale)."""
+    digest = hashlib.sha256()
+    for parts in found:
+        stat = os.stat(os.path.join(root, *parts))
+        digest.update(f"{'/'.join(parts)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _file_identity(kind: str, path: str) -> dict:
+    stat = os.stat(path)
+    return {"kind": kind, "path": os.path.abspath(path), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def _zip_source(path: str, resolution: int | None, grayscale: bool, labels: str) -> _Source:
@@ -142,8 +157,7 @@ def _zip_source(path: str, resolution: int | None, grayscale: bool, labels: str)
                     image = err if isinstance(err, ValueError) else ValueError(f"cannot read {name!r} from the zip: {err}")
                 yield index, name, image, (label_of[name] if label_of is not None else None)
 
-    identity = {"kind": "zip", "path": os.path.abspath(path), "bytes": os.path.getsize(path)}
-    return _Source("zip", identity, len(names), (1 if grayscale else 3, resolution, resolution), None, items)
+    return _Source("zip", _file_identity("zip", path), len(names), (1 if grayscale else 3, resolution, resolution), None, items)
 
 
 def _layout(shape: tuple[int, ...], name: str) -> tuple[str, tuple[int, int, int]]:
@@ -213,8 +227,7 @@ def _array_source(path: str, kind: str, resolution: int | None, labels: str) -> 
     def _label(index: int) -> int | None:
         return int(label_array[index]) if label_array is not None else None
 
-    identity = {"kind": kind, "path": os.path.abspath(path), "bytes": os.path.getsize(path)}
-    return _Source(kind, identity, int(shape[0]), chw, None, items)
+    return _Source(kind, _file_identity(kind, path), int(shape[0]), chw, None, items)
 
 
 def _open_source(source: str | os.PathLike, resolution: int | None, grayscale: bool, labels: str) -> _Source:
@@ -261,6 +274,7 @@ def prepare(
     grayscale: bool = False,
     labels: str = "auto",
     on_error: str = "skip",
+    pad_to: int | None = None,
     callback: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Prepare `source` into the folder `dest` (module docstring); resumes an interrupted run.
@@ -273,6 +287,7 @@ def prepare(
         labels: "auto" (sub-folders; a zip's dataset.json; an .npz's `labels` / `y`; a `<name>_labels.npy`
             beside a .npy) or "none".
         on_error: "skip" a source image that cannot be decoded (named in the manifest) or "fail".
+        pad_to: zero-pad each image symmetrically to pad_to x pad_to (as `data.pad_images`).
         callback: called with (source images done, source images in all) as preparation advances.
 
     Returns:
@@ -289,7 +304,11 @@ def prepare(
     if resolution is not None and not (isinstance(resolution, int) and resolution >= 1):
         raise ValueError(f"resolution must be an integer >= 1, got {resolution!r}")
     src = _open_source(source, resolution, grayscale, labels)
-    options = {"resolution": src.shape[1], "grayscale": grayscale, "labels": labels, "on_error": on_error}
+    shape = src.shape
+    if pad_to is not None:
+        data.pad_images(np.zeros((1, *shape), np.uint8), pad_to)  # its own checks, before any work
+        shape = (shape[0], pad_to, pad_to)
+    options = {"resolution": src.shape[1], "grayscale": grayscale, "labels": labels, "on_error": on_error, "pad_to": pad_to}
     dest = Path(dest)
     if (dest / MANIFEST_FILE).exists():
         manifest = files.read_json(dest / MANIFEST_FILE)
@@ -304,7 +323,7 @@ def prepare(
         previous = files.read_json(dest / PROGRESS_FILE)
         if previous.get("source") == src.identity and previous.get("options") == options:
             state = previous  # resume: the rows it covers were synced before it was written
-    row_bytes = math.prod(src.shape)
+    row_bytes = math.prod(shape)
     with open(dest / IMAGES_FILE, "a+b") as images, open(dest / LABELS_FILE, "a+b") as label_file:
         images.truncate(state["rows"] * row_bytes)  # rows after the progress record are not trusted
         label_file.truncate(state["labelled"] * 8)
@@ -324,6 +343,8 @@ def prepare(
                     raise ValueError(f"{image} (preparation stopped; on_error='skip' leaves such files out)")
                 state["skipped"].append({"name": name, "error": str(image)})
             else:
+                if pad_to is not None:
+                    image = data.pad_images(image[None], pad_to)[0]
                 images.write(image.tobytes())
                 state["rows"] += 1
                 if label is not None:
@@ -345,7 +366,7 @@ def prepare(
         "format": FORMAT,
         "version": VERSION,
         "count": state["rows"],
-        "shape": list(src.shape),
+        "shape": list(shape),
         "dtype": "uint8",
         "levels": 256,
         "labels": has_labels,
@@ -361,6 +382,30 @@ def prepare(
     files.write_atomic(dest / MANIFEST_FILE, json.dumps(manifest, indent=1))
     (dest / PROGRESS_FILE).unlink()
     return manifest
+
+
+def default_cache_dir() -> Path:
+    """Where `cached` keeps prepared copies: $XDG_CACHE_HOME/scoresde/prepared (~/.cache/... by default)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "scoresde" / "prepared"
+
+
+def cached(source: str | os.PathLike, cache_dir: str | os.PathLike | None = None, **options) -> Path:
+    """The prepared copy of `source` under `cache_dir` (`default_cache_dir()` when None), prepared
+    on first use (or resumed, after an interruption) and reused while the source and the options
+    are the same: the folder is named by a SHA-256 of the source's identity (path, size,
+    modification time; every file's, for a folder) and the options, so a changed source gets a new
+    copy, never a stale one. Concurrent callers (the processes of a DDP run) wait on a lock while
+    one prepares. `options` are `prepare`'s."""
+    import fcntl
+
+    src = _open_source(source, options.get("resolution"), options.get("grayscale", False), options.get("labels", "auto"))
+    key = hashlib.sha256(json.dumps({"source": src.identity, "options": options}, sort_keys=True).encode()).hexdigest()[:24]
+    dest = Path(cache_dir or default_cache_dir()) / f"{src.kind}-{key}"
+    dest.mkdir(parents=True, exist_ok=True)
+    with open(dest / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, however the holder ends
+        prepare(source, dest, **options)
+    return dest
 
 
 # -- reading -------------------------------------------------------------------------------------
