@@ -299,3 +299,55 @@ def test_npz_and_folder_data_stream_from_a_prepared_copy_that_a_changed_source_r
     np.testing.assert_array_equal(
         np.asarray(fresh.train_data.x), run_lib.Experiment(tiny_config(**options, **{"data.cache": False})).train_data.x
     )
+
+
+def _cifar_batches(root, per_batch=4):
+    import pickle
+
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(9)
+    batches = []
+    for i, name in enumerate(prepared.CIFAR10_TRAIN_BATCHES):
+        rows = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        labels = [(i + j) % 10 for j in range(per_batch)]
+        with open(root / name, "wb") as handle:
+            pickle.dump({b"batch_label": b"x", b"data": rows, b"labels": labels}, handle, protocol=3)
+        batches.append((rows, labels))
+    with open(root / prepared.CIFAR10_META, "wb") as handle:
+        pickle.dump({b"label_names": [f"class{k}".encode() for k in range(10)]}, handle, protocol=3)
+    return batches
+
+
+def test_cifar10_batches_are_prepared_through_an_allow_list_unpickler(tmp_path):
+    import pickle
+
+    batches = _cifar_batches(tmp_path / "cifar-10-batches-py")
+    manifest = prepared.prepare(tmp_path / "cifar-10-batches-py", tmp_path / "dst")
+    opened = prepared.open_prepared(tmp_path / "dst")
+    assert manifest["count"] == 20 and manifest["class_names"][3] == "class3" and opened.shape == (3, 32, 32)
+    np.testing.assert_array_equal(opened.images, np.concatenate([rows for rows, _ in batches]).reshape(-1, 3, 32, 32))
+    np.testing.assert_array_equal(opened.labels, np.concatenate([labels for _, labels in batches]))
+
+    class Hostile:
+        def __reduce__(self):
+            return (__import__("os").system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    with open(tmp_path / "cifar-10-batches-py" / "data_batch_3", "wb") as handle:
+        pickle.dump({b"data": Hostile()}, handle, protocol=3)
+    with pytest.raises(ValueError, match=r"data_batch_3.*refused: the file asks to run (posix|os)\.system"):
+        prepared.prepare(tmp_path / "cifar-10-batches-py", tmp_path / "d2")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_cifar10_streams_from_its_prepared_copy_without_torchvision(tmp_path, monkeypatch):
+    import sys
+
+    from scoresde import run_lib
+    from tests.helpers import tiny_config
+
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # importing it now fails
+    _cifar_batches(tmp_path / "root" / "cifar-10-batches-py")
+    exp = run_lib.Experiment(
+        tiny_config(**{"data.dataset": "cifar10", "data.path": str(tmp_path / "root"), "data.cache_dir": str(tmp_path / "c")})
+    )
+    assert isinstance(exp.train_data.x, prepared.ImageRows) and len(exp.train_data) + len(exp.test_data) == 20

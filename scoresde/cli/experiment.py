@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -66,14 +67,20 @@ def build_score_fn(config, model: torch.nn.Module, sde: SDE) -> NetworkScore:
 def load_data(config) -> tuple[data.Dataset, data.Dataset]:
     """(train, test) splits of the configured dataset, deterministic given config.seed.
 
-    A `folder` or `npz` dataset (`data.PREPARED_CACHE_DATASETS`) is decoded once into a prepared
+    A `folder`, `npz` or `cifar10` dataset (`data.PREPARED_CACHE_DATASETS`) is decoded once into a prepared
     copy under config.data.cache_dir and streamed from it (config.data.cache; the same values as
     loading it whole, which config.data.cache=False still does).
     """
     d, options = config.data, arguments.dataset_options(config)
     if d.cache and d.dataset in data.PREPARED_CACHE_DATASETS:
+        source = os.path.join(d.path, data.CIFAR10_FOLDER) if d.dataset == "cifar10" else d.path
+        if d.dataset == "cifar10" and not os.path.isdir(source):
+            raise data.DataNotFoundError(
+                f"no {data.CIFAR10_FOLDER} in {d.path!r}: unpack CIFAR-10's python version there once "
+                "(cifar-10-python.tar.gz, or torchvision's CIFAR10(root=..., download=True))"
+            )
         copy = prepared.cached(
-            d.path, d.cache_dir or None, resolution=d.image_size or None, grayscale=d.grayscale, pad_to=d.pad_to or None
+            source, d.cache_dir or None, resolution=d.image_size or None, grayscale=d.grayscale, pad_to=d.pad_to or None
         )
         logging.info("%s %s: streamed from its prepared copy %s", d.dataset, d.path, copy)
         options = {**options, "name": "prepared", "path": str(copy), "pad_to": None, "image_size": None, "grayscale": False}

@@ -68,7 +68,8 @@ PATH_DATASETS = {
 SIZED_DATASETS = ("folder",)
 # Loaded by the command layer through a prepared copy (`prepared.cached`, config.data.cache): streamed,
 # never whole in memory as float32.
-PREPARED_CACHE_DATASETS = ("folder", "npz")
+PREPARED_CACHE_DATASETS = ("folder", "npz", "cifar10")
+CIFAR10_FOLDER = "cifar-10-batches-py"  # what cifar10's path holds (torchvision's layout)
 # Left-right flips are no valid augmentation here: toy data are not images, and mirrored digits are
 # not digits.
 NO_FLIP_DATASETS = TOY_DATASETS + ("digits", "colored_digits", "mnist5k")

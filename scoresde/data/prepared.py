@@ -19,7 +19,9 @@ manifest, or whose files do not match it (size, or with `verify` their SHA-256),
 Sources (`SOURCE_KINDS`): an image folder (PNG / JPEG, labels from the top-level sub-folders, as
 `load_image_folder`, decoded by the same hardened reader: a file is only decoded by the plugin of
 its extension, and decompression bombs are refused from their header); an EDM-style zip of images
-(read member by member, never extracted; labels from its `dataset.json`); and uint8 arrays in a
+(read member by member, never extracted; labels from its `dataset.json`); CIFAR-10's python
+batches (`cifar-10-batches-py`: the training set, read through an allow-list unpickler that
+constructs numpy arrays and nothing else); and uint8 arrays in a
 `.npy` file (memory-mapped) or a `.npz` file (the member streamed from the archive), laid out
 N x H x W x C, N x C x H x W or N x H x W.
 """
@@ -31,6 +33,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -42,7 +45,18 @@ from scoresde import data, files
 FORMAT, VERSION = "scoresde-prepared", 1
 IMAGES_FILE, LABELS_FILE, MANIFEST_FILE, PROGRESS_FILE = "images.u8", "labels.i64", "manifest.json", "progress.json"
 FILE_SOURCE_KINDS = ("zip", "npy", "npz")  # by extension
-SOURCE_KINDS = ("folder", *FILE_SOURCE_KINDS)
+SOURCE_KINDS = ("folder", "cifar10", *FILE_SOURCE_KINDS)
+# CIFAR-10's python batches (a folder holding them: cifar-10-batches-py): the training set.
+CIFAR10_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_META = "batches.meta"
+CIFAR10_BATCH_MAX_BYTES = 1 << 26
+# What a CIFAR-10 batch pickle may construct (numpy arrays); anything else is refused by name.
+PICKLE_ALLOWED = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+}
 ZIP_LABELS_FILE = "dataset.json"  # EDM's labels inside a zip: {"labels": [[file name, class], ...]} or {"labels": null}
 ZIP_LABELS_MAX_BYTES = 1 << 28
 ON_ERROR = ("skip", "fail")  # a source image that cannot be decoded: named in the manifest and left out, or the end
@@ -160,6 +174,60 @@ def _zip_source(path: str, resolution: int | None, grayscale: bool, labels: str)
     return _Source("zip", _file_identity("zip", path), len(names), (1 if grayscale else 3, resolution, resolution), None, items)
 
 
+class _AllowListUnpickler(pickle.Unpickler):
+    """Unpickles plain data and numpy arrays only (`PICKLE_ALLOWED`): a pickle naming any other
+    callable (os.system, builtins.eval, ...) is refused before anything runs."""
+
+    def find_class(self, module, name):
+        if (module, name) in PICKLE_ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refused: the file asks to run {module}.{name}, which is not on the allow-list")
+
+
+def _read_cifar_batch(path: str) -> dict:
+    """One CIFAR-10 python batch (a pickled dict), through the allow-list unpickler."""
+    size = os.path.getsize(path)
+    if size > CIFAR10_BATCH_MAX_BYTES:
+        raise ValueError(f"{path!r}: {size} bytes, more than a CIFAR-10 batch ({CIFAR10_BATCH_MAX_BYTES}); refused")
+    with open(path, "rb") as handle:
+        try:
+            loaded = _AllowListUnpickler(handle, encoding="bytes").load()
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as err:
+            raise ValueError(f"{path!r} is not a CIFAR-10 batch: {err}") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path!r} is not a CIFAR-10 batch (a pickled dict)")
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in loaded.items()}
+
+
+def _cifar10_source(root: str, resolution: int | None, labels: str) -> _Source:
+    """CIFAR-10's five python training batches (10,000 rows of 3 x 32 x 32 uint8 each, CHW order)."""
+    if resolution not in (None, 32):
+        raise ValueError(f"CIFAR-10 images are 32x32; they are not resized (resolution={resolution})")
+    meta = _read_cifar_batch(os.path.join(root, CIFAR10_META))
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta.get("label_names", [])]
+    counts = []
+    for batch in CIFAR10_TRAIN_BATCHES:
+        rows = _read_cifar_batch(os.path.join(root, batch))["data"]
+        if not (isinstance(rows, np.ndarray) and rows.dtype == np.uint8 and rows.ndim == 2 and rows.shape[1] == 3 * 32 * 32):
+            raise ValueError(f"{os.path.join(root, batch)!r}: 'data' is not uint8 rows of 3072 values")
+        counts.append(len(rows))
+
+    def items(start: int):
+        offset = 0
+        for batch, count in zip(CIFAR10_TRAIN_BATCHES, counts):
+            if start < offset + count:
+                loaded = _read_cifar_batch(os.path.join(root, batch))
+                rows, classes = loaded["data"], loaded.get("labels")
+                for index in range(max(start, offset), offset + count):
+                    label = int(classes[index - offset]) if labels == "auto" and classes is not None else None
+                    yield index, f"{batch}[{index - offset}]", rows[index - offset].reshape(3, 32, 32), label
+            offset += count
+
+    stats = [os.stat(os.path.join(root, b)) for b in CIFAR10_TRAIN_BATCHES]
+    identity = {"kind": "cifar10", "path": os.path.abspath(root), "files": [[s.st_size, s.st_mtime_ns] for s in stats]}
+    return _Source("cifar10", identity, sum(counts), (3, 32, 32), names if labels == "auto" else None, items)
+
+
 def _layout(shape: tuple[int, ...], name: str) -> tuple[str, tuple[int, int, int]]:
     """("nhwc" | "nchw" | "nhw", (C, H, W)) of an image array's shape."""
     if len(shape) == 3:
@@ -232,6 +300,10 @@ def _array_source(path: str, kind: str, resolution: int | None, labels: str) -> 
 
 def _open_source(source: str | os.PathLike, resolution: int | None, grayscale: bool, labels: str) -> _Source:
     path = os.fspath(source)
+    if os.path.isdir(path) and all(os.path.isfile(os.path.join(path, b)) for b in CIFAR10_TRAIN_BATCHES):
+        if grayscale:
+            raise ValueError("grayscale only applies to an image folder; CIFAR-10 keeps its colours")
+        return _cifar10_source(path, resolution, labels)
     if os.path.isdir(path):
         return _folder_source(path, resolution, grayscale, labels)
     if not os.path.isfile(path):
