@@ -348,14 +348,14 @@ def evaluate_dataset(
     """
     if n_dequantize < 1 or (levels is None and n_dequantize != 1):
         raise ValueError(f"n_dequantize must be >= 1, and 1 for continuous data (levels=None), got {n_dequantize}")
-    x = torch.as_tensor(x)
-    dim = int(np.prod(x.shape[1:]))
+    dim = int(np.prod(x.shape[1:]))  # x stays as given: a lazy array (a prepared set's rows) is read chunk by chunk
     generator = torch.Generator(device).manual_seed(seed)
     columns: dict[str, list[torch.Tensor]] = {"logp": [], "stderr": [], "nfe": []}
     if levels is not None:
         columns["bpd"], columns["bpd_iw"] = [], []
     for begin in range(0, len(x), batch_size):
         chunk = x[begin : begin + batch_size]
+        chunk = chunk if isinstance(chunk, torch.Tensor) else torch.as_tensor(np.asarray(chunk))
         draws = []
         for draw in range(n_dequantize):
             if levels is not None:

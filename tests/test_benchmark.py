@@ -299,10 +299,10 @@ def test_checkpoint_benchmark_loads_the_inception_weights_it_is_given(tmp_path):
     config.benchmark.inception_weights = str(path)
     exp = run_lib.Experiment(config)
     with pytest.raises(ValueError, match="SHA-256"):  # the default digest is the real file's
-        cli_benchmark.inception_metric_inputs(config, exp, exp.x_train[:2])
+        cli_benchmark.inception_metric_inputs(config, exp, exp.x_train[:2], exp.x_train.cpu())
     config.benchmark.inception_sha256 = inception.sha256_of_file(path)
-    inception_fn, real, train = cli_benchmark.inception_metric_inputs(config, exp, exp.x_train[:2])
+    inception_fn, real, train = cli_benchmark.inception_metric_inputs(config, exp, exp.x_train[:2], exp.x_train.cpu())
     features, logits = inception_fn(real)
     assert features.shape == (2, 2048) and logits.shape == (2, 1008) and len(train) == len(exp.x_train)
     config.benchmark.inception_weights = ""
-    assert cli_benchmark.inception_metric_inputs(config, exp, exp.x_train[:2]) is None
+    assert cli_benchmark.inception_metric_inputs(config, exp, exp.x_train[:2], exp.x_train.cpu()) is None

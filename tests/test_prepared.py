@@ -351,3 +351,32 @@ def test_cifar10_streams_from_its_prepared_copy_without_torchvision(tmp_path, mo
         tiny_config(**{"data.dataset": "cifar10", "data.path": str(tmp_path / "root"), "data.cache_dir": str(tmp_path / "c")})
     )
     assert isinstance(exp.train_data.x, prepared.ImageRows) and len(exp.train_data) + len(exp.test_data) == 20
+
+
+def test_the_evaluation_modes_read_a_prepared_set_bounded(tmp_path):
+    """The likelihood reads its split chunk by chunk; the feature classifier and the benchmark's
+    real-data features take a seeded subset of a set larger than FEATURE_MAX_EXAMPLES (never all)."""
+    import torch
+
+    from scoresde import likelihood, oracle, run_lib
+    from scoresde.cli import experiment
+    from scoresde.sde_lib import VPSDE
+    from tests.helpers import tiny_config
+
+    np.savez(tmp_path / "images.npz", images=np.random.default_rng(10).integers(0, 256, (40, 2, 2, 1), dtype=np.uint8))
+    prepared.prepare(tmp_path / "images.npz", tmp_path / "p")
+    rows = data.load_dataset("prepared", path=str(tmp_path / "p")).x
+    sde, mixture = VPSDE(), oracle.GaussianMixture(torch.ones(1), torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), 0.5))
+    options = dict(levels=256, centered=False, n_dequantize=1, batch_size=16, seed=0, device="cpu", method="rk4", steps=4)
+    lazy = likelihood.evaluate_dataset(sde, mixture.score_fn(sde), rows, **options)
+    whole = likelihood.evaluate_dataset(sde, mixture.score_fn(sde), np.asarray(rows), **options)
+    np.testing.assert_array_equal(lazy["logp"], whole["logp"])
+
+    config = tiny_config(**{"data.dataset": "prepared", "data.path": str(tmp_path / "p")})
+    exp = run_lib.Experiment(config)
+    x, labels = experiment.bounded_examples(config, exp.train_data, torch.device("cpu"), limit=10)
+    assert x.shape == (10, 1, 2, 2) and labels is None
+    again = experiment.bounded_examples(config, exp.train_data, torch.device("cpu"), limit=10)[0]
+    np.testing.assert_array_equal(x.numpy(), again.numpy())  # the subset is a function of the seed
+    full, _ = experiment.bounded_examples(config, exp.train_data, torch.device("cpu"), limit=1000)
+    assert len(full) == len(exp.train_data)

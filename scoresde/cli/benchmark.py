@@ -16,7 +16,14 @@ from absl import logging
 from tqdm.auto import tqdm
 
 from scoresde import samplers
-from scoresde.cli.experiment import Experiment, feature_classifier, load_trained, named_time_grid, to_data_space, to_model_tensor
+from scoresde.cli.experiment import (
+    Experiment,
+    bounded_examples,
+    feature_classifier,
+    load_trained,
+    named_time_grid,
+    to_data_space,
+)
 from scoresde.config import arguments, compare
 from scoresde.eval import benchmark as bench
 from scoresde.eval import features, inception, plotting
@@ -40,7 +47,7 @@ def _oracle_targets(config) -> list:
     return targets
 
 
-def inception_metric_inputs(config, exp: Experiment, x_test: torch.Tensor):
+def inception_metric_inputs(config, exp: Experiment, x_test: torch.Tensor, x_train: torch.Tensor):
     """(inception_fn, real, train) for NetworkTarget when config.benchmark.inception_weights names the
     FID Inception weights file (hash-checked, never downloaded); None otherwise."""
     b = config.benchmark
@@ -52,7 +59,7 @@ def inception_metric_inputs(config, exp: Experiment, x_test: torch.Tensor):
     def inception_fn(x: torch.Tensor):
         return inception.inception_features(model, x.detach().float(), centered=config.data.centered)
 
-    return inception_fn, x_test, exp.x_train.cpu()
+    return inception_fn, x_test, x_train
 
 
 def _checkpoint_target(config, workdir: Path):
@@ -63,7 +70,7 @@ def _checkpoint_target(config, workdir: Path):
             f"benchmarking a checkpoint needs labelled data for its feature classifier; {config.data.dataset!r} has none"
         )
     exp, found = load_trained(config, workdir, exp)
-    x_test = to_model_tensor(config, exp.test_data, torch.device("cpu"))
+    x_test, x_train = (bounded_examples(config, split, torch.device("cpu"))[0] for split in (exp.test_data, exp.train_data))
     classifier, info = feature_classifier(exp, workdir)
     logging.info(
         "feature classifier: held-out accuracy %.3f, weights sha256 %s", info["test_accuracy"], info["weights_sha256"][:16]
@@ -82,11 +89,11 @@ def _checkpoint_target(config, workdir: Path):
         config.benchmark.n_samples,
         feature_fn,
         feature_fn(x_test),
-        feature_fn(exp.x_train),
+        feature_fn(x_train),
         postprocess=lambda x: x.clamp(low, high),
         reference_rtol=config.benchmark.reference_rtol,
         device=exp.device,
-        inception=inception_metric_inputs(config, exp, x_test),
+        inception=inception_metric_inputs(config, exp, x_test, x_train),
         identity={
             "step": checkpoint.step_of(found),
             "ema": config.sampling.use_ema,

@@ -393,18 +393,34 @@ def labels_of(config, split: data.Dataset) -> torch.Tensor:
     return torch.as_tensor(split.labels, dtype=torch.long)
 
 
+# Examples a digits-style feature classifier is trained on, and the benchmark's real-data features
+# are computed from, at most: a large (prepared) set contributes a seeded subset, never all of it.
+FEATURE_MAX_EXAMPLES = 50_000
+
+
+def bounded_examples(config, split: data.Dataset, device: torch.device, limit: int = FEATURE_MAX_EXAMPLES):
+    """A split in the model's range on `device` as one tensor, with its labels (or None): all of
+    it when it has at most `limit` examples, else `limit` of them chosen with config.seed (read from
+    a prepared set's memory map, never the whole set)."""
+    n = len(split)
+    positions = np.arange(n) if n <= limit else np.sort(np.random.default_rng(config.seed).choice(n, limit, replace=False))
+    x = to_model_tensor(config, split, device)
+    if not (n <= limit and isinstance(x, torch.Tensor)):
+        x = x[positions]
+    labels = None if split.labels is None else torch.as_tensor(np.asarray(split.labels)[positions], dtype=torch.long)
+    return x, labels
+
+
 def feature_classifier(exp: Experiment, workdir: Path) -> tuple[torch.nn.Module, dict]:
     """The classifier trained on the clean data (`features.load_or_train`, cached in
     workdir/benchmark/): the feature space of the checkpoint benchmark, and what recognises the
     class of a completed or guided sample. Returns (classifier on CPU, its info)."""
-    x_test = to_model_tensor(exp.config, exp.test_data, torch.device("cpu"))
-    return features.load_or_train(
-        Path(workdir) / "benchmark",
-        exp.x_train.cpu(),
-        labels_of(exp.config, exp.train_data),
-        x_test,
-        labels_of(exp.config, exp.test_data),
-    )
+    cpu = torch.device("cpu")
+    x_train, y_train = bounded_examples(exp.config, exp.train_data, cpu)
+    x_test, y_test = bounded_examples(exp.config, exp.test_data, cpu)
+    if y_train is None or y_test is None:
+        raise ValueError(f"this mode needs labelled data; {exp.config.data.dataset!r} has no labels")
+    return features.load_or_train(Path(workdir) / "benchmark", x_train, y_train, x_test, y_test)
 
 
 def predicted_classes(classifier: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
