@@ -380,3 +380,26 @@ def test_the_evaluation_modes_read_a_prepared_set_bounded(tmp_path):
     np.testing.assert_array_equal(x.numpy(), again.numpy())  # the subset is a function of the seed
     full, _ = experiment.bounded_examples(config, exp.train_data, torch.device("cpu"), limit=1000)
     assert len(full) == len(exp.train_data)
+
+
+def test_reading_ahead_in_a_thread_changes_nothing(tmp_path):
+    """data.prefetch reads step k + 1's rows while step k computes: the same losses and tensors as
+    reading each batch when its step starts, on streamed data with flips."""
+    from scoresde import run_lib
+    from tests.helpers import final_tensors, logged_losses, tiny_config
+
+    np.savez(tmp_path / "images.npz", images=np.random.default_rng(11).integers(0, 256, (48, 6, 6, 3), dtype=np.uint8))
+    prepared.prepare(tmp_path / "images.npz", tmp_path / "p")
+    common = {"data.dataset": "prepared", "data.path": str(tmp_path / "p"), "data.random_flip": True, "training.n_steps": 7}
+    common["training.batch_size"] = 8
+    run_lib.train(tiny_config(**common, **{"data.prefetch": True}), tmp_path / "ahead")
+    run_lib.train(tiny_config(**common, **{"data.prefetch": False}), tmp_path / "inline")
+    assert logged_losses(tmp_path / "ahead") == logged_losses(tmp_path / "inline")
+    a, b = final_tensors(tmp_path / "ahead")[1], final_tensors(tmp_path / "inline")[1]
+    assert all(bool((a[k] == b[k]).all()) for k in a)
+    # stopped at step 4 and resumed with reading ahead: the same run again
+    run_lib.train(tiny_config(**{**common, "training.n_steps": 4, "data.prefetch": True}), tmp_path / "resumed")
+    run_lib.train(tiny_config(**common, **{"data.prefetch": True}), tmp_path / "resumed")
+    assert logged_losses(tmp_path / "resumed") == logged_losses(tmp_path / "inline")
+    c = final_tensors(tmp_path / "resumed")[1]
+    assert all(bool((c[k] == b[k]).all()) for k in b)

@@ -225,6 +225,7 @@ class Experiment:
             meta_checkpoint_freq=t.meta_checkpoint_freq,
             progress=t.progress,
             tensorboard=t.tensorboard,
+            prefetch=c.data.prefetch,
         )
 
     def objective(self) -> objectives.DenoisingScoreMatching:

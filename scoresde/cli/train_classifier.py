@@ -72,6 +72,7 @@ def classifier_settings(config) -> loop.Settings:
         checkpoints="",  # the checkpoints are the classifier folder's step_<k>/
         meta_checkpoints="",
         name="classifier",
+        prefetch=config.data.prefetch,
     )
 
 

@@ -215,6 +215,7 @@ RULES: dict[str, Rule] = {
         random_flip=flag,
         cache=flag,
         cache_dir=text(),
+        prefetch=flag,
         test_fraction=real(0, 1, open_min=True, open_max=True),
     ),
     **_section(

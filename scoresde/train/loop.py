@@ -36,6 +36,7 @@ classifier's cross-entropy) under typed `Settings` built at the edge (`--mode tr
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
@@ -130,6 +131,7 @@ class Settings:
     meta_checkpoint_freq: int = 0
     progress: bool = True
     tensorboard: bool = False
+    prefetch: bool = False  # read the next step's batch in a background thread while this one computes
     checkpoints: str = CHECKPOINTS
     meta_checkpoints: str = META_CHECKPOINTS
     name: str = "training"  # the progress bar's label
@@ -226,6 +228,8 @@ class Trainer:
         folders = [c.checkpoints, c.meta_checkpoints] if c.meta_checkpoints else [c.checkpoints]
         self.checkpoint_roots = tuple(self.workdir / folder for folder in folders)
         self.last_checkpoint: Path | None = None
+        self._reader: concurrent.futures.ThreadPoolExecutor | None = None  # settings.prefetch's thread
+        self._ahead: tuple[int, concurrent.futures.Future] | None = None
         self.skipped_steps = 0
         self._signals: _StopSignals | None = None  # set while `run` runs
 
@@ -301,6 +305,24 @@ class Trainer:
     def learning_rate(self, step: int) -> float:
         return self.settings.learning_rate(step)
 
+    def _read_micro_batches(self, step: int) -> list[tuple]:
+        """This process's micro-batches of step `step`: the objective's batch, sliced (a streamed
+        batch reads its rows here)."""
+        batch = self.objective.batch(step, self.settings.batch_size)
+        return [tuple(None if v is None else v[part] for v in batch) for part in self.slices]
+
+    def _micro_batches(self, step: int) -> list[tuple]:
+        """Step `step`'s micro-batches, read ahead by a background thread while the previous step
+        computed when settings.prefetch (the batch is a pure function of (seed, step), so reading
+        it early changes nothing); then step + 1's reading starts."""
+        ahead, self._ahead = self._ahead, None
+        parts = ahead[1].result() if ahead is not None and ahead[0] == step else self._read_micro_batches(step)
+        if self.settings.prefetch and step + 1 < self.settings.n_steps:
+            if self._reader is None:
+                self._reader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoresde-prefetch")
+            self._ahead = (step + 1, self._reader.submit(self._read_micro_batches, step + 1))
+        return parts
+
     def train_step(self, step: int, stop_requested: bool = False) -> tuple[float, bool, bool]:
         """One optimizer step over this process's micro-batches.
 
@@ -312,14 +334,13 @@ class Trainer:
             NonFiniteLossError: non-finite loss or gradient with config.training.nonfinite="stop".
         """
         c, optimizer = self.settings, self.optimizer
-        batch = self.objective.batch(step, c.batch_size)
+        micro_batches = self._micro_batches(step)
         for group in optimizer.param_groups:
             group["lr"] = self.learning_rate(step)
         optimizer.zero_grad(set_to_none=True)
         self.module.train()
         total = torch.zeros((), device=self.device)
-        for a, part in enumerate(self.slices):
-            micro_batch = tuple(None if v is None else v[part] for v in batch)
+        for a, micro_batch in enumerate(micro_batches):
             with self._micro_batch_context(step, a):
                 loss = self.objective.loss(self.module, micro_batch).float().mean() / len(self.slices)
             (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
@@ -437,6 +458,10 @@ class Trainer:
                         on_step(done)
         finally:
             self._signals = None
+            self._ahead = None
+            if self._reader is not None:
+                self._reader.shutdown(wait=True)
+                self._reader = None
             bar.close()
             if log is not None:
                 log.close()
