@@ -296,6 +296,9 @@ def test_npz_and_folder_data_stream_from_a_prepared_copy_that_a_changed_source_r
         Image.fromarray(np.zeros((6, 6, 3), np.uint8)).save(changed)
     fresh = run_lib.Experiment(tiny_config(**options))
     assert len(list((tmp_path / "cache").iterdir())) == 2  # a new copy for the new content
+    assert prepared.stale_copies(tmp_path / "cache") == [copies[0]]  # the old one: its source changed
+    assert prepare_command.main(["--clean-cache", "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert len(list((tmp_path / "cache").iterdir())) == 1 and prepared.stale_copies(tmp_path / "cache") == []
     np.testing.assert_array_equal(
         np.asarray(fresh.train_data.x), run_lib.Experiment(tiny_config(**options, **{"data.cache": False})).train_data.x
     )

@@ -480,6 +480,27 @@ def cached(source: str | os.PathLike, cache_dir: str | os.PathLike | None = None
     return dest
 
 
+def stale_copies(cache_dir: str | os.PathLike | None = None) -> list[Path]:
+    """The finished copies under `cache_dir` (`default_cache_dir()` when None) whose source is gone
+    or has changed since it was prepared (its identity is no longer the one in the manifest): what
+    an edited source leaves behind. Unfinished copies are left out (one may be in preparation)."""
+    stale = []
+    root = Path(cache_dir or default_cache_dir())
+    for copy in sorted(root.iterdir()) if root.is_dir() else []:
+        if not (copy / MANIFEST_FILE).is_file():
+            continue
+        try:
+            manifest = files.read_json(copy / MANIFEST_FILE)
+            source, options = manifest["source"], manifest["options"]
+            grayscale, labels = options.get("grayscale", False), options.get("labels", "auto")
+            current = _open_source(source["path"], options.get("resolution"), grayscale, labels)
+            if current.identity != source:
+                stale.append(copy)
+        except (OSError, ValueError, KeyError, TypeError):
+            stale.append(copy)  # the source is gone or unreadable, or the manifest is
+    return stale
+
+
 # -- reading -------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class PreparedDataset:
