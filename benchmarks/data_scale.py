@@ -24,6 +24,7 @@ in a fresh process, so the figures do not mix.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import shutil
 import statistics
@@ -101,13 +102,22 @@ def train(folder: Path, steps: int, batch: int, dataset: str = "prepared") -> tu
     return (steps - 2) / (time.perf_counter() - watch.start), peak[0]  # type: ignore[attr-defined]
 
 
-def in_memory(n: int, args) -> None:
-    """Today's in-memory path on the same images (an .npz loaded whole): steps/s and peak RssAnon."""
+@contextlib.contextmanager
+def size_folder(n: int, args, name: str):
+    """A folder holding source.npy, n synthetic images, removed afterwards (with the temporary root)."""
     root = Path(args.dir or tempfile.mkdtemp(prefix="scoresde_data_scale_"))
-    folder = root / f"n{n}_npz"
+    folder = root / name
     try:
         folder.mkdir(parents=True, exist_ok=True)
         write_source(folder / "source.npy", n, args.resolution)
+        yield folder
+    finally:
+        shutil.rmtree(folder if args.dir else root, ignore_errors=True)
+
+
+def in_memory(n: int, args) -> None:
+    """Today's in-memory path on the same images (an .npz loaded whole): steps/s and peak RssAnon."""
+    with size_folder(n, args, f"n{n}_npz") as folder:
         np.savez(folder / "source.npz", images=np.load(folder / "source.npy", mmap_mode="r"))
         (folder / "source.npy").unlink()
         try:
@@ -115,16 +125,10 @@ def in_memory(n: int, args) -> None:
             print(f"{n:>9} {'in memory (npz): train step/s':>46} {steps_per_s:>12.2f} {peak:>17.1f}", flush=True)
         except MemoryError as err:
             print(f"{n:>9}   in memory (npz): refused: {err}", flush=True)
-    finally:
-        shutil.rmtree(folder if args.dir else root, ignore_errors=True)
 
 
 def one_size(n: int, args) -> None:
-    root = Path(args.dir or tempfile.mkdtemp(prefix="scoresde_data_scale_"))
-    folder = root / f"n{n}"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        write_source(folder / "source.npy", n, args.resolution)
+    with size_folder(n, args, f"n{n}") as folder:
         base = rss_anon_mb()
         start = time.perf_counter()
         prepared.prepare(folder / "source.npy", folder / "prepared")
@@ -141,8 +145,6 @@ def one_size(n: int, args) -> None:
             f"{steps_per_s:>12.2f} {train_peak:>17.1f}",
             flush=True,
         )
-    finally:
-        shutil.rmtree(folder if args.dir else root, ignore_errors=True)
 
 
 def main() -> None:

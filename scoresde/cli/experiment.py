@@ -216,16 +216,11 @@ class Experiment:
             warmup=o.warmup,
             grad_accum=t.grad_accum,
             grad_clip=o.grad_clip,
-            precision=t.precision,
-            nonfinite=t.nonfinite,
             compile=t.compile,
-            log_freq=t.log_freq,
             checkpoint_freq=t.checkpoint_freq,
             keep_checkpoints=t.keep_checkpoints,
             meta_checkpoint_freq=t.meta_checkpoint_freq,
-            progress=t.progress,
-            tensorboard=t.tensorboard,
-            prefetch=c.data.prefetch,
+            **arguments.loop_policies(c),
         )
 
     def objective(self) -> objectives.DenoisingScoreMatching:

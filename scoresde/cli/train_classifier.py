@@ -13,7 +13,15 @@ from pathlib import Path
 import torch
 from absl import logging
 
-from scoresde.cli.experiment import Experiment, labels_of, newest_checkpoint, process_group, to_model_tensor, validate
+from scoresde.cli.experiment import (
+    Experiment,
+    labels_of,
+    newest_checkpoint,
+    process_group,
+    to_model_tensor,
+    validate,
+)
+from scoresde.config import arguments
 from scoresde.models.classifier import NoiseConditionalClassifier
 from scoresde.models.ema import ExponentialMovingAverage
 from scoresde.train import checkpoint, distributed, loop, objectives
@@ -56,23 +64,18 @@ def classifier_settings(config) -> loop.Settings:
     """The training loop's settings for the classifier: its own steps, batch, learning rate and
     checkpoints (in workdir/classifier/, two kept, no meta checkpoints); the loop-wide policies
     (precision, non-finite guard, logging) of config.training."""
-    c, t = config.classifier, config.training
+    c = config.classifier
     return loop.Settings(
         n_steps=c.n_steps,
         batch_size=c.batch_size,
         lr=c.lr,
         seed=config.seed,
-        precision=t.precision,
-        nonfinite=t.nonfinite,
-        log_freq=t.log_freq,
         checkpoint_freq=c.checkpoint_freq,
         keep_checkpoints=2,
-        progress=t.progress,
-        tensorboard=t.tensorboard,
         checkpoints="",  # the checkpoints are the classifier folder's step_<k>/
         meta_checkpoints="",
         name="classifier",
-        prefetch=config.data.prefetch,
+        **arguments.loop_policies(config),
     )
 
 

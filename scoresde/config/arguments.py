@@ -51,3 +51,17 @@ def score_options(config) -> dict[str, Any]:
         "scale_input": m.scale_input,
         "sigma_data": m.sigma_data,
     }
+
+
+def loop_policies(config) -> dict[str, Any]:
+    """The training loop's settings that every loop of a run shares (the score network's and the
+    classifier's): precision, the non-finite guard, logging, progress, reading ahead."""
+    t = config.training
+    return {
+        "precision": t.precision,
+        "nonfinite": t.nonfinite,
+        "log_freq": t.log_freq,
+        "progress": t.progress,
+        "tensorboard": t.tensorboard,
+        "prefetch": config.data.prefetch,
+    }
