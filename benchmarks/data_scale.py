@@ -42,12 +42,32 @@ from scoresde import data
 from scoresde.data import prepared
 
 
+def _anon_kb(pid: str, field: str) -> int:
+    status = "smaps_rollup" if field == "Pss_Anon:" else "status"
+    try:
+        for line in Path(f"/proc/{pid}/{status}").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except OSError:  # the process ended meanwhile
+        pass
+    return 0
+
+
+def _descendants(pid: str) -> list[str]:
+    try:
+        children = [c for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+    except OSError:
+        return []
+    return [d for c in children for d in (c, *_descendants(c))]
+
+
 def rss_anon_mb() -> float:
-    """This process's anonymous resident memory (MB), from /proc (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    """The anonymous resident memory (MB) of this process and its children (the loader's worker
+    processes), from /proc (Linux), not the page cache the memory map fills: this process's
+    RssAnon plus each child's proportional share (Pss_Anon), so the pages a forked worker still
+    shares with its parent are not counted twice."""
+    pid = Path("/proc/self").resolve().name
+    return (_anon_kb(pid, "RssAnon:") + sum(_anon_kb(c, "Pss_Anon:") for c in _descendants(pid))) / 1024
 
 
 def write_source(path: Path, n: int, resolution: int, chunk: int = 8192) -> None:
@@ -72,10 +92,29 @@ def gather(dataset: prepared.PreparedDataset, batch: int, steps: int, seed: int 
     return batch * steps / (time.perf_counter() - start)
 
 
-def train(folder: Path, steps: int, batch: int, dataset: str = "prepared") -> tuple[float, float]:
-    """(steps/s, peak RssAnon MB above the start) of `steps` training steps of a small U-Net on
-    the prepared set (or, dataset "npz", the same images loaded in memory), through the real path
-    (Experiment, Trainer)."""
+def gather_ahead(dataset: prepared.PreparedDataset, batch: int, steps: int, workers: int, seed: int = 0) -> float:
+    """`gather`'s images/s with `workers` loader processes reading the batches ahead
+    (`StreamedExamples.reading`, as the Trainer does with config.data.num_workers)."""
+    from scoresde.data import loader
+
+    examples = prepared.StreamedExamples(prepared.ImageRows(dataset.images), torch.device("cpu"), centered=True)
+    reads = loader.StepReads(len(examples), batch, seed)
+    with examples.reading(reads, range(steps), workers):
+        examples[reads(0)[0]]  # the workers started and the first batch read: then time the stream
+        start = time.perf_counter()
+        for step in range(1, steps):
+            x = examples[reads(step)[0]]
+            assert x.shape[0] == batch
+        return batch * (steps - 1) / (time.perf_counter() - start)
+
+
+def train(folder: Path, steps: int, batch: int, dataset: str = "prepared", workers: int = 0) -> tuple[float, float, float]:
+    """(steps/s, ms per step spent reading or waiting for batches, peak RssAnon MB above the start
+    with the worker processes) of `steps` training steps of a small U-Net on the prepared set (or,
+    dataset "npz", the same images loaded in memory), through the real path (Experiment, Trainer)
+    with `workers` loader processes."""
+    import json
+
     from scoresde import run_lib
     from scoresde.config import defaults
     from scoresde.train import distributed
@@ -84,6 +123,7 @@ def train(folder: Path, steps: int, batch: int, dataset: str = "prepared") -> tu
     config.device = "cpu"
     path = folder / ("prepared" if dataset == "prepared" else "source.npz")
     config.data.dataset, config.data.path, config.data.random_flip = dataset, str(path), True
+    config.data.num_workers = workers
     config.model.name, config.model.nf, config.model.ch_mult = "unet", 16, (1, 2)
     config.model.num_res_blocks, config.model.attn_resolutions = 1, ()
     t = config.training
@@ -91,6 +131,7 @@ def train(folder: Path, steps: int, batch: int, dataset: str = "prepared") -> tu
     t.progress, t.tensorboard, t.sample_freq = False, False, 0
     base, peak = rss_anon_mb(), [0.0]
     exp = run_lib.Experiment(config)
+    shutil.rmtree(folder / "run", ignore_errors=True)
     trainer = exp.trainer(folder / "run", distributed.Context())
 
     def watch(done: int) -> None:
@@ -99,7 +140,9 @@ def train(folder: Path, steps: int, batch: int, dataset: str = "prepared") -> tu
             watch.start = time.perf_counter()  # type: ignore[attr-defined]
 
     trainer.run(0, on_step=watch)
-    return (steps - 2) / (time.perf_counter() - watch.start), peak[0]  # type: ignore[attr-defined]
+    rate = (steps - 2) / (time.perf_counter() - watch.start)  # type: ignore[attr-defined]
+    data_ms = json.loads((folder / "run" / "metrics.jsonl").read_text().splitlines()[-1])["data_ms_per_step"]
+    return rate, data_ms, peak[0]
 
 
 @contextlib.contextmanager
@@ -121,8 +164,8 @@ def in_memory(n: int, args) -> None:
         np.savez(folder / "source.npz", images=np.load(folder / "source.npy", mmap_mode="r"))
         (folder / "source.npy").unlink()
         try:
-            steps_per_s, peak = train(folder, args.train_steps, args.train_batch, dataset="npz")
-            print(f"{n:>9} {'in memory (npz): train step/s':>46} {steps_per_s:>12.2f} {peak:>17.1f}", flush=True)
+            steps_per_s, data_ms, peak = train(folder, args.train_steps, args.train_batch, dataset="npz")
+            print(f"{n:>9}   in memory (npz): {steps_per_s:.2f} train step/s, {data_ms:.1f} data ms/step, RssAnon +{peak:.1f} MB")
         except MemoryError as err:
             print(f"{n:>9}   in memory (npz): refused: {err}", flush=True)
 
@@ -138,13 +181,18 @@ def one_size(n: int, args) -> None:
         dataset = prepared.open_prepared(folder / "prepared", verify=False)
         gather(dataset, args.batch, min(args.steps, 20))  # warm-up: the file into the page cache
         rates = [gather(dataset, args.batch, args.steps) for _ in range(args.repeats)]
+        ahead = [gather_ahead(dataset, args.batch, args.steps, args.loader_workers) for _ in range(args.repeats)]
         size_gb = (folder / "prepared" / prepared.IMAGES_FILE).stat().st_size / 1e9
-        steps_per_s, train_peak = train(folder, args.train_steps, args.train_batch) if args.train_steps else (float("nan"),) * 2
         print(
             f"{n:>9} {size_gb:>6.2f} {prepare_rate:>14.0f} {after_prepare:>16.1f} {statistics.median(rates):>13.0f} "
-            f"{steps_per_s:>12.2f} {train_peak:>17.1f}",
+            f"{statistics.median(ahead):>16.0f}",
             flush=True,
         )
+        for workers in args.workers if args.train_steps else ():
+            steps_per_s, data_ms, peak = train(folder, args.train_steps, args.train_batch, workers=workers)
+            print(
+                f"{n:>9}   train, {workers} workers: {steps_per_s:.2f} step/s, {data_ms:.1f} data ms/step, RssAnon +{peak:.1f} MB"
+            )
 
 
 def main() -> None:
@@ -157,6 +205,8 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=30, help="training steps of a small U-Net (0: none)")
     parser.add_argument("--train-batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", nargs="+", type=int, default=[0, 2], help="config.data.num_workers of the training runs")
+    parser.add_argument("--loader-workers", type=int, default=2, help="worker processes of the read-ahead gathering")
     parser.add_argument("--dir", default=None, help="where the synthetic sets are written (default: a temporary folder)")
     parser.add_argument("--compare-in-memory", action="store_true", help="also train from the same images held in memory")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # one size, in this process
@@ -173,7 +223,7 @@ def main() -> None:
     print(f"{platform.machine()}, {args.threads} threads, torch {torch.__version__}, {shape}; each size in a fresh process")
     print(
         f"{'images':>9} {'GB':>6} {'prepare img/s':>14} {'prep RssAnon+MB':>16} {'gather img/s':>13} "
-        f"{'train step/s':>12} {'train RssAnon+MB':>17}"
+        f"{f'{args.loader_workers} workers img/s':>16}"
     )
     for n in args.sizes:
         subprocess.run([sys.executable, __file__, "--one", str(n), *_forward(args)], check=True)
@@ -184,7 +234,8 @@ def main() -> None:
 def _forward(args) -> list[str]:
     out = ["--resolution", str(args.resolution), "--batch", str(args.batch), "--steps", str(args.steps)]
     out += ["--repeats", str(args.repeats), "--train-steps", str(args.train_steps), "--train-batch", str(args.train_batch)]
-    out += ["--threads", str(args.threads)] + (["--dir", args.dir] if args.dir else [])
+    out += ["--threads", str(args.threads), "--loader-workers", str(args.loader_workers), "--workers"]
+    out += [str(w) for w in args.workers] + (["--dir", args.dir] if args.dir else [])
     return out
 
 

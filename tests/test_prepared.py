@@ -184,7 +184,6 @@ def test_image_rows_are_lazy_views_that_decode_like_the_in_memory_loader(tmp_pat
 
 
 def test_two_process_ddp_on_a_prepared_dataset_matches_one_process(tmp_path):
-
     from scoresde import run_lib
     from tests.helpers import assert_same_tensors, final_tensors, logged_losses, run_ddp, tiny_config
 
@@ -199,7 +198,7 @@ def test_two_process_ddp_on_a_prepared_dataset_matches_one_process(tmp_path):
         "sampling.n_samples": 8,
     }
     run_lib.train(tiny_config(**overrides), tmp_path / "one")
-    run_ddp(overrides, tmp_path / "two", tmp_path / "rendezvous")
+    run_ddp({**overrides, "data.num_workers": 1}, tmp_path / "two", tmp_path / "rendezvous")  # each rank reads ahead
     for (s, a), (t, b) in zip(logged_losses(tmp_path / "one"), logged_losses(tmp_path / "two")):
         assert s == t and a == pytest.approx(b, rel=1e-5)
     assert_same_tensors(final_tensors(tmp_path / "one")[1], final_tensors(tmp_path / "two")[1], atol=1e-5)
@@ -403,6 +402,77 @@ def test_reading_ahead_in_a_thread_changes_nothing(tmp_path):
     # stopped at step 4 and resumed with reading ahead: the same run again
     run_lib.train(tiny_config(**{**common, "training.n_steps": 4, "data.prefetch": True}), tmp_path / "resumed")
     run_lib.train(tiny_config(**common, **{"data.prefetch": True}), tmp_path / "resumed")
+    assert logged_losses(tmp_path / "resumed") == logged_losses(tmp_path / "inline")
+    c = final_tensors(tmp_path / "resumed")[1]
+    assert all(bool((c[k] == b[k]).all()) for k in b)
+
+
+def test_worker_processes_read_the_scheduled_rows_ahead_and_nothing_else(tmp_path):
+    """ReadAhead serves the scheduled reads in order from its workers (the bytes of a direct read);
+    a read outside the schedule is refused (None), without consuming the queue."""
+    import torch
+
+    from scoresde.data import loader
+
+    np.savez(tmp_path / "images.npz", images=np.random.default_rng(12).integers(0, 256, (30, 4, 4, 3), dtype=np.uint8))
+    prepared.prepare(tmp_path / "images.npz", tmp_path / "p")
+    rows = data.load_dataset("prepared", path=str(tmp_path / "p")).x[3:]  # a view: row numbers, not a copy
+    reads = loader.StepReads(len(rows), 8, seed=5, parts=(slice(0, 4), slice(4, 8)))
+    with loader.ReadAhead(rows, reads, range(2, 7), num_workers=2, prefetch=1) as ahead:
+        assert ahead.take(np.array([0, 1, 2, 3])) is None  # not the next scheduled read
+        for step in range(2, 7):
+            for positions in reads(step):
+                got = ahead.take(positions)
+                assert got is not None and got.dtype == torch.uint8
+                np.testing.assert_array_equal(got.numpy(), rows.read_uint8(positions))
+        assert ahead.take(reads(7)[0]) is None  # past the schedule
+    assert (ahead.served, ahead.missed) == (10, 1)
+    with pytest.raises(ValueError, match="num_workers must be at least 1"):
+        loader.ReadAhead(rows, reads, range(3), num_workers=0)
+
+
+def test_image_rows_pickle_by_file_name_so_workers_copy_nothing(tmp_path):
+    import pickle
+
+    np.save(tmp_path / "images.npy", np.random.default_rng(13).integers(0, 256, (400, 3, 16, 16), dtype=np.uint8))
+    prepared.prepare(tmp_path / "images.npy", tmp_path / "p")
+    rows = data.load_dataset("prepared", path=str(tmp_path / "p")).x[np.arange(100, 400, 3)]
+    payload = pickle.dumps(rows)
+    assert len(payload) < 4096 < rows.images.nbytes  # the file name and the row numbers, not the pixels
+    again = pickle.loads(payload)
+    assert isinstance(again.images, np.memmap) and again.shape == rows.shape
+    np.testing.assert_array_equal(again.read_uint8(), rows.read_uint8())
+
+
+def test_training_with_loader_workers_is_the_run_without_them_and_resumes_exactly(tmp_path, monkeypatch):
+    """data.num_workers=2 with gradient accumulation and flips: every micro-batch is served by the
+    workers, the losses and tensors equal a run without workers, and a run stopped at step 4 and
+    resumed with workers repeats it."""
+    from scoresde import run_lib
+    from scoresde.data import loader
+    from tests.helpers import final_tensors, logged_losses, tiny_config
+
+    np.savez(tmp_path / "images.npz", images=np.random.default_rng(14).integers(0, 256, (48, 6, 6, 3), dtype=np.uint8))
+    prepared.prepare(tmp_path / "images.npz", tmp_path / "p")
+    common = {"data.dataset": "prepared", "data.path": str(tmp_path / "p"), "data.random_flip": True}
+    common.update({"training.n_steps": 7, "training.batch_size": 8, "training.grad_accum": 2})
+    served: list[bool] = []
+    take = loader.ReadAhead.take
+
+    def counted_take(self, positions):
+        rows = take(self, positions)
+        served.append(rows is not None)
+        return rows
+
+    monkeypatch.setattr(loader.ReadAhead, "take", counted_take)
+    run_lib.train(tiny_config(**common, **{"data.num_workers": 2}), tmp_path / "workers")
+    assert len(served) == 7 * 2 and all(served)  # two micro-batches a step, each from the queue
+    run_lib.train(tiny_config(**common), tmp_path / "inline")
+    assert logged_losses(tmp_path / "workers") == logged_losses(tmp_path / "inline")
+    a, b = final_tensors(tmp_path / "workers")[1], final_tensors(tmp_path / "inline")[1]
+    assert all(bool((a[k] == b[k]).all()) for k in a)
+    run_lib.train(tiny_config(**{**common, "training.n_steps": 4, "data.num_workers": 2}), tmp_path / "resumed")
+    run_lib.train(tiny_config(**common, **{"data.num_workers": 2, "data.prefetch": True}), tmp_path / "resumed")
     assert logged_losses(tmp_path / "resumed") == logged_losses(tmp_path / "inline")
     c = final_tensors(tmp_path / "resumed")[1]
     assert all(bool((c[k] == b[k]).all()) for k in b)

@@ -55,7 +55,7 @@ def score_options(config) -> dict[str, Any]:
 
 def loop_policies(config) -> dict[str, Any]:
     """The training loop's settings that every loop of a run shares (the score network's and the
-    classifier's): precision, the non-finite guard, logging, progress, reading ahead."""
+    classifier's): precision, the non-finite guard, logging, progress, reading ahead (thread and worker processes)."""
     t = config.training
     return {
         "precision": t.precision,
@@ -64,4 +64,5 @@ def loop_policies(config) -> dict[str, Any]:
         "progress": t.progress,
         "tensorboard": t.tensorboard,
         "prefetch": config.data.prefetch,
+        "num_workers": config.data.num_workers,
     }

@@ -25,6 +25,7 @@ def get_config() -> ml_collections.ConfigDict:
     data.random_flip = False  # images: mirror each training example left-right with probability 1/2
     data.cache = True  # folder, npz: decode once into a prepared copy (data/prepared.py) and stream it; False: load whole
     data.prefetch = False  # read the next step's batch in a thread while this one computes (for GPUs: it slows a 2-core CPU)
+    data.num_workers = 0  # streamed data: worker processes reading the coming steps' rows ahead (pinned on CUDA); 0: none
     data.cache_dir = ""  # where those copies live ("" = $XDG_CACHE_HOME/scoresde/prepared, i.e. ~/.cache/...)
     data.test_fraction = 0.1  # held out for the quality figure
 

@@ -216,6 +216,7 @@ RULES: dict[str, Rule] = {
         cache=flag,
         cache_dir=text(),
         prefetch=flag,
+        num_workers=count0,
         test_fraction=real(0, 1, open_min=True, open_max=True),
     ),
     **_section(

@@ -28,6 +28,7 @@ N x H x W x C, N x C x H x W or N x H x W.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -39,6 +40,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
+from absl import logging
 
 from scoresde import data, files
 
@@ -593,6 +595,13 @@ class ImageRows:
     def __len__(self) -> int:
         return len(self.images) if self.indices is None else len(self.indices)
 
+    def __reduce__(self):
+        """Pickled by the memory map's file name (worker processes reopen it; nothing is copied)."""
+        images = self.images
+        if isinstance(images, np.memmap) and images.filename is not None:
+            return _reopen_rows, (images.filename, images.shape, int(images.offset), self.indices)
+        return ImageRows, (np.asarray(images), self.indices)
+
     @property
     def shape(self) -> tuple[int, ...]:
         return (len(self), *self.images.shape[1:])
@@ -623,15 +632,23 @@ class ImageRows:
         return out if dtype is None else out.astype(dtype)
 
 
+def _reopen_rows(filename: str, shape: tuple[int, ...], offset: int, indices: np.ndarray | None) -> ImageRows:
+    return ImageRows(np.memmap(filename, dtype=np.uint8, mode="r", shape=shape, offset=offset), indices)
+
+
 class StreamedExamples:
     """The examples of an `ImageRows` on a device, in the model's range, gathered per batch:
     `examples[idx]` (a tensor or array of row numbers, or a slice) reads those rows from the memory
     map, moves them as uint8 (a quarter of float32's traffic) and converts them on the device with
     the in-memory path's arithmetic (float32 / 255, then 2x - 1 when centred), so the values are
-    bit-identical to it. Nothing is held but the memory map."""
+    bit-identical to it. Nothing is held but the memory map.
+
+    Within `reading(...)`, worker processes read the scheduled rows ahead (`data.loader.ReadAhead`)
+    and `examples[idx]` takes them from its queue (the same bytes, so the same values)."""
 
     def __init__(self, rows: ImageRows, device, centered: bool):
         self.rows, self.device, self.centered = rows, device, centered
+        self.read_ahead: Any = None  # a data.loader.ReadAhead while `reading` runs
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -640,6 +657,30 @@ class StreamedExamples:
     def shape(self) -> tuple[int, ...]:
         return self.rows.shape
 
+    @contextlib.contextmanager
+    def reading(self, reads, steps: range, num_workers: int, prefetch: int | None = None):
+        """Read the rows `reads(step)` of each of `steps` ahead in `num_workers` worker processes
+        (into pinned memory for a CUDA device) while the block runs; yields the `ReadAhead`."""
+        import torch
+
+        from scoresde.data import loader
+
+        pin = torch.device(self.device).type == "cuda"
+        options = {} if prefetch is None else {"prefetch": prefetch}
+        with loader.ReadAhead(self.rows, reads, steps, num_workers, pin_memory=pin, **options) as ahead:
+            self.read_ahead = ahead
+            try:
+                yield ahead
+            finally:
+                self.read_ahead = None
+                logging.info(
+                    "read ahead by %d workers: %d reads served, %d read directly, %.2f s waited",
+                    num_workers,
+                    ahead.served,
+                    ahead.missed,
+                    ahead.wait_seconds,
+                )
+
     def __getitem__(self, key):
         import torch
 
@@ -647,5 +688,8 @@ class StreamedExamples:
             positions = np.arange(len(self))[key]
         else:
             positions = (key.detach().cpu().numpy() if isinstance(key, torch.Tensor) else np.asarray(key)).reshape(-1)
-        x = torch.from_numpy(self.rows.read_uint8(positions)).to(self.device).float() / 255.0
+        rows = self.read_ahead.take(positions) if self.read_ahead is not None else None
+        if rows is None:
+            rows = torch.from_numpy(self.rows.read_uint8(positions))
+        x = rows.to(self.device, non_blocking=rows.is_pinned()).float() / 255.0
         return data.to_model_range(x, self.centered)

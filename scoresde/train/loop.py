@@ -32,6 +32,11 @@ classifier's cross-entropy) under typed `Settings` built at the edge (`--mode tr
   logged losses are averaged over the processes. Sampling is sharded over the processes, each
   running its own sampler on the unwrapped network (no collectives inside, so adaptive solvers may
   take different step counts on different ranks), and the samples are gathered.
+* **Reading ahead.** Because the batches are known in advance, streamed data can be read before
+  it is needed: by a thread one step ahead (`prefetch`) and / or by `num_workers` worker
+  processes several steps ahead (`Objective.reading`, `scoresde.data.loader`); neither changes a
+  value. metrics.jsonl records, per log window, the loss, the learning rate, steps/s and
+  `data_ms_per_step` (rank 0's wall time spent reading or waiting for batches: the loader's stalls).
 """
 
 from __future__ import annotations
@@ -132,6 +137,7 @@ class Settings:
     progress: bool = True
     tensorboard: bool = False
     prefetch: bool = False  # read the next step's batch in a background thread while this one computes
+    num_workers: int = 0  # worker processes reading the coming steps' streamed rows ahead (Objective.reading)
     checkpoints: str = CHECKPOINTS
     meta_checkpoints: str = META_CHECKPOINTS
     name: str = "training"  # the progress bar's label
@@ -231,6 +237,7 @@ class Trainer:
         self._reader: concurrent.futures.ThreadPoolExecutor | None = None  # settings.prefetch's thread
         self._ahead: tuple[int, concurrent.futures.Future] | None = None
         self.skipped_steps = 0
+        self._data_seconds = 0.0  # this log window's time spent reading or waiting for batches
         self._signals: _StopSignals | None = None  # set while `run` runs
 
     @property
@@ -315,8 +322,10 @@ class Trainer:
         """Step `step`'s micro-batches, read ahead by a background thread while the previous step
         computed when settings.prefetch (the batch is a pure function of (seed, step), so reading
         it early changes nothing); then step + 1's reading starts."""
+        tick = time.perf_counter()
         ahead, self._ahead = self._ahead, None
         parts = ahead[1].result() if ahead is not None and ahead[0] == step else self._read_micro_batches(step)
+        self._data_seconds += time.perf_counter() - tick
         if self.settings.prefetch and step + 1 < self.settings.n_steps:
             if self._reader is None:
                 self._reader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoresde-prefetch")
@@ -426,9 +435,13 @@ class Trainer:
         writer = self._tensorboard(start)
         bar = tqdm(total=c.n_steps, initial=start, desc=c.name, disable=None if (c.progress and is_main) else True)
         window, skipped, tick = [], 0, time.perf_counter()
+        self._data_seconds = 0.0
         log = open(self.workdir / METRICS_FILE, "a") if is_main else None
+        reading: Any = contextlib.nullcontext()
+        if c.num_workers and hasattr(self.objective, "reading"):  # the objective's optional read-ahead
+            reading = self.objective.reading(range(start, c.n_steps), c.batch_size, self.slices, c.num_workers)
         try:
-            with _StopSignals() as signals:
+            with _StopSignals() as signals, reading:
                 self._signals = signals
                 for step in range(start, c.n_steps):
                     loss, stepped, stop = self.train_step(step, stop_requested=bool(signals.signum))
@@ -447,6 +460,7 @@ class Trainer:
                             bar.set_postfix(loss=f"{record['loss']:.4f}", steps_per_s=f"{record['steps_per_sec']:.1f}")
                             logging.info("step %d  loss %.5f  %.1f steps/s", done, record["loss"], record["steps_per_sec"])
                         window, skipped, tick = [], 0, time.perf_counter()
+                        self._data_seconds = 0.0
                     if stop:
                         path = self.save(done)
                         raise TrainingInterrupted(done, path, signals.signum or signal.SIGTERM)
@@ -479,6 +493,7 @@ class Trainer:
             "loss": loss_sum / count,
             "lr": self.learning_rate(done - 1),
             "steps_per_sec": len(window) / max(seconds, 1e-9),
+            "data_ms_per_step": 1000 * self._data_seconds / max(len(window), 1),
         }
         if skipped_all:
             record["skipped_steps"] = int(skipped_all / self.ctx.world_size)

@@ -19,6 +19,7 @@ the gradient does not depend on how it is split.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from typing import Any, Callable, Protocol
@@ -48,6 +49,20 @@ class Objective(Protocol):
     def loss(self, module: nn.Module, part: Batch) -> torch.Tensor:
         """The loss of one micro-batch (a slice of every tensor of the batch) through `module`."""
         ...
+
+    # Optional: `reading(steps, size, parts, num_workers)`, a context manager while which worker
+    # processes read the examples of `steps` ahead (parts: this process's micro-batch slices);
+    # the Trainer enters it when settings.num_workers > 0 (both objectives below have one).
+
+
+def read_ahead(x, seed: int, steps: range, size: int, parts: list[slice], num_workers: int):
+    """`Objective.reading` for examples `x` batched by `data.batch_indices(len(x), size, step,
+    seed)` and read `parts` by `parts` (data.loader.StepReads); nothing for in-memory examples."""
+    if num_workers < 1 or not hasattr(x, "reading"):
+        return contextlib.nullcontext()
+    from scoresde.data import loader
+
+    return x.reading(loader.StepReads(len(x), size, seed, tuple(parts)), steps, num_workers)
 
 
 @dataclasses.dataclass
@@ -89,9 +104,10 @@ class DenoisingScoreMatching:
         (`data.prepared.StreamedExamples`) the clean examples are a `_Rows`: read when the loop
         slices out a micro-batch, so each process reads only its own rows."""
         device = self.device
-        idx = torch.as_tensor(data.batch_indices(len(self.x), size, step, self.seed), device=device)
+        positions = data.batch_indices(len(self.x), size, step, self.seed)
+        idx = torch.as_tensor(positions, device=device)
         streamed = not isinstance(self.x, torch.Tensor)  # rows read from disk when a micro-batch takes them
-        x0: torch.Tensor | _Rows = _Rows(self.x, idx, (size, *self.x.shape[1:])) if streamed else self.x[idx]
+        x0: torch.Tensor | _Rows = _Rows(self.x, positions, (size, *self.x.shape[1:]), device) if streamed else self.x[idx]
         labels = None
         if self.labels is not None:  # its own generator: the draws below are the same either way
             labels = self.labels[idx]
@@ -116,6 +132,9 @@ class DenoisingScoreMatching:
         noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
         return x0, t, noise, labels
 
+    def reading(self, steps: range, size: int, parts: list[slice], num_workers: int):
+        return read_ahead(self.x, self.seed, steps, size, parts, num_workers)
+
     def loss(self, module: nn.Module, part: Batch) -> torch.Tensor:
         x0, t, noise, labels = part
         assert x0 is not None and t is not None and noise is not None  # batch() always returns them
@@ -139,20 +158,21 @@ class DenoisingScoreMatching:
 
 class _Rows:
     """The clean examples of a batch of streamed data, not read yet: slicing reads those rows
-    (`examples[idx[part]]`) and applies their share of the batch's flips, the same values as
-    reading the whole batch and slicing it."""
+    (`examples[positions[part]]`, row numbers kept on the host so reading needs no device sync)
+    and applies their share of the batch's flips, the same values as reading the whole batch and
+    slicing it."""
 
-    def __init__(self, examples, idx: torch.Tensor, shape: tuple[int, ...], flip: torch.Tensor | None = None):
-        self.examples, self.idx, self.shape, self.flip = examples, idx, shape, flip
-        self.dtype, self.device = torch.float32, idx.device
+    def __init__(self, examples, positions, shape: tuple[int, ...], device: torch.device, flip: torch.Tensor | None = None):
+        self.examples, self.positions, self.shape, self.flip = examples, positions, shape, flip
+        self.dtype, self.device = torch.float32, device
 
     def flipped(self, generator: torch.Generator) -> "_Rows":
         """`data.random_flip`'s coin flips for the whole batch (one draw of shape (N,)), applied on reading."""
         flip = torch.rand(self.shape[0], generator=generator, device=self.device) < 0.5
-        return _Rows(self.examples, self.idx, self.shape, flip)
+        return _Rows(self.examples, self.positions, self.shape, self.device, flip)
 
     def __getitem__(self, part: slice) -> torch.Tensor:
-        rows = self.examples[self.idx[part]]
+        rows = self.examples[self.positions[part]]
         if self.flip is None:
             return rows
         return torch.where(self.flip[part][:, None, None, None], rows.flip(-1), rows)
@@ -178,13 +198,18 @@ class NoisyClassification:
 
     def batch(self, step: int, size: int) -> Batch:
         """(clean examples, classes, times, noise) of step `step`."""
-        device = self.x.device
-        idx = torch.as_tensor(data.batch_indices(len(self.x), size, step, self.seed), device=device)
+        device = self.labels.device
+        positions = data.batch_indices(len(self.x), size, step, self.seed)
+        idx = torch.as_tensor(positions, device=device)
         generator = torch.Generator(device).manual_seed(self.seed * 1_000_003 + step + 7)
-        x0, y = self.x[idx], self.labels[idx]
+        streamed = not isinstance(self.x, torch.Tensor)  # rows read from disk (host row numbers: no device sync)
+        x0, y = self.x[positions] if streamed else self.x[idx], self.labels[idx]
         t = losses.sample_time(len(idx), self.sde, self.eps, generator=generator, device=device, dtype=x0.dtype)
         noise = torch.randn(x0.shape, generator=generator, device=device)
         return x0, y, t, noise
+
+    def reading(self, steps: range, size: int, parts: list[slice], num_workers: int):
+        return read_ahead(self.x, self.seed, steps, size, [slice(None)], num_workers)  # the batch is read whole
 
     def loss(self, module: nn.Module, part: Batch) -> torch.Tensor:
         x0, y, t, noise = part
