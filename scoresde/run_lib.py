@@ -1,4 +1,5 @@
-"""Every mode of the command line as a Python function, under score_sde's name: `run_lib.train(config, workdir)`.
+"""Every mode of the command line as a Python function, under score_sde's name: `run_lib.train(config, workdir)`,
+`run_lib.evaluate(config, workdir)` (--mode eval).
 
 A facade, no logic: each mode lives in its own module of `scoresde.cli` (`cli/train.py`,
 `cli/sample.py`, ...) and the pieces every mode builds from a config in `scoresde.cli.experiment`.
@@ -8,6 +9,7 @@ from scoresde.cli import MODES  # noqa: F401
 from scoresde.cli.benchmark import benchmark
 from scoresde.cli.colorize import colorize
 from scoresde.cli.conditional import conditional, parse_scales
+from scoresde.cli.eval import eval as evaluate  # score_sde's name for --mode eval
 from scoresde.cli.experiment import (
     Experiment,
     build_model,
@@ -34,6 +36,7 @@ __all__ = [
     "build_sde",
     "colorize",
     "conditional",
+    "evaluate",
     "inpaint",
     "likelihood",
     "load_checkpoint",

@@ -90,31 +90,31 @@ def assert_same_tensors(a, b, atol=0.0):
             assert torch.equal(a[key], b[key]), key
 
 
-def ddp_train_worker(rank, world_size, init_file, workdir, overrides, failures):
-    """One gloo process of a DDP training run of tiny_config(**overrides) (a spawn target)."""
+def ddp_train_worker(rank, world_size, init_file, workdir, overrides, failures, mode="train"):
+    """One gloo process of a DDP run of --mode `mode` on tiny_config(**overrides) (a spawn target)."""
     import torch
 
-    from scoresde import run_lib
+    from scoresde import cli
 
     try:
         torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
         torch.set_num_threads(1)
-        run_lib.train(tiny_config(**overrides), workdir)
+        cli.MODES[mode](tiny_config(**overrides), workdir)
         torch.distributed.destroy_process_group()
     except BaseException as err:  # report to the parent instead of hanging it
         failures.put(f"rank {rank}: {type(err).__name__}: {err}")
         raise
 
 
-def run_ddp(overrides, workdir, rendezvous, world_size=2, timeout=240):
-    """Train tiny_config(**overrides) in `world_size` spawned gloo processes; fail with the first
-    process's error (never hang)."""
+def run_ddp(overrides, workdir, rendezvous, world_size=2, timeout=240, mode="train"):
+    """Run --mode `mode` (training by default) on tiny_config(**overrides) in `world_size` spawned
+    gloo processes; fail with the first process's error (never hang)."""
     import torch.multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     failures = ctx.Queue()
     procs = [
-        ctx.Process(target=ddp_train_worker, args=(r, world_size, rendezvous, workdir, overrides, failures))
+        ctx.Process(target=ddp_train_worker, args=(r, world_size, rendezvous, workdir, overrides, failures, mode))
         for r in range(world_size)
     ]
     for p in procs:

@@ -29,7 +29,7 @@ from typing import Callable
 
 # The modes of --mode: mode <name> is the function <name>(config, workdir) -> dict of its figures,
 # in its own module scoresde.cli.<name> (so `scoresde.cli.train` stays the module, not the function).
-MODE_NAMES = ("train", "sample", "benchmark", "likelihood", "train_classifier", "inpaint", "colorize", "conditional")
+MODE_NAMES = ("train", "sample", "eval", "benchmark", "likelihood", "train_classifier", "inpaint", "colorize", "conditional")
 MODES: dict[str, Callable] = {name: getattr(importlib.import_module(f"scoresde.cli.{name}"), name) for name in MODE_NAMES}
 
 

@@ -15,16 +15,15 @@ import torch
 from absl import logging
 from tqdm.auto import tqdm
 
-from scoresde import samplers
 from scoresde.cli.experiment import (
     Experiment,
     bounded_examples,
     feature_classifier,
     load_trained,
-    named_time_grid,
+    sampler_from_spec,
     to_data_space,
 )
-from scoresde.config import arguments, compare
+from scoresde.config import compare
 from scoresde.eval import benchmark as bench
 from scoresde.eval import features, inception, plotting
 from scoresde.sde_lib import SDES
@@ -128,13 +127,7 @@ def benchmark(config, workdir: str | Path) -> dict:
     torch.manual_seed(config.seed)
     grid = []
     for spec in b.samplers:
-        name = spec.partition(":")[0].partition("@")[0]
-        sampler = bench.parse_sampler_spec(
-            spec, arguments.sampler_options(config, name) if name in samplers.available() else None
-        )
-        if sampler.time_grid is None and named_time_grid(config, "benchmark"):
-            sampler = bench.Sampler(sampler.label, sampler.sampler, sampler.options, config.sampling.time_grid)
-        grid.append(sampler)
+        grid.append(sampler_from_spec(config, spec, "benchmark"))
     targets = _oracle_targets(config) if b.target == "oracle" else [_checkpoint_target(config, workdir)]
     metric_names = targets[0].metric_names
     seeds = list(range(b.seeds))

@@ -145,6 +145,20 @@ def named_time_grid(config, mode: str) -> str | None:
     return grid or None
 
 
+def sampler_from_spec(config, spec: str, mode: str):
+    """The `eval.benchmark.Sampler` of a spec "name[@grid][:key=value,...]": the options of
+    config.sampling.<name>, overridden by the spec's; the spec's grid, else config.sampling's
+    named grid (`named_time_grid`), else the sampler's default."""
+    from scoresde.eval import benchmark as bench
+
+    name = spec.partition(":")[0].partition("@")[0]
+    sampler = bench.parse_sampler_spec(spec, arguments.sampler_options(config, name) if name in samplers.available() else None)
+    grid = named_time_grid(config, mode)
+    if sampler.time_grid is None and grid:
+        sampler = bench.Sampler(sampler.label, sampler.sampler, sampler.options, grid)
+    return sampler
+
+
 def load_checkpoint(config, workdir: Path, model: torch.nn.Module, *, ema: bool) -> Path:
     """Load config.sampling.checkpoint (or the newest complete checkpoint of workdir) into `model`.
 

@@ -198,6 +198,19 @@ def get_config() -> ml_collections.ConfigDict:
     controllable.n_per_class = 50  # conditional: samples per class and scale
     controllable.classifier_workdir = ""  # conditional, guidance "classifier": where --mode train_classifier ran ("" = workdir)
 
-    config.eval = evaluation = ml_collections.ConfigDict()
+    config.eval = evaluation = ml_collections.ConfigDict()  # --mode eval (scoresde/cli/eval.py), and the quick quality figure
     evaluation.n_projections = 512  # sliced Wasserstein directions
+    evaluation.checkpoints = "latest"  # "latest", "all", "follow" (each new one while training runs) or steps "1000,2000"
+    evaluation.samplers = ()  # sampler specs "name[@grid][:key=value,...]" (as config.benchmark's); () = config.sampling's
+    evaluation.num_samples = 50000  # samples per checkpoint, sampler and seed range (the papers' FID protocol)
+    evaluation.shard_size = 1000  # samples per shard file: the unit of resuming and of splitting over processes
+    evaluation.runs = 1  # seed ranges: run r draws samples from seeds first_seed + r * num_samples + i (mean, spread, best)
+    evaluation.first_seed = 0
+    evaluation.reference = "train"  # "train" / "test" (statistics computed once, cached) or a statistics .npz file
+    evaluation.reference_examples = 0  # examples of the split the statistics use (0: all)
+    evaluation.kernel_examples = 10000  # feature rows kept (samples and reference) for KID and precision / recall
+    evaluation.feature_batch = 250  # images per forward pass of the feature network
+    evaluation.stats_dir = ""  # where reference statistics are cached ("" = $XDG_CACHE_HOME/scoresde/statistics)
+    evaluation.follow_timeout = 3600.0  # checkpoints="follow": stop after this many seconds without a new checkpoint
+    evaluation.poll_seconds = 30.0  # checkpoints="follow": how often to look for one
     return config

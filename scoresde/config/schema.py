@@ -194,6 +194,17 @@ positive, non_negative, probability = real(min=0, open_min=True), real(min=0), r
 count, count0, flag = integer(min=1), integer(min=0), boolean()  # count0: 0 allowed ("never", "none")
 
 
+def _checkpoint_selection(key: str, value: Any) -> list:
+    """config.eval.checkpoints: a selection word or comma-separated non-negative steps."""
+    from scoresde.cli.eval import CHECKPOINT_SELECTIONS
+
+    if not isinstance(value, str):
+        return [_line(key, f"must be a string, got {_got(value)}")]
+    if value in CHECKPOINT_SELECTIONS or all(part.strip().isdigit() for part in value.split(",")):
+        return []
+    return [_line(key, f"must be one of {', '.join(CHECKPOINT_SELECTIONS)} or comma-separated steps, got {value!r}")]
+
+
 def _section(section: str, /, **rules: Rule) -> dict[str, Rule]:
     return {f"{section}.{key}": rule for key, rule in rules.items()}
 
@@ -370,7 +381,23 @@ RULES: dict[str, Rule] = {
         n_per_class=count,
         classifier_workdir=text(),
     ),
-    **_section("eval", n_projections=count),
+    **_section(
+        "eval",
+        n_projections=count,
+        checkpoints=_checkpoint_selection,
+        samplers=sequence_of(sampler_spec()),
+        num_samples=integer(min=2),
+        shard_size=count,
+        runs=count,
+        first_seed=count0,
+        reference=text(),
+        reference_examples=count0,
+        kernel_examples=integer(min=2),
+        feature_batch=count,
+        stats_dir=text(),
+        follow_timeout=positive,
+        poll_seconds=positive,
+    ),
 }
 
 

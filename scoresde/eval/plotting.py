@@ -265,6 +265,36 @@ def save_metric_vs_nfe(
     return _save_figure(figure, path)
 
 
+def save_metric_curves(
+    path: str | os.PathLike, curves: dict[str, dict[str, list[tuple[float, float]]]], *, xlabel: str, title: str | None = None
+) -> pathlib.Path:
+    """One panel per metric, one line per series: curves[metric][series] = [(x, value), ...]
+    (e.g. FID against the training step, one line per sampler).
+
+    Raises:
+        ValueError: if there are no curves.
+    """
+    if not curves:
+        raise ValueError("no curves to plot")
+    columns = min(3, len(curves))
+    rows = -(-len(curves) // columns)
+    figure = _new_figure(figsize=(4.2 * columns, 3.2 * rows))
+    for i, (metric, series) in enumerate(curves.items()):
+        axes = figure.add_subplot(rows, columns, i + 1)
+        for label, points in series.items():
+            xs, ys = zip(*sorted(points))
+            axes.plot(xs, ys, marker="o", markersize=3, linewidth=1.2, label=label)
+        axes.set_xlabel(xlabel)
+        axes.set_ylabel(metric)
+        axes.grid(True, alpha=0.3)
+        if i == 0:
+            axes.legend(fontsize=7)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return _save_figure(figure, path)
+
+
 def save_sample_panels(
     path: str | os.PathLike, panels: Mapping[str, np.ndarray | torch.Tensor], *, columns: int = 4
 ) -> pathlib.Path:

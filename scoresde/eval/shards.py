@@ -1,0 +1,250 @@
+"""Sharded, resumable sampling: sample i from its own seed, written shard by shard, split over processes.
+
+An evaluation draws `num_samples` samples; sample i (0-based, within seed range r) is drawn from
+the per-sample generator seeded by `first_seed + i` (`samplers.noise.per_sample_generators`, as
+EDM's generate.py seeds each image), so its whole trajectory, prior draw and every step's noise,
+is the same in any batch and in any process. The samples are cut into shards of `shard_size`;
+process `rank` of `world` draws the shards k with k % world == rank, with no collective anywhere,
+so torchrun splits the work and a single process can finish what several started.
+
+A folder of shards:
+
+    plan.json               what the shards are draws of (`Plan`, with the sampler spec, its time
+                            grid, the checkpoint and the model): a folder is never shared by two
+                            different evaluations
+    shard_000000.npz        `samples` (images as uint8 N x C x H x W, quantised like a PNG:
+                            round(255 x) of data in [0, 1]; other data float32), their `seeds`,
+                            the score evaluations each took (`nfe`) and the sampler's `time_grid`
+    shard_000000.feat.npz   the features of those samples under one feature network (its digest
+                            in the file), so a resumed evaluation recomputes nothing
+
+Every file is written to a temporary name and renamed into place, so a killed or preempted run
+leaves whole shards only; run again, it draws the missing ones (a shard that cannot be read or
+whose seeds disagree with the plan is drawn again, with a warning).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from absl import logging
+
+from scoresde import files
+
+PLAN_FILE = "plan.json"
+SHARD_NAME, FEATURES_NAME = "shard_{:06d}.npz", "shard_{:06d}.feat.npz"
+SHARD_MAX_BYTES = 1 << 34
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Which samples a folder holds: `num_samples` of seeds first_seed, first_seed + 1, ..., in
+    shards of `shard_size`; `about` says what they are draws of (sampler, grid, checkpoint, ...)."""
+
+    num_samples: int
+    shard_size: int
+    first_seed: int = 0
+    about: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.num_samples < 1 or self.shard_size < 1 or self.first_seed < 0:
+            raise ValueError(
+                f"need num_samples >= 1, shard_size >= 1 and first_seed >= 0; got {self.num_samples}, "
+                f"{self.shard_size}, {self.first_seed}"
+            )
+
+    @property
+    def n_shards(self) -> int:
+        return -(-self.num_samples // self.shard_size)
+
+    def seeds(self, shard: int) -> np.ndarray:
+        """The seeds of shard `shard`'s samples, in order."""
+        start = shard * self.shard_size
+        return np.arange(
+            self.first_seed + start, self.first_seed + min(start + self.shard_size, self.num_samples), dtype=np.int64
+        )
+
+    def shards_of(self, rank: int, world: int) -> list[int]:
+        """The shards process `rank` of `world` draws."""
+        return list(range(rank, self.n_shards, world))
+
+    def to_json(self) -> dict:
+        return {
+            "num_samples": self.num_samples,
+            "shard_size": self.shard_size,
+            "first_seed": self.first_seed,
+            "about": self.about,
+        }
+
+
+def quantize(samples: np.ndarray, is_image: bool) -> np.ndarray:
+    """What a shard stores: images in [0, 1] as uint8 round(255 x) (clipped), other data float32."""
+    samples = np.asarray(samples)
+    if not is_image:
+        return samples.astype(np.float32)
+    return np.clip(np.floor(samples.astype(np.float64) * 255.0 + 0.5), 0, 255).astype(np.uint8)
+
+
+def open_folder(folder: str | os.PathLike, plan: Plan) -> Path:
+    """Create `folder` for `plan`, or check that it holds shards of the same plan.
+
+    Raises:
+        ValueError: the folder holds shards of another plan (naming what differs).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = plan.to_json()
+    path = folder / PLAN_FILE
+    if path.exists():
+        found = files.read_json(path)
+        if found != json.loads(json.dumps(wanted)):
+            raise ValueError(
+                f"{folder} holds samples of another evaluation ({', '.join(_differences(found, wanted)) or 'plan'} "
+                "differ); use another folder or remove it"
+            )
+    else:
+        files.write_atomic(path, json.dumps(wanted, indent=1))
+    return folder
+
+
+def _differences(found, wanted: dict, prefix: str = "") -> list[str]:
+    """The keys (dotted) whose values differ between two plans' JSON."""
+    if not isinstance(found, dict):
+        return [prefix.rstrip(".") or "plan"]
+    out = []
+    for key in sorted(set(found) | set(wanted)):
+        a, b = found.get(key), json.loads(json.dumps(wanted.get(key)))
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(prefix + key)
+    return out
+
+
+def _write_npz(path: Path, **arrays) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    files.write_atomic(path, buffer.getvalue())
+
+
+def read_shard(folder: Path, plan: Plan, shard: int, key: str = "samples") -> np.ndarray | None:
+    """Shard `shard`'s samples (or its array `key`: "nfe", "time_grid"), or None when it is
+    missing, unreadable or of other seeds."""
+    path = folder / SHARD_NAME.format(shard)
+    if not path.exists():
+        return None
+    try:
+        with np.load(io.BytesIO(files.read_bytes(path, SHARD_MAX_BYTES)), allow_pickle=False) as archive:
+            samples, seeds, wanted = archive["samples"], archive["seeds"], archive[key]
+    except (ValueError, OSError, KeyError, EOFError) as err:
+        logging.warning("%s is unreadable (%s): drawing it again", path, err)
+        return None
+    if not np.array_equal(seeds, plan.seeds(shard)) or len(samples) != len(seeds):
+        logging.warning("%s holds other seeds than the plan's: drawing it again", path)
+        return None
+    return wanted
+
+
+def draw(
+    folder: str | os.PathLike,
+    plan: Plan,
+    sample_seeds: Callable[[np.ndarray], tuple[np.ndarray, dict]],
+    *,
+    is_image: bool,
+    batch_size: int,
+    rank: int = 0,
+    world: int = 1,
+    progress: Callable[[int], None] | None = None,
+) -> list[int]:
+    """Draw this process's missing shards of `plan` into `folder`; returns the shards it drew.
+
+    Args:
+        sample_seeds: seeds (n,) -> (the n samples in data space (images in [0, 1]), sample j from
+            seed seeds[j] alone; {"nfe": score evaluations, "time_grid": the times}).
+        batch_size: samples per call of `sample_seeds`.
+        progress: called with the number of samples of each shard when it is written.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    folder = open_folder(folder, plan)
+    drawn = []
+    for shard in plan.shards_of(rank, world):
+        if read_shard(folder, plan, shard) is not None:
+            continue
+        seeds = plan.seeds(shard)
+        parts, nfe, grid = [], [], np.zeros(0)
+        for i in range(0, len(seeds), batch_size):
+            x, info = sample_seeds(seeds[i : i + batch_size])
+            parts.append(quantize(x, is_image))
+            nfe += [int(info.get("nfe", 0))] * len(x)
+            grid = np.asarray(info.get("time_grid", grid), dtype=np.float64)
+        arrays = {"samples": np.concatenate(parts), "seeds": seeds, "nfe": np.array(nfe, np.int64), "time_grid": grid}
+        _write_npz(folder / SHARD_NAME.format(shard), **arrays)
+        drawn.append(shard)
+        if progress is not None:
+            progress(len(seeds))
+    return drawn
+
+
+def missing(folder: str | os.PathLike, plan: Plan) -> list[int]:
+    """The shards of `plan` not (validly) in `folder`."""
+    return [k for k in range(plan.n_shards) if read_shard(Path(folder), plan, k) is None]
+
+
+def samples(folder: str | os.PathLike, plan: Plan) -> Iterator[np.ndarray]:
+    """Every shard's samples, in order (one shard in memory at a time).
+
+    Raises:
+        FileNotFoundError: a shard is missing (naming it).
+    """
+    for shard in range(plan.n_shards):
+        x = read_shard(Path(folder), plan, shard)
+        if x is None:
+            raise FileNotFoundError(f"{Path(folder) / SHARD_NAME.format(shard)} is missing: draw the shards first")
+        yield x
+
+
+def sampling_info(folder: str | os.PathLike, plan: Plan) -> dict:
+    """The mean score evaluations per sample over all shards and the time grid of the first."""
+    nfe = []
+    for shard in range(plan.n_shards):
+        part = read_shard(Path(folder), plan, shard, "nfe")
+        if part is None:
+            raise FileNotFoundError(f"{Path(folder) / SHARD_NAME.format(shard)} is missing: draw the shards first")
+        nfe.append(part)
+    grid = read_shard(Path(folder), plan, 0, "time_grid")
+    return {"nfe": float(np.concatenate(nfe).mean()), "time_grid": [round(float(t), 6) for t in np.asarray(grid)]}
+
+
+def features(
+    folder: str | os.PathLike, plan: Plan, feature_fn: Callable[[np.ndarray], dict[str, np.ndarray]], digest: str
+) -> Iterator[dict[str, np.ndarray]]:
+    """Every shard's features under the network of `digest` (`feature_fn(samples) -> {name:
+    (n, d) array}`), computed once per shard and stored beside it; in shard order."""
+    folder = Path(folder)
+    for shard, x in enumerate(samples(folder, plan)):
+        path = folder / FEATURES_NAME.format(shard)
+        stored = _read_features(path, digest, len(x))
+        if stored is None:
+            stored = {name: np.asarray(v, np.float32) for name, v in feature_fn(x).items()}
+            _write_npz(path, digest=np.array(digest), **stored)
+        yield stored
+
+
+def _read_features(path: Path, digest: str, n: int) -> dict[str, np.ndarray] | None:
+    if not path.exists():
+        return None
+    try:
+        with np.load(io.BytesIO(files.read_bytes(path, SHARD_MAX_BYTES)), allow_pickle=False) as archive:
+            if str(archive["digest"]) != digest:
+                return None
+            stored = {name: archive[name] for name in archive.files if name != "digest"}
+    except (ValueError, OSError, KeyError, EOFError):
+        return None
+    return stored if all(len(v) == n for v in stored.values()) else None

@@ -1,0 +1,247 @@
+"""--mode eval at paper scale: per-seed shards (the same samples in any batch and any number of
+processes), resume that redraws only what is missing, streamed Gaussian statistics against closed
+forms, reference statistics cached and invalidated, other projects' statistics files read and
+malformed ones refused by name."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from scoresde.eval import metrics, shards, statistics
+from tests.helpers import run_ddp, tiny_config
+
+
+# -- statistics -----------------------------------------------------------------------------------
+def test_running_statistics_equal_numpy_s_mean_and_covariance_whatever_the_batches():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(503, 7)) @ rng.normal(size=(7, 7)) + 1e3  # a large offset: cancellation would show
+    stats = statistics.RunningStatistics(keep=40)
+    for part in np.array_split(x, [1, 50, 51, 300]):
+        stats.add(part)
+    np.testing.assert_allclose(stats.mean, x.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(stats.cov, np.cov(x, rowvar=False), rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(stats.kept, x[:40].astype(np.float32))
+    with pytest.raises(ValueError, match="dimension 3 added to statistics of dimension 7"):
+        stats.add(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="non-finite features"):
+        stats.add(np.full((2, 7), np.nan))
+
+
+def test_fid_against_its_own_statistics_is_zero_and_matches_scipy_sqrtm():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(400, 16)) @ rng.normal(size=(16, 16))
+    b = rng.normal(size=(300, 16)) * 1.3 + 0.2
+    own = statistics.RunningStatistics()
+    own.add(a)
+    assert metrics.frechet_distance(own.mean, own.cov, *metrics.gaussian_statistics(a)) == pytest.approx(0, abs=1e-8)
+    (mu1, s1), (mu2, s2) = metrics.gaussian_statistics(a), metrics.gaussian_statistics(b)
+    direct = float(np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * np.real(scipy.linalg.sqrtm(s1 @ s2))))
+    other = statistics.RunningStatistics()
+    for part in np.array_split(b, 7):
+        other.add(part)
+    assert metrics.frechet_distance(own.mean, own.cov, other.mean, other.cov) == pytest.approx(direct, rel=1e-6)
+
+
+def test_kid_is_unbiased_for_one_law_and_positive_for_two():
+    rng = np.random.default_rng(2)
+    same = [
+        metrics.kernel_inception_distance(rng.normal(size=(60, 4)), rng.normal(size=(60, 4)), n_subsets=1)[0] for _ in range(300)
+    ]
+    spread = np.std(same) / np.sqrt(len(same))
+    assert abs(np.mean(same)) < 4 * spread  # expectation exactly 0 (a biased estimator would sit above it)
+    shifted = metrics.kernel_inception_distance(rng.normal(size=(200, 4)), rng.normal(size=(200, 4)) + 0.5, n_subsets=5)[0]
+    assert shifted > 20 * spread
+
+
+# -- statistics files -----------------------------------------------------------------------------
+def test_edm_and_score_sde_statistics_files_are_read_and_malformed_ones_refused_by_name(tmp_path):
+    rng = np.random.default_rng(3)
+    pool = rng.normal(size=(50, 6)).astype(np.float32)
+    np.savez(tmp_path / "cifar10_stats.npz", pool_3=pool)  # score_sde: the activations themselves
+    score_sde = statistics.read_reference_file(tmp_path / "cifar10_stats.npz", dim=6)
+    np.testing.assert_allclose(score_sde.mu, pool.astype(np.float64).mean(0), rtol=1e-6)
+    np.testing.assert_allclose(score_sde.sigma, np.cov(pool.astype(np.float64), rowvar=False), rtol=1e-6, atol=1e-9)
+    assert score_sde.n == 50 and score_sde.points.shape == (50, 6)
+    np.savez(tmp_path / "edm.npz", mu=score_sde.mu, sigma=score_sde.sigma)  # EDM / pytorch-fid
+    edm = statistics.read_reference_file(tmp_path / "edm.npz")
+    np.testing.assert_array_equal(edm.sigma, score_sde.sigma) and len(edm.points) == 0
+    ours = tmp_path / "ours.npz"
+    statistics.save(ours, score_sde)
+    again = statistics.read_reference_file(ours)
+    np.testing.assert_array_equal(again.points, score_sde.points)
+
+    def refused(match, **arrays):
+        path = tmp_path / "bad.npz"
+        np.savez(path, **arrays)
+        with pytest.raises(ValueError, match=match):
+            statistics.read_reference_file(path, dim=6)
+
+    refused("expected 'mu' and 'sigma'.*found features, labels", features=pool, labels=np.arange(3))
+    refused(r"'sigma' \(d, d\)", mu=np.zeros(6), sigma=np.zeros((6, 5)))
+    refused("not symmetric", mu=np.zeros(6), sigma=np.triu(np.ones((6, 6))))
+    refused("NaN", mu=np.full(6, np.nan), sigma=np.eye(6))
+    refused("4-dimensional features, but the feature network gives 6", mu=np.zeros(4), sigma=np.eye(4))
+    refused("'pool_3' must be float activations", pool_3=np.zeros(6))
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    np.savez(tmp_path / "pickled.npz", mu=np.array([{"a": 1}], dtype=object), sigma=np.eye(1))
+    with pytest.raises(ValueError, match="pickled.npz: not a readable .npz without pickles"):
+        statistics.read_reference_file(tmp_path / "pickled.npz")
+    (tmp_path / "text.npz").write_text("not a zip")
+    with pytest.raises(ValueError, match="text.npz: not a readable .npz"):
+        statistics.read_reference_file(tmp_path / "text.npz")
+
+
+def test_cached_reference_statistics_are_reused_and_recomputed_when_data_or_network_change(tmp_path):
+    calls = []
+
+    def compute(x):
+        def run():
+            calls.append(1)
+            stats = statistics.RunningStatistics(keep=5)
+            stats.add(x)
+            return statistics.Reference.of(stats)
+
+        return run
+
+    x = np.random.default_rng(4).normal(size=(20, 3))
+    identity = {"data": statistics.data_identity(x, 20), "features": {"sha256": "a" * 64}}
+    first = statistics.cached_reference(tmp_path, identity, compute(x))
+    again = statistics.cached_reference(tmp_path, identity, compute(x))
+    assert len(calls) == 1 and np.array_equal(first.sigma, again.sigma) and len(again.points) == 5
+    changed = x.copy()
+    changed[0, 0] += 1e-9
+    statistics.cached_reference(tmp_path, {**identity, "data": statistics.data_identity(changed, 20)}, compute(changed))
+    statistics.cached_reference(tmp_path, {**identity, "features": {"sha256": "b" * 64}}, compute(x))
+    assert len(calls) == 3
+    for path in tmp_path.glob("*.npz"):  # a damaged cache entry is recomputed, not trusted
+        path.write_bytes(b"junk")
+    statistics.cached_reference(tmp_path, identity, compute(x))
+    assert len(calls) == 4
+
+
+# -- shards ---------------------------------------------------------------------------------------
+def _oracle_draw(calls=None, fail_after=None):
+    """seeds -> Euler-Maruyama samples of the exact score of a ring of Gaussians, by per-sample
+    generators; `calls` records each batch, and the call after `fail_after` batches is killed."""
+    from scoresde import oracle, samplers
+    from scoresde.samplers.noise import per_sample_generators
+    from scoresde.sde_lib import VPSDE
+
+    sde, mixture = VPSDE(), oracle.ring()
+
+    def draw(seeds):  # -> (samples, info)
+        if calls is not None:
+            calls.append(len(seeds))
+            if fail_after is not None and len(calls) > fail_after:
+                raise KeyboardInterrupt  # killed mid-way
+        generators = per_sample_generators(seeds.tolist())
+        x, info = samplers.sample("euler_maruyama", sde, mixture.score_fn(sde), (len(seeds), 2), steps=8, generator=generators)
+        return x.numpy(), info
+
+    return draw
+
+
+def test_per_seed_shards_are_the_same_samples_whatever_the_batch_size_and_the_process_split(tmp_path):
+    draw = _oracle_draw()
+    plan = shards.Plan(num_samples=23, shard_size=5, first_seed=100, about={"sampler": "euler_maruyama"})
+    shards.draw(tmp_path / "one", plan, draw, is_image=False, batch_size=23)
+    for rank in (1, 0):  # two "processes", each its own shards, in any order
+        drawn = shards.draw(tmp_path / "two", plan, draw, is_image=False, batch_size=3, rank=rank, world=2)
+        assert drawn == plan.shards_of(rank, 2)
+    one, two = (np.concatenate(list(shards.samples(tmp_path / f, plan))) for f in ("one", "two"))
+    assert one.shape == (23, 2)
+    np.testing.assert_array_equal(one, two)  # bit-identical
+    with pytest.raises(ValueError, match="holds samples of another evaluation .*about.sampler"):
+        shards.draw(tmp_path / "one", shards.Plan(23, 5, 100, {"sampler": "ode"}), draw, is_image=False, batch_size=4)
+
+
+def test_a_killed_draw_resumes_with_the_missing_shards_only(tmp_path):
+    calls: list[int] = []
+    draw = _oracle_draw(calls, fail_after=3)
+    plan = shards.Plan(num_samples=20, shard_size=4)
+    with pytest.raises(KeyboardInterrupt):
+        shards.draw(tmp_path, plan, draw, is_image=False, batch_size=4)
+    assert shards.missing(tmp_path, plan) == [3, 4] and not list(tmp_path.glob(".*"))  # whole shards, no debris
+    (tmp_path / shards.SHARD_NAME.format(1)).write_bytes(b"truncated")  # a damaged shard is drawn again
+    resumed: list[int] = []
+    again = _oracle_draw(resumed)
+    assert shards.draw(tmp_path, plan, again, is_image=False, batch_size=4) == [1, 3, 4] and len(resumed) == 3
+    whole = tmp_path / "whole"
+    fresh = _oracle_draw()
+    shards.draw(whole, plan, fresh, is_image=False, batch_size=4)
+    resumed_samples, whole_samples = (np.concatenate(list(shards.samples(f, plan))) for f in (tmp_path, whole))
+    np.testing.assert_array_equal(resumed_samples, whole_samples)
+
+
+def test_images_are_stored_as_uint8_like_a_png():
+    x = np.array([0.0, 0.5 / 255, 0.51 / 255, 1.0, 1.2, -0.1])
+    np.testing.assert_array_equal(shards.quantize(x, True), [0, 1, 1, 255, 255, 0])
+
+
+# -- the mode -------------------------------------------------------------------------------------
+def _trained(tmp_path):
+    from scoresde import run_lib
+
+    config = tiny_config(**{"training.n_steps": 12, "training.checkpoint_freq": 6})
+    run_lib.train(config, tmp_path / "run")
+    return config
+
+
+EVAL = {"eval.num_samples": 24, "eval.shard_size": 8, "eval.kernel_examples": 100, "sampling.batch_size": 7}
+
+
+def test_eval_mode_scores_every_checkpoint_and_resumes_to_the_same_figures(tmp_path):
+    from scoresde import cli
+
+    _trained(tmp_path)
+    overrides = {**EVAL, "eval.checkpoints": "all", "eval.runs": 2, "eval.stats_dir": str(tmp_path / "stats")}
+    overrides["eval.samplers"] = ("euler_maruyama", "probability_flow@log_snr")
+    cli.MODES["eval"](tiny_config(**overrides), tmp_path / "run")
+    out = tmp_path / "run" / "eval"
+    summary = json.loads((out / "summary.json").read_text())
+    assert [(r["step"], r["sampler"]) for r in summary] == [
+        (6, "euler_maruyama"),
+        (6, "probability_flow@log_snr"),
+        (12, "euler_maruyama"),
+        (12, "probability_flow@log_snr"),
+    ]
+    record = summary[-1]
+    assert record["seed_ranges"] == [[0, 23], [24, 47]] and record["num_samples"] == 24 and record["time_grid"] == "log_snr"
+    assert set(record["aggregate"]) == {"fd", "kd", "precision", "recall"} and record["features"]["name"] == "coordinates"
+    assert record["aggregate"]["fd"]["best"] == min(r["fd"] for r in record["runs"])
+    assert (out / "summary.md").read_text().count("\n") == 6 and (out / "metrics.png").stat().st_size > 0
+    assert len(list((tmp_path / "stats").glob("*.npz"))) == 1
+    # a killed evaluation: some shards (and their features) gone; run again, the same figures
+    for path in list((out / "step_12" / "euler_maruyama" / "run_1").glob("shard_00000[12]*")):
+        path.unlink()
+    (out / "summary.json").unlink()
+    cli.MODES["eval"](tiny_config(**overrides), tmp_path / "run")
+    resumed = json.loads((out / "summary.json").read_text())
+    timeless = [{**r, "metric_seconds": 0, "sample_seconds": 0} for r in resumed]
+    assert timeless == [{**r, "metric_seconds": 0, "sample_seconds": 0} for r in summary]
+
+
+def test_two_gloo_processes_draw_the_samples_one_process_draws(tmp_path):
+    """Each shard's batches are the same whatever the process count, so 2 processes draw exactly
+    one process's samples and figures. (Across batch sizes a network's samples agree to round-off
+    only, as BLAS kernels depend on the batch's shape; with an exact score they are bit-identical:
+    test_per_seed_shards_are_the_same_samples_whatever_the_batch_size_and_the_process_split.)"""
+    from scoresde import cli
+
+    _trained(tmp_path)
+    overrides = {**EVAL, "eval.stats_dir": str(tmp_path / "stats")}
+    cli.MODES["eval"](tiny_config(**overrides), tmp_path / "run")
+    two = tmp_path / "run" / "eval"
+    two.rename(tmp_path / "one")
+    run_ddp(overrides, tmp_path / "run", tmp_path / "rendezvous", mode="eval")
+    plan_dir = "step_12/euler_maruyama/run_0"
+    plan = shards.Plan(**json.loads((tmp_path / "one" / plan_dir / "plan.json").read_text()))
+    a = np.concatenate(list(shards.samples(tmp_path / "one" / plan_dir, plan)))
+    b = np.concatenate(list(shards.samples(two / plan_dir, plan)))
+    np.testing.assert_array_equal(a, b)
+    first, second = (json.loads((d / "summary.json").read_text())[0] for d in (tmp_path / "one", two))
+    assert first["aggregate"] == second["aggregate"] and first["nfe"] == second["nfe"]
