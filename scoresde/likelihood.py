@@ -325,6 +325,7 @@ def evaluate_dataset(
     seed: int = 0,
     device: torch.device | str = "cpu",
     callback: Callable[[int], None] | None = None,
+    first_index: int = 0,
     **options,
 ) -> dict[str, np.ndarray]:
     """Per-example log-likelihoods of a whole data set, batch by batch (`log_likelihood` each).
@@ -336,6 +337,9 @@ def evaluate_dataset(
     (`importance_weighted_logp`), tighter for more draws (Ho et al. 2019). The dequantization
     noise of draw j of the batch starting at example b is seeded by (seed, b, j), and the
     divergence probes by one generator seeded by `seed`, so a result is a function of the seed.
+    `first_index` is the index of x[0] in a larger set of which x is a part (a shard): its
+    batches then draw the dequantization noise of the whole set's, so shards of a multiple of
+    `batch_size` examples give the unsharded values (the Hutchinson probes restart per call).
 
     Args:
         x: the examples, (n, *dims), in [0, 1] for images.
@@ -359,7 +363,7 @@ def evaluate_dataset(
         draws = []
         for draw in range(n_dequantize):
             if levels is not None:
-                noise = torch.Generator().manual_seed(seed * 7919 + begin * 31 + draw)
+                noise = torch.Generator().manual_seed(seed * 7919 + (first_index + begin) * 31 + draw)
                 x_in = dequantize(
                     torch.round(chunk * (levels - 1)), levels, centered=centered, generator=noise, dtype=torch.float32
                 )

@@ -245,3 +245,105 @@ def test_two_gloo_processes_draw_the_samples_one_process_draws(tmp_path):
     np.testing.assert_array_equal(a, b)
     first, second = (json.loads((d / "summary.json").read_text())[0] for d in (tmp_path / "one", two))
     assert first["aggregate"] == second["aggregate"] and first["nfe"] == second["nfe"]
+
+
+# -- bits per dimension, sharded -----------------------------------------------------------------
+def test_likelihood_shards_with_their_first_index_give_the_unsharded_values():
+    """Dequantization noise is seeded by the example's place in the whole set, so two halves
+    evaluated apart (each with first_index) equal the whole set evaluated at once."""
+    import torch
+
+    from scoresde import likelihood, oracle
+    from scoresde.sde_lib import VPSDE
+
+    sde, mixture = VPSDE(), oracle.gaussian(torch.zeros(4), 0.5)
+    levels = 8
+    x = torch.randint(0, levels, (12, 4), generator=torch.Generator().manual_seed(5)).float() / (levels - 1)
+    options = {"levels": levels, "n_dequantize": 2, "batch_size": 3, "rtol": 1e-6, "atol": 1e-6}
+    whole = likelihood.evaluate_dataset(sde, mixture.score_fn(sde), x, **options)
+    halves = [likelihood.evaluate_dataset(sde, mixture.score_fn(sde), x[i : i + 6], first_index=i, **options) for i in (0, 6)]
+    for key in ("logp", "bpd", "bpd_iw"):
+        np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), whole[key])
+    shifted = likelihood.evaluate_dataset(sde, mixture.score_fn(sde), x[6:], **options)  # without it: other noise
+    assert not np.array_equal(shifted["bpd"], whole["bpd"][6:])
+
+
+def test_eval_mode_s_sharded_likelihood_equals_the_likelihood_mode(tmp_path):
+    from scoresde import cli
+
+    _trained(tmp_path)
+    common = {"likelihood.n_examples": 20, "likelihood.batch_size": 5, "likelihood.split": "test"}
+    common |= {"likelihood.rtol": 1e-3, "likelihood.atol": 1e-3}
+    unsharded = cli.MODES["likelihood"](tiny_config(**common), tmp_path / "run")
+    overrides = {**EVAL, **common, "eval.bpd": True, "eval.bpd_shard": 10, "eval.stats_dir": str(tmp_path / "stats")}
+    cli.MODES["eval"](tiny_config(**overrides), tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "eval" / "summary.json").read_text())[0]
+    sharded = record["likelihood"]
+    assert sharded["shards"] == 2 and sharded["n_examples"] == unsharded["n_examples"] == 20
+    assert sharded["logp_nats"] == unsharded["logp_nats"] and sharded["nfe_per_example"] == unsharded["nfe_per_example"]
+    assert (tmp_path / "run" / "eval" / "step_12" / "likelihood_test.json").exists()
+
+
+def test_following_a_training_evaluates_each_checkpoint_until_the_last_step_or_a_quiet_spell(tmp_path):
+    from scoresde import cli
+
+    _trained(tmp_path)
+    overrides = {**EVAL, "eval.checkpoints": "follow", "eval.stats_dir": str(tmp_path / "stats")}
+    cli.MODES["eval"](tiny_config(**overrides), tmp_path / "run")  # training.n_steps = 12: done after step 12
+    assert [r["step"] for r in json.loads((tmp_path / "run" / "eval" / "summary.json").read_text())] == [6, 12]
+    unfinished = {**overrides, "training.n_steps": 30, "eval.poll_seconds": 0.05, "eval.follow_timeout": 0.2}
+    cli.MODES["eval"](tiny_config(**unfinished), tmp_path / "run")  # waits for step 18, gives up after 0.2 s
+    assert [r["step"] for r in json.loads((tmp_path / "run" / "eval" / "summary.json").read_text())] == [6, 12]
+
+
+def test_eval_with_the_inception_network_reports_fid_kid_and_the_inception_score(tmp_path):
+    """With config.benchmark.inception_weights the features are Inception's pool_3 (2048-D, from a
+    SHA-256-checked file; random weights here) and the logits give the Inception Score."""
+    import torch
+
+    from scoresde import cli, run_lib
+    from scoresde.eval import inception
+    from tests.helpers import TINY
+
+    path = tmp_path / "weights.pth"
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        torch.save(inception.FIDInceptionV3().state_dict(), path)
+    import importlib
+
+    config = importlib.import_module("configs.digits_mlp_vp").get_config()
+    for key, value in {**TINY, "training.n_steps": 2, "training.checkpoint_freq": 2, "sampling.steps": 2}.items():
+        group, name = key.rsplit(".", 1) if "." in key else ("", key)
+        (config[group] if group else config)[name] = value
+    run_lib.train(config, tmp_path / "run")
+    config.benchmark.inception_weights, config.benchmark.inception_sha256 = str(path), inception.sha256_of_file(path)
+    config.eval.num_samples, config.eval.shard_size, config.eval.reference_examples = 6, 3, 8
+    config.eval.kernel_examples, config.eval.feature_batch, config.eval.stats_dir = 6, 8, str(tmp_path / "stats")
+    cli.MODES["eval"](config, tmp_path / "run")
+    record = json.loads((tmp_path / "run" / "eval" / "summary.json").read_text())[0]
+    assert record["features"] == {"name": "inception-v3 pool_3", "sha256": inception.sha256_of_file(path)}
+    assert {"fid", "kid", "precision", "recall", "inception_score"} <= set(record["aggregate"])
+    assert record["aggregate"]["fid"]["mean"] > 0 and record["reference"]["n"] == 8
+    assert record["reference"]["identity"]["features"]["sha256"] == inception.sha256_of_file(path)
+
+
+def test_sample_mode_draws_per_seed_shards_resumes_them_and_redraws_for_another_sampler(tmp_path, monkeypatch):
+    from scoresde import cli
+    from scoresde.cli import sample as sample_mode
+
+    _trained(tmp_path)
+    overrides = {"sampling.n_samples": 20, "sampling.batch_size": 4, "eval.shard_size": 8}
+    config = tiny_config(**overrides)
+    cli.MODES["sample"](config, tmp_path / "run")
+    out = tmp_path / "run" / "sample" / "euler_maruyama"
+    first = np.load(out / "samples.npz")["samples"]
+    assert first.shape == (20, 2) and json.loads((out / "quality.json").read_text())["seeds"] == [0, 19]
+    (out / "shards" / shards.SHARD_NAME.format(2)).unlink()  # as if killed before the last shard
+    drawn = []
+    real_draw = shards.draw
+    monkeypatch.setattr(sample_mode.shards, "draw", lambda *a, **k: drawn.append(real_draw(*a, **k)))
+    cli.MODES["sample"](config, tmp_path / "run")
+    assert drawn == [[2]]
+    np.testing.assert_array_equal(np.load(out / "samples.npz")["samples"], first)
+    cli.MODES["sample"](tiny_config(**{**overrides, "sampling.steps": 6}), tmp_path / "run")
+    assert drawn[-1] == [0, 1, 2]  # another step count: drawn afresh, not refused

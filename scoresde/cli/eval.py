@@ -44,16 +44,18 @@ from absl import logging
 from tqdm.auto import tqdm
 
 from scoresde import data, samplers
+from scoresde import likelihood as lik
+from scoresde.cli import likelihood as likelihood_mode
 from scoresde.cli.experiment import (
     Experiment,
     feature_classifier,
     process_group,
     sampler_from_spec,
-    to_data_space,
+    sampling_identity,
+    seed_draw,
 )
 from scoresde.config import compare
 from scoresde.eval import features, inception, metrics, plotting, shards, statistics
-from scoresde.samplers.noise import per_sample_generators
 from scoresde.train import checkpoint, distributed, loop
 
 CHECKPOINT_SELECTIONS = ("latest", "all", "follow")
@@ -190,33 +192,6 @@ def slug(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.@=-]+", "_", spec)
 
 
-def seed_draw(exp: Experiment, sampler, time_grid) -> Callable[[np.ndarray], tuple[np.ndarray, dict]]:
-    """seeds -> (samples in data space, {nfe, time_grid}), sample j from the per-sample generator
-    seeded by seeds[j] (on the device)."""
-    c = exp.config
-    options = dict(sampler.options)
-    steps = None if samplers.get(sampler.sampler).kind == "adaptive" else c.sampling.steps
-
-    def draw(seeds: np.ndarray) -> tuple[np.ndarray, dict]:
-        shape = (len(seeds), *exp.train_data.shape)
-        x, info = samplers.sample(
-            sampler.sampler,
-            exp.sde,
-            exp.score_fn,
-            shape,
-            generator=per_sample_generators(seeds.tolist(), exp.device),
-            device=exp.device,
-            steps=steps,
-            eps=c.sampling.eps,
-            denoise=c.sampling.denoise,
-            time_grid=time_grid,
-            **options,
-        )
-        return to_data_space(c, x, exp.train_data.is_image), {"nfe": info["nfe"], "time_grid": info["time_grid"].tolist()}
-
-    return draw
-
-
 def run_metrics(folder: Path, plan: shards.Plan, network: FeatureNetwork, reference: statistics.Reference, config) -> dict:
     """The figures of one seed range's samples against the reference."""
     e = config.eval
@@ -238,7 +213,10 @@ def run_metrics(folder: Path, plan: shards.Plan, network: FeatureNetwork, refere
         if k > 3:
             out["precision"], out["recall"] = metrics.precision_recall(reference.points[:k], kept[:k])
     if logits:
-        out["inception_score"], out["inception_score_std"] = metrics.inception_score(np.concatenate(logits), IS_SPLITS)
+        logits_all = np.concatenate(logits)  # 10 splits (Salimans et al.), fewer for fewer than 20 samples
+        out["inception_score"], out["inception_score_std"] = metrics.inception_score(
+            logits_all, min(IS_SPLITS, len(logits_all) // 2)
+        )
     return out
 
 
@@ -273,17 +251,7 @@ def evaluate_checkpoint(config, exp, found: Path, specs, network, reference, ctx
         base = Path(workdir) / EVAL_DIR / f"step_{step}" / slug(sampler.label)
         plans, sample_seconds = [], 0.0
         for r in range(e.runs):
-            about = {
-                "checkpoint_step": step,
-                "ema": config.sampling.use_ema,
-                "sampler": sampler.label,
-                "options": sampler.options,
-                "time_grid": time_grid,
-                "steps": config.sampling.steps,
-                "eps": config.sampling.eps,
-                "denoise": config.sampling.denoise,
-                "weights_sha256": features.weights_hash(exp.model),
-            }
+            about = sampling_identity(exp, sampler, time_grid, step)
             plan = shards.Plan(e.num_samples, e.shard_size, e.first_seed + r * e.num_samples, about)
             plans.append(plan)
             start = time.perf_counter()
@@ -334,6 +302,42 @@ def evaluate_checkpoint(config, exp, found: Path, specs, network, reference, ctx
     return records
 
 
+LIKELIHOOD_COLUMNS = ("logp", "stderr", "nfe", "bpd", "bpd_iw")  # `likelihood.evaluate_dataset`'s per-example values
+
+
+def evaluate_likelihood(config, exp: Experiment, found: Path, ctx, workdir: Path) -> dict | None:
+    """config.likelihood's split under the loaded checkpoint, in shards of config.eval.bpd_shard
+    examples drawn by every process (shard k by process k mod K) and resumed like the samples;
+    rank 0 writes and returns step_<k>/likelihood_<split>.json (`likelihood_mode.summarize`)."""
+    e, settings = config.eval, config.likelihood
+    split, x_all, levels = likelihood_mode.examples_to_score(config, exp)
+    options = likelihood_mode.dataset_options(config, exp, levels)
+    columns = LIKELIHOOD_COLUMNS if levels else LIKELIHOOD_COLUMNS[:3]
+    step = checkpoint.step_of(found)
+    described = {k: v for k, v in options.items() if k != "device"} | {"exact_divergence": str(options["exact_divergence"])}
+    about = {"checkpoint_step": step, "split": settings.split, "weights_sha256": features.weights_hash(exp.model), **described}
+    plan = shards.Plan(len(x_all), e.bpd_shard, 0, about)
+    folder = Path(workdir) / EVAL_DIR / f"step_{step}" / f"likelihood_{settings.split}"
+
+    def per_example(indices: np.ndarray) -> tuple[np.ndarray, dict]:
+        first = int(indices[0])
+        values = lik.evaluate_dataset(exp.sde, exp.score_fn, x_all[first : first + len(indices)], first_index=first, **options)
+        return np.stack([values[c] for c in columns], axis=1), {}
+
+    start = time.perf_counter()
+    shards.draw(folder, plan, per_example, is_image=False, batch_size=plan.shard_size, rank=ctx.rank, world=ctx.world_size)
+    seconds = time.perf_counter() - start
+    distributed.barrier(ctx)
+    if not ctx.is_main:
+        return None
+    table = np.concatenate(list(shards.samples(folder, plan)))
+    values = {c: table[:, i] for i, c in enumerate(columns)}
+    summary = likelihood_mode.summarize(config, values, int(np.prod(split.shape)), levels, found, seconds)
+    summary |= {"shards": plan.n_shards, "shard_size": plan.shard_size, "processes": ctx.world_size}
+    (folder.parent / f"likelihood_{settings.split}.json").write_text(json.dumps(summary, indent=1))
+    return summary
+
+
 # -- the mode -----------------------------------------------------------------------------------
 def eval(config, workdir: str | Path) -> dict:
     """Evaluate the selected checkpoints (module docstring); returns the summary rows."""
@@ -357,6 +361,11 @@ def eval(config, workdir: str | Path) -> dict:
             bar.total += total
             bar.refresh()
             new = evaluate_checkpoint(config, exp, found, specs, network, reference, ctx, workdir, bar)
+            if e.bpd:
+                checkpoint.load_weights(found, exp.model, ema=config.likelihood.use_ema)
+                bpd = evaluate_likelihood(config, exp, found, ctx, workdir)
+                for record in new:
+                    record["likelihood"] = bpd
             if ctx.is_main:
                 records = [r for r in records if (r["step"], r["sampler"]) not in {(n["step"], n["sampler"]) for n in new}]
                 records = sorted(records + new, key=lambda r: (r["step"], r["sampler"]))
@@ -373,12 +382,12 @@ def _checkpoints(config, workdir: Path, ctx):
         return
     e, last, waited = config.eval, -1, 0.0
     while True:
-        steps = [checkpoint.step_of(p) for p in checkpoint.list_complete(Path(workdir) / loop.CHECKPOINTS)]
-        candidate = min((s for s in steps if s > last), default=math.inf)
+        by_step = {checkpoint.step_of(p): p for p in checkpoint.list_complete(Path(workdir) / loop.CHECKPOINTS)}
+        candidate = min((s for s in by_step if s > last), default=math.inf)
         agreed = distributed.all_reduce(torch.tensor([float(candidate)], dtype=torch.float64), "max").item()
-        if math.isfinite(agreed):
+        if math.isfinite(agreed) and int(agreed) in by_step:
             last, waited = int(agreed), 0.0
-            yield Path(workdir) / loop.CHECKPOINTS / f"step_{last}"
+            yield by_step[last]
             if last >= config.training.n_steps:
                 return
             continue

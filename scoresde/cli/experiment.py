@@ -24,6 +24,7 @@ from scoresde.config import arguments, compare, schema
 from scoresde.data import prepared
 from scoresde.eval import features
 from scoresde.models import MODELS, ExponentialMovingAverage, get_model
+from scoresde.samplers.noise import per_sample_generators
 from scoresde.score import NetworkScore
 from scoresde.sde_lib import SDE, SDES, get_sde_from_options
 from scoresde.train import checkpoint, distributed, loop, objectives
@@ -145,15 +146,15 @@ def named_time_grid(config, mode: str) -> str | None:
     return grid or None
 
 
-def sampler_from_spec(config, spec: str, mode: str):
+def sampler_from_spec(config, spec: str, mode: str, *, config_grid: bool = True):
     """The `eval.benchmark.Sampler` of a spec "name[@grid][:key=value,...]": the options of
-    config.sampling.<name>, overridden by the spec's; the spec's grid, else config.sampling's
-    named grid (`named_time_grid`), else the sampler's default."""
+    config.sampling.<name>, overridden by the spec's; the spec's grid, else (with `config_grid`)
+    config.sampling's named grid (`named_time_grid`), else the sampler's default."""
     from scoresde.eval import benchmark as bench
 
     name = spec.partition(":")[0].partition("@")[0]
     sampler = bench.parse_sampler_spec(spec, arguments.sampler_options(config, name) if name in samplers.available() else None)
-    grid = named_time_grid(config, mode)
+    grid = named_time_grid(config, mode) if config_grid else None
     if sampler.time_grid is None and grid:
         sampler = bench.Sampler(sampler.label, sampler.sampler, sampler.options, grid)
     return sampler
@@ -348,6 +349,51 @@ class Experiment:
             chunks.append(x)
         bar.close()
         return torch.cat(chunks), info
+
+
+def seed_draw(exp: "Experiment", sampler, time_grid) -> Callable[[np.ndarray], tuple[np.ndarray, dict]]:
+    """seeds -> (samples in data space, {nfe, time_grid}), sample j from the per-sample generator
+    seeded by seeds[j] (on the device)."""
+    c = exp.config
+    options = dict(sampler.options)
+    steps = None if samplers.get(sampler.sampler).kind == "adaptive" else c.sampling.steps
+
+    def draw(seeds: np.ndarray) -> tuple[np.ndarray, dict]:
+        shape = (len(seeds), *exp.train_data.shape)
+        x, info = samplers.sample(
+            sampler.sampler,
+            exp.sde,
+            exp.score_fn,
+            shape,
+            generator=per_sample_generators(seeds.tolist(), exp.device),
+            device=exp.device,
+            steps=steps,
+            eps=c.sampling.eps,
+            denoise=c.sampling.denoise,
+            time_grid=time_grid,
+            **options,
+        )
+        return to_data_space(c, x, exp.train_data.is_image), {"nfe": info["nfe"], "time_grid": info["time_grid"].tolist()}
+
+    return draw
+
+
+def sampling_identity(exp: "Experiment", sampler, time_grid, step: int) -> dict:
+    """What a set of sharded samples are draws of (`eval.shards.Plan.about`): the checkpoint's step
+    and weights, the sampler, its options and time grid, steps, eps, denoising."""
+    c = exp.config.sampling
+    grid = time_grid.tolist() if isinstance(time_grid, torch.Tensor) else time_grid
+    return {
+        "checkpoint_step": step,
+        "ema": c.use_ema,
+        "sampler": sampler.label,
+        "options": sampler.options,
+        "time_grid": grid,
+        "steps": c.steps,
+        "eps": c.eps,
+        "denoise": c.denoise,
+        "weights_sha256": features.weights_hash(exp.model),
+    }
 
 
 @contextlib.contextmanager

@@ -47,10 +47,11 @@ def quality(exp: Experiment, samples: np.ndarray) -> dict:
     }
 
 
-def write_samples(exp: Experiment, out: Path, x, *, step: int, nfe: int, header: dict) -> dict:
-    """Samples `x` (model space) into `out`: samples.npz (data space, with step and NFE),
-    samples.png and quality.json ({**header, **quality}); returns the figures written."""
-    samples = to_data_space(exp.config, torch.as_tensor(x), exp.train_data.is_image)
+def write_samples(exp: Experiment, out: Path, x, *, step: int, nfe: float, header: dict, data_space: bool = False) -> dict:
+    """Samples `x` (model space; data space with `data_space`) into `out`: samples.npz (data
+    space, with step and NFE), samples.png and quality.json ({**header, **quality}); returns the
+    figures written."""
+    samples = np.asarray(x) if data_space else to_data_space(exp.config, torch.as_tensor(x), exp.train_data.is_image)
     np.savez(out / "samples.npz", samples=samples, step=step, nfe=nfe)
     save_samples_picture(exp, samples, out / "samples.png")
     figures = {**header, **quality(exp, samples)}

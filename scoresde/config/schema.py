@@ -397,6 +397,8 @@ RULES: dict[str, Rule] = {
         stats_dir=text(),
         follow_timeout=positive,
         poll_seconds=positive,
+        bpd=flag,
+        bpd_shard=count,
     ),
 }
 

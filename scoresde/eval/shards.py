@@ -84,18 +84,20 @@ class Plan:
 
 
 def quantize(samples: np.ndarray, is_image: bool) -> np.ndarray:
-    """What a shard stores: images in [0, 1] as uint8 round(255 x) (clipped), other data float32."""
+    """What a shard stores: images in [0, 1] as uint8 round(255 x) (clipped), other data float32
+    (float64 kept: per-example figures such as log-likelihoods)."""
     samples = np.asarray(samples)
     if not is_image:
-        return samples.astype(np.float32)
+        return samples if samples.dtype == np.float64 else samples.astype(np.float32)
     return np.clip(np.floor(samples.astype(np.float64) * 255.0 + 0.5), 0, 255).astype(np.uint8)
 
 
-def open_folder(folder: str | os.PathLike, plan: Plan) -> Path:
+def open_folder(folder: str | os.PathLike, plan: Plan, *, replace: bool = False) -> Path:
     """Create `folder` for `plan`, or check that it holds shards of the same plan.
 
     Raises:
-        ValueError: the folder holds shards of another plan (naming what differs).
+        ValueError: the folder holds shards of another plan (naming what differs), unless
+            `replace`: then its shards are removed (with a warning) and the folder is `plan`'s.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -103,7 +105,14 @@ def open_folder(folder: str | os.PathLike, plan: Plan) -> Path:
     path = folder / PLAN_FILE
     if path.exists():
         found = files.read_json(path)
-        if found != json.loads(json.dumps(wanted)):
+        if found != json.loads(json.dumps(wanted)) and replace:
+            logging.warning(
+                "%s held samples of another plan (%s differ): drawing afresh", folder, ", ".join(_differences(found, wanted))
+            )
+            for old in folder.glob("shard_*.npz"):
+                old.unlink()
+            files.write_atomic(path, json.dumps(wanted, indent=1))
+        elif found != json.loads(json.dumps(wanted)):
             raise ValueError(
                 f"{folder} holds samples of another evaluation ({', '.join(_differences(found, wanted)) or 'plan'} "
                 "differ); use another folder or remove it"
@@ -161,6 +170,7 @@ def draw(
     rank: int = 0,
     world: int = 1,
     progress: Callable[[int], None] | None = None,
+    replace: bool = False,
 ) -> list[int]:
     """Draw this process's missing shards of `plan` into `folder`; returns the shards it drew.
 
@@ -169,10 +179,11 @@ def draw(
             seed seeds[j] alone; {"nfe": score evaluations, "time_grid": the times}).
         batch_size: samples per call of `sample_seeds`.
         progress: called with the number of samples of each shard when it is written.
+        replace: a folder holding another plan's shards is emptied (`open_folder`), not refused.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    folder = open_folder(folder, plan)
+    folder = open_folder(folder, plan, replace=replace)
     drawn = []
     for shard in plan.shards_of(rank, world):
         if read_shard(folder, plan, shard) is not None:
