@@ -347,3 +347,27 @@ def test_sample_mode_draws_per_seed_shards_resumes_them_and_redraws_for_another_
     np.testing.assert_array_equal(np.load(out / "samples.npz")["samples"], first)
     cli.MODES["sample"](tiny_config(**{**overrides, "sampling.steps": 6}), tmp_path / "run")
     assert drawn[-1] == [0, 1, 2]  # another step count: drawn afresh, not refused
+
+
+def test_a_class_conditional_network_is_sampled_with_balanced_classes_from_the_seeds():
+    import importlib
+
+    from scoresde import run_lib
+    from scoresde.cli.experiment import sampler_from_spec, seed_draw
+
+    config = importlib.import_module("configs.digits_mlp_cfg").get_config()
+    config.device, config.model.width, config.model.depth, config.sampling.steps = "cpu", 16, 1, 2
+    exp = run_lib.Experiment(config)
+    seen = []
+    real_score = exp.score_fn
+
+    def score(x, t, class_labels=None):
+        seen.append(None if class_labels is None else class_labels.tolist())
+        return real_score(x, t, class_labels=class_labels)
+
+    exp.score_fn = score
+    sampler = sampler_from_spec(config, "euler_maruyama", "eval")
+    seed_draw(exp, sampler, None, balanced_classes=True)(np.arange(7, 19))
+    assert config.model.num_classes == 10 and seen[0] == [s % 10 for s in range(7, 19)]
+    seed_draw(exp, sampler, None)(np.arange(3))
+    assert seen[-1] is None  # "none": the network's no-class label

@@ -59,6 +59,7 @@ from scoresde.eval import features, inception, metrics, plotting, shards, statis
 from scoresde.train import checkpoint, distributed, loop
 
 CHECKPOINT_SELECTIONS = ("latest", "all", "follow")
+CLASS_LABELS = ("balanced", "none")  # a class-conditional network's samples: class i mod num_classes, or no class
 EVAL_DIR, SUMMARY_FILE, TABLE_FILE, PLOT_FILE = "eval", "summary.json", "summary.md", "metrics.png"
 IS_SPLITS = 10  # the Inception Score's splits (Salimans et al. 2016)
 KID_SUBSET = 1000  # examples per KID subset (Binkowski et al. 2018)
@@ -247,11 +248,12 @@ def evaluate_checkpoint(config, exp, found: Path, specs, network, reference, ctx
     step = checkpoint.step_of(found)
     records = []
     for sampler, time_grid in specs:
-        draw = seed_draw(exp, sampler, time_grid)
+        balanced = config.model.num_classes > 0 and e.class_labels == "balanced"
+        draw = seed_draw(exp, sampler, time_grid, balanced_classes=balanced)
         base = Path(workdir) / EVAL_DIR / f"step_{step}" / slug(sampler.label)
         plans, sample_seconds = [], 0.0
         for r in range(e.runs):
-            about = sampling_identity(exp, sampler, time_grid, step)
+            about = sampling_identity(exp, sampler, time_grid, step) | {"balanced_classes": balanced}
             plan = shards.Plan(e.num_samples, e.shard_size, e.first_seed + r * e.num_samples, about)
             plans.append(plan)
             start = time.perf_counter()
@@ -289,6 +291,7 @@ def evaluate_checkpoint(config, exp, found: Path, specs, network, reference, ctx
             "grid_times": info["time_grid"],
             "nfe": info["nfe"],  # score evaluations per sample (the mean, for an adaptive sampler)
             "num_samples": e.num_samples,
+            "classes": f"sample i of class i mod {config.model.num_classes}" if balanced else None,
             "seed_ranges": [[p.first_seed, p.first_seed + p.num_samples - 1] for p in plans],
             "features": {"name": network.name, "sha256": network.digest},
             "reference": {k: v for k, v in reference.about.items() if k != "format"} | {"n": reference.n},

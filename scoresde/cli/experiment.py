@@ -8,6 +8,7 @@ The command layer's one translation of a config into library objects and keyword
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import time
@@ -351,19 +352,24 @@ class Experiment:
         return torch.cat(chunks), info
 
 
-def seed_draw(exp: "Experiment", sampler, time_grid) -> Callable[[np.ndarray], tuple[np.ndarray, dict]]:
+def seed_draw(exp: "Experiment", sampler, time_grid, *, balanced_classes: bool = False) -> Callable:
     """seeds -> (samples in data space, {nfe, time_grid}), sample j from the per-sample generator
-    seeded by seeds[j] (on the device)."""
+    seeded by seeds[j] (on the device). With `balanced_classes` (a class-conditional network),
+    sample j is of class seeds[j] mod num_classes: every class equally often, the same in any split."""
     c = exp.config
     options = dict(sampler.options)
     steps = None if samplers.get(sampler.sampler).kind == "adaptive" else c.sampling.steps
 
     def draw(seeds: np.ndarray) -> tuple[np.ndarray, dict]:
         shape = (len(seeds), *exp.train_data.shape)
+        score_fn: Callable = exp.score_fn
+        if balanced_classes:
+            labels = torch.as_tensor(seeds % c.model.num_classes, dtype=torch.long, device=exp.device)
+            score_fn = functools.partial(exp.score_fn, class_labels=labels)
         x, info = samplers.sample(
             sampler.sampler,
             exp.sde,
-            exp.score_fn,
+            score_fn,
             shape,
             generator=per_sample_generators(seeds.tolist(), exp.device),
             device=exp.device,

@@ -213,6 +213,7 @@ def get_config() -> ml_collections.ConfigDict:
     evaluation.stats_dir = ""  # where reference statistics are cached ("" = $XDG_CACHE_HOME/scoresde/statistics)
     evaluation.follow_timeout = 3600.0  # checkpoints="follow": stop after this many seconds without a new checkpoint
     evaluation.poll_seconds = 30.0  # checkpoints="follow": how often to look for one
+    evaluation.class_labels = "balanced"  # class-conditional networks: sample i of class i mod num_classes; "none": no class
     evaluation.bpd = False  # also the likelihood of config.likelihood's split (its solver, its n_dequantize draws), sharded
     evaluation.bpd_shard = 512  # examples per likelihood shard (a multiple of likelihood.batch_size keeps unsharded values)
     return config

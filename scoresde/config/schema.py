@@ -205,6 +205,12 @@ def _checkpoint_selection(key: str, value: Any) -> list:
     return [_line(key, f"must be one of {', '.join(CHECKPOINT_SELECTIONS)} or comma-separated steps, got {value!r}")]
 
 
+def _one_of_class_labels(key: str, value: Any) -> list:
+    from scoresde.cli.eval import CLASS_LABELS
+
+    return one_of(CLASS_LABELS, "class labels")(key, value)
+
+
 def _section(section: str, /, **rules: Rule) -> dict[str, Rule]:
     return {f"{section}.{key}": rule for key, rule in rules.items()}
 
@@ -397,6 +403,7 @@ RULES: dict[str, Rule] = {
         stats_dir=text(),
         follow_timeout=positive,
         poll_seconds=positive,
+        class_labels=_one_of_class_labels,
         bpd=flag,
         bpd_shard=count,
     ),
