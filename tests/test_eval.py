@@ -243,6 +243,7 @@ def test_two_gloo_processes_draw_the_samples_one_process_draws(tmp_path):
     a = np.concatenate(list(shards.samples(tmp_path / "one" / plan_dir, plan)))
     b = np.concatenate(list(shards.samples(two / plan_dir, plan)))
     np.testing.assert_array_equal(a, b)
+    assert len(list((two / plan_dir).glob("*.feat.npz"))) == plan.n_shards  # featurised by both ranks
     first, second = (json.loads((d / "summary.json").read_text())[0] for d in (tmp_path / "one", two))
     assert first["aggregate"] == second["aggregate"] and first["nfe"] == second["nfe"]
 

@@ -268,6 +268,10 @@ def evaluate_checkpoint(config, exp, found: Path, specs, network, reference, ctx
                 progress=bar.update,
             )
             sample_seconds += time.perf_counter() - start
+            for _ in shards.features(
+                base / f"run_{r}", plan, network.fn, network.digest, plan.shards_of(ctx.rank, ctx.world_size)
+            ):
+                pass  # each process featurises its own shards; rank 0 reads them back for the metrics
             if drawn:
                 logging.info(
                     "step %d, %s, run %d: drew %d shards in %.1f s",
@@ -350,12 +354,14 @@ def eval(config, workdir: str | Path) -> dict:
         exp = Experiment(config, device)
         specs = [sampler_from_spec(config, spec, "eval") for spec in (e.samplers or (config.sampling.sampler,))]
         specs = [(s, s.time_grid) for s in specs]
-        network = reference = None  # the metrics are rank 0's
+        network = reference = None  # rank 0 builds the feature network (and its cache) and the reference first
         if ctx.is_main:
             network = feature_network(config, exp, workdir)
             reference = reference_statistics(config, exp, network)
             logging.info("reference: %d examples, %s features (%s)", reference.n, network.name, network.digest[:16])
         distributed.barrier(ctx)
+        if not ctx.is_main:  # the others load it (a trained feature classifier comes from rank 0's cache)
+            network = feature_network(config, exp, workdir)
         summary_path = workdir / EVAL_DIR / SUMMARY_FILE
         records = _load_summary(summary_path) if ctx.is_main else []
         total = e.num_samples * e.runs * len(specs)

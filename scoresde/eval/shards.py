@@ -234,12 +234,20 @@ def sampling_info(folder: str | os.PathLike, plan: Plan) -> dict:
 
 
 def features(
-    folder: str | os.PathLike, plan: Plan, feature_fn: Callable[[np.ndarray], dict[str, np.ndarray]], digest: str
+    folder: str | os.PathLike,
+    plan: Plan,
+    feature_fn: Callable[[np.ndarray], dict[str, np.ndarray]],
+    digest: str,
+    only: list[int] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Every shard's features under the network of `digest` (`feature_fn(samples) -> {name:
-    (n, d) array}`), computed once per shard and stored beside it; in shard order."""
+    (n, d) array}`), computed once per shard and stored beside it; in shard order. `only`: just
+    those shards (a process's own, `Plan.shards_of`, so the feature pass is split too)."""
     folder = Path(folder)
-    for shard, x in enumerate(samples(folder, plan)):
+    for shard in range(plan.n_shards) if only is None else only:
+        x = read_shard(folder, plan, shard)
+        if x is None:
+            raise FileNotFoundError(f"{folder / SHARD_NAME.format(shard)} is missing: draw the shards first")
         path = folder / FEATURES_NAME.format(shard)
         stored = _read_features(path, digest, len(x))
         if stored is None:
