@@ -225,6 +225,9 @@ def test_checkpoint_target_end_to_end(tmp_path):
     assert info["test_accuracy"] > 0.85  # the feature classifier really recognises digits
     records = json.loads((out / "records.json").read_text())["records"]
     assert len(records) == 2 and all(0 <= r["precision"] <= 1 and r["fd"] > 0 for r in records)
+    kept = [p.name for p in (out / "shards").iterdir()]
+    # finished runs' shards are gone, the reference flow's one folder stays
+    assert len(kept) == 1 and kept[0].startswith(f"{bench.REFERENCE_LABEL}_1steps_seed0_"), kept
     again = run_lib.benchmark(config, tmp_path)  # resumes: same records, classifier reused
     assert again["n_records"] == result["n_records"]
     assert json.loads((out / "classifier.json").read_text())["weights_sha256"] == info["weights_sha256"]
@@ -306,3 +309,69 @@ def test_checkpoint_benchmark_loads_the_inception_weights_it_is_given(tmp_path):
     assert features.shape == (2, 2048) and logits.shape == (2, 1008) and len(train) == len(exp.x_train)
     config.benchmark.inception_weights = ""
     assert cli_benchmark.inception_metric_inputs(config, exp, exp.x_train[:2], exp.x_train.cpu()) is None
+
+
+def _network_target(**kwargs):
+    """VP-SDE with N(0, I) data, whose score is exactly -x at every time: a network target with
+    an elementwise score, so samples of one seed agree bit for bit in any batch."""
+    import numpy as np
+
+    real = np.random.default_rng(0).normal(size=(40, 3))
+    train = np.random.default_rng(1).normal(size=(60, 3))
+    return bench.NetworkTarget(
+        "toy", VPSDE(), kwargs.pop("score_fn", lambda x, t: -x), (3,), 1e-3, 16,
+        lambda x: x.double().cpu().numpy(), real, train, reference_rtol=1e-4, **kwargs,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["euler_maruyama", "dpmpp_2m"])
+def test_network_target_samples_are_per_sample_seeds_whatever_the_batch_or_shards(tmp_path, name):
+    """Sample j of run s is the sample of seed s * n + j alone: the same in one batch of 16, in
+    batches of 3 and in shards of 5 (stochastic and deterministic samplers)."""
+    sampler = bench.Sampler(name)
+    whole, _ = _network_target().draw(sampler, 4, seed=1)
+    batched, _ = _network_target(batch_size=3).draw(sampler, 4, seed=1)
+    sharded, info = _network_target(shard_folder=tmp_path, shard_size=5, batch_size=3).draw(sampler, 4, seed=1)
+    alone, _ = _network_target(batch_size=1).draw(sampler, 4, seed=1)
+    assert torch.equal(whole, batched) and torch.equal(whole, sharded) and torch.equal(whole, alone)
+    first, _ = _network_target().draw(sampler, 4, seed=0)
+    assert not torch.equal(first, whole)  # runs are other seed ranges
+    picture, _ = _network_target().draw(sampler, 4, seed=1, count=4)
+    assert torch.equal(picture, whole[:4])  # the report's pictures are the run's first samples
+    assert info["nfe"] == 5 and info["seconds"] > 0  # 4 steps + the denoising evaluation
+
+
+def test_network_target_run_killed_mid_way_resumes_from_its_shards(tmp_path):
+    """A run interrupted after 2 of its 4 shards draws only the 2 missing ones when run again, and
+    its record equals the uninterrupted run's; the run's shards go once its record is written,
+    the reference flow's stay and are reused."""
+    calls = {"n": 0, "fail_after": 10**9}
+
+    def score_fn(x, t):
+        calls["n"] += 1
+        if calls["n"] > calls["fail_after"]:
+            raise KeyboardInterrupt  # a kill
+        return -x
+
+    sampler = bench.Sampler("ddim")
+    # in memory, in the same batches (the adaptive reference flow's steps depend on its batch)
+    plain = bench.run(_network_target(batch_size=4), [sampler], [6], seeds=[0])[0]
+    target = _network_target(score_fn=score_fn, shard_folder=tmp_path / "shards", shard_size=4, batch_size=4)
+    target.exact_flow(0)  # the reference, kept on disk
+    calls.update(n=0, fail_after=5 + 2 * 6)  # 5 timing calls, then 6 NFE per shard: shard 2 fails
+    records = tmp_path / "records.jsonl"
+    with pytest.raises(KeyboardInterrupt):
+        bench.run(target, [sampler], [6], seeds=[0], records_path=records)
+    run_folders = [p for p in (tmp_path / "shards").iterdir() if not p.name.startswith(bench.REFERENCE_LABEL)]
+    (folder,) = run_folders
+    assert sorted(p.name for p in folder.glob("shard_*.npz")) == ["shard_000000.npz", "shard_000001.npz"]
+
+    calls.update(n=0, fail_after=10**9)
+    resumed = _network_target(score_fn=score_fn, shard_folder=tmp_path / "shards", shard_size=4, batch_size=4)
+    (record,) = bench.run(resumed, [sampler], [6], seeds=[0], records_path=records)
+    assert calls["n"] == 5 + 2 * 6  # the timing, two shards drawn, the reference read from disk
+    timeless = ("wall_seconds", "overhead_ms_per_step", "target_digest", "digest")
+    assert {k: v for k, v in record.items() if k not in timeless} == {k: v for k, v in plain.items() if k not in timeless}
+    assert not folder.exists()  # the record is the result: the run's shards are gone
+    (reference,) = (tmp_path / "shards").iterdir()
+    assert reference.name.startswith(bench.REFERENCE_LABEL) and list(reference.glob("shard_*.npz"))

@@ -29,6 +29,8 @@ from scoresde.eval import features, inception, plotting
 from scoresde.sde_lib import SDES
 from scoresde.train import checkpoint
 
+SHARDS_DIR = "shards"  # workdir/benchmark/shards: the checkpoint target's runs in progress and its reference flows
+
 
 def _oracle_targets(config) -> list:
     b = config.benchmark
@@ -93,6 +95,9 @@ def _checkpoint_target(config, workdir: Path):
         reference_rtol=config.benchmark.reference_rtol,
         device=exp.device,
         inception=inception_metric_inputs(config, exp, x_test, x_train),
+        shard_folder=workdir / "benchmark" / SHARDS_DIR,
+        shard_size=config.eval.shard_size,
+        batch_size=config.sampling.batch_size,
         identity={
             "step": checkpoint.step_of(found),
             "ema": config.sampling.use_ema,
@@ -118,7 +123,10 @@ def benchmark(config, workdir: str | Path) -> dict:
     sdes) or "checkpoint" (the trained model in workdir, scored in the feature space of a classifier
     trained on the same data). Writes into workdir/benchmark/: records.jsonl (one line per finished
     run, the resume state), report.md, summary.csv, records.json, the metric-against-NFE plots and
-    the samples of every sampler at config.benchmark.plot_budget.
+    the samples of every sampler at config.benchmark.plot_budget. The checkpoint target draws like
+    `--mode eval` (sample j of run s from seed s * n_samples + j, in batches of
+    config.sampling.batch_size), into shards of config.eval.shard_size under shards/, so a run
+    killed part-way resumes from its finished shards.
     """
     b = config.benchmark
     workdir = Path(workdir)

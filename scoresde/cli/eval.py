@@ -251,7 +251,7 @@ def evaluate_checkpoint(config, exp, found: Path, specs, network, reference, ctx
         balanced = config.model.num_classes > 0 and e.class_labels == "balanced"
         draw = seed_draw(exp, sampler, time_grid, balanced_classes=balanced)
         base = Path(workdir) / EVAL_DIR / f"step_{step}" / slug(sampler.label)
-        plans, sample_seconds = [], 0.0
+        plans = []
         for r in range(e.runs):
             about = sampling_identity(exp, sampler, time_grid, step) | {"balanced_classes": balanced}
             plan = shards.Plan(e.num_samples, e.shard_size, e.first_seed + r * e.num_samples, about)
@@ -267,7 +267,6 @@ def evaluate_checkpoint(config, exp, found: Path, specs, network, reference, ctx
                 world=ctx.world_size,
                 progress=bar.update,
             )
-            sample_seconds += time.perf_counter() - start
             for _ in shards.features(
                 base / f"run_{r}", plan, network.fn, network.digest, plan.shards_of(ctx.rank, ctx.world_size)
             ):
@@ -286,7 +285,8 @@ def evaluate_checkpoint(config, exp, found: Path, specs, network, reference, ctx
             continue
         start = time.perf_counter()
         runs = [run_metrics(base / f"run_{r}", plan, network, reference, config) for r, plan in enumerate(plans)]
-        info = shards.sampling_info(base / "run_0", plans[0])
+        infos = [shards.sampling_info(base / f"run_{r}", plan) for r, plan in enumerate(plans)]
+        info = infos[0]
         record = {
             "step": step,
             "checkpoint": str(found),
@@ -301,7 +301,7 @@ def evaluate_checkpoint(config, exp, found: Path, specs, network, reference, ctx
             "reference": {k: v for k, v in reference.about.items() if k != "format"} | {"n": reference.n},
             "runs": runs,
             "aggregate": aggregate(runs),
-            "sample_seconds": sample_seconds,  # this process's drawing (0 when every shard was there)
+            "sample_seconds": sum(i["seconds"] for i in infos),  # drawing every shard, summed over processes and sessions
             "metric_seconds": time.perf_counter() - start,
         }
         (base.parent / f"{slug(sampler.label)}.json").write_text(json.dumps(record, indent=1, default=float))

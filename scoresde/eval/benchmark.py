@@ -52,6 +52,8 @@ import hashlib
 import inspect
 import json
 import math
+import re
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -61,11 +63,12 @@ import torch
 from absl import logging
 
 from scoresde import files, oracle, samplers
-from scoresde.eval import metrics
+from scoresde.eval import metrics, shards
+from scoresde.samplers import noise
 from scoresde.sde_lib import SDE, get_sde_from_options
 
 RECORDS_FILE = "records.jsonl"
-TARGETS = ("oracle", "checkpoint")  # exact-score mixtures (`OracleTarget`), or a trained model (`CheckpointTarget`)
+TARGETS = ("oracle", "checkpoint")  # exact-score mixtures (`OracleTarget`), or a trained model (`NetworkTarget`)
 RECORD_VERSION = 2  # bump when a metric's definition changes: older records then no longer match
 HIGHER_IS_BETTER = ("precision", "recall", "inception_score")
 ZERO_IS_BEST = ("nll_gap",)  # a negative gap means over-concentrated samples, no better than a positive one
@@ -89,8 +92,21 @@ class Sampler:
     def key(self) -> str:
         return json.dumps({"label": self.label, "options": self.options, "time_grid": self.time_grid}, sort_keys=True)
 
-    def run(self, sde: SDE, score_fn: Callable, *, x_T: torch.Tensor, steps: int, eps: float, seed: int):
-        generator = torch.Generator(x_T.device).manual_seed(seed)
+    def run(
+        self,
+        sde: SDE,
+        score_fn: Callable,
+        *,
+        x_T: torch.Tensor,
+        steps: int,
+        eps: float,
+        seed: int = 0,
+        generator: noise.Generators = None,
+    ):
+        """Sample from x_T; the sampler's noise from `generator` (a list of one per sample allowed)
+        or else from a generator seeded by `seed`."""
+        if generator is None:
+            generator = torch.Generator(x_T.device).manual_seed(seed)
         options = dict(self.options)
         if self.time_grid:
             options["time_grid"] = self.time_grid
@@ -283,6 +299,16 @@ class NetworkTarget:
             `fid_inception` (the Fréchet distance in Inception features: FID, but from
             `n_samples` samples against the held-out set, so compare it only at equal sizes) with
             its floor, and `inception_score` (Salimans et al. 2016, in min(10, n / 2) splits).
+        shard_folder: where each run's samples are drawn in shards (`scoresde.eval.shards`, float32
+            in the model's space), written as they finish, so a run killed part-way resumes from its
+            finished shards; a run's shards are removed once its record is written (the record is the
+            result), the reference flows (`flow_rms`) are kept and reused. None: drawn in memory.
+        shard_size: samples per shard.
+        batch_size: samples per sampler call (default: the whole run).
+
+    Sample j of run `seed` is drawn from its own generator seeded by seed * n_samples + j (the
+    prior draw and every step's noise), as `--mode eval` draws: the samples, and so the records, do
+    not depend on the batch size, the shard size or on where a run was interrupted.
     """
 
     metric_names: tuple[str, ...] = ("fd", "kid", "precision", "recall", "flow_rms")
@@ -305,11 +331,19 @@ class NetworkTarget:
         device: torch.device | str = "cpu",
         inception: tuple[Callable, np.ndarray, np.ndarray] | None = None,
         identity: dict | None = None,
+        shard_folder: str | Path | None = None,
+        shard_size: int = 1000,
+        batch_size: int | None = None,
     ):
         if n_samples < 4:
             raise ValueError(f"n_samples must be >= 4, got {n_samples}")
+        if shard_size < 1 or (batch_size is not None and batch_size < 1):
+            raise ValueError(f"shard_size and batch_size must be >= 1, got {shard_size} and {batch_size}")
+        self.shard_folder = None if shard_folder is None else Path(shard_folder)
+        self.shard_size, self.batch_size = shard_size, batch_size or n_samples
         self._identity = {
             "kind": "network",
+            "noise": "per-sample seeds",  # sample j of run s from seed s * n_samples + j
             "name": name,
             "sde": fingerprint(sde),
             "eps": fingerprint(eps),
@@ -344,21 +378,70 @@ class NetworkTarget:
         """What determines this target's records (see the `identity` argument)."""
         return self._identity
 
+    def sample_seeds(self, seed: int) -> np.ndarray:
+        """The per-sample seeds of run `seed`: seed * n_samples + j, disjoint ranges for the runs."""
+        return np.arange(seed * self.n_samples, (seed + 1) * self.n_samples, dtype=np.int64)
+
+    def _generators(self, seeds: np.ndarray) -> list[torch.Generator]:
+        return noise.per_sample_generators(seeds.tolist(), self.device)
+
     def initial_noise(self, seed: int) -> torch.Tensor:
-        return self.sde.prior_sampling(self.shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
+        """Run `seed`'s x_T: sample j's prior draw from its own generator."""
+        seeds = self.sample_seeds(seed)
+        return samplers.initial_state(self.sde, self.shape, None, self._generators(seeds), self.device)
+
+    def draw(self, sampler: Sampler, steps: int, seed: int, count: int | None = None) -> tuple[torch.Tensor, dict]:
+        """Run `seed` of `sampler` at `steps` (its first `count` samples only, in memory, when given).
+
+        Returns:
+            (samples on the device, {"nfe": score evaluations per sample, the mean over the sampler
+            calls; "seconds": the time spent drawing, summed over the shards of every session}).
+        """
+        seeds = self.sample_seeds(seed)[:count]
+
+        def sample_seeds(part: np.ndarray) -> tuple[np.ndarray, dict]:
+            generators = self._generators(part)
+            x_T = samplers.initial_state(self.sde, (len(part), *self.shape[1:]), None, generators, self.device)
+            with torch.no_grad():
+                x, info = sampler.run(self.sde, self.score_fn, x_T=x_T, steps=steps, eps=self.eps, generator=generators)
+            grid = info.get("time_grid")
+            return x.detach().cpu().numpy(), {"nfe": int(info["nfe"]), "time_grid": [] if grid is None else list(grid)}
+
+        if self.shard_folder is None or count is not None:
+            start, parts, nfe = time.perf_counter(), [], []
+            for i in range(0, len(seeds), self.batch_size):
+                x, info = sample_seeds(seeds[i : i + self.batch_size])
+                parts.append(x)
+                nfe += [info["nfe"]] * len(x)
+            samples = np.concatenate(parts)
+            info = {"nfe": float(np.mean(nfe)), "seconds": time.perf_counter() - start}
+        else:
+            folder, plan = self._run_folder(sampler, steps, seed)
+            shards.draw(folder, plan, sample_seeds, is_image=False, batch_size=self.batch_size, replace=True)
+            samples = np.concatenate(list(shards.samples(folder, plan)))
+            info = shards.sampling_info(folder, plan)
+        return torch.from_numpy(samples).to(self.device), info
+
+    def _run_folder(self, sampler: Sampler, steps: int, seed: int) -> tuple[Path, shards.Plan]:
+        about = {"target": target_digest(self), "sampler": sampler.key(), "steps": steps}
+        plan = shards.Plan(self.n_samples, self.shard_size, seed * self.n_samples, about)
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{sampler.label}_{steps}steps_seed{seed}")
+        assert self.shard_folder is not None
+        return self.shard_folder / f"{name}_{_sha256_json(about)[:12]}", plan
+
+    def finished(self, sampler: Sampler, steps: int, seed: int) -> None:
+        """The run's record is written: its shards go (the reference flows stay)."""
+        if self.shard_folder is not None and sampler.label != REFERENCE_LABEL:
+            shutil.rmtree(self._run_folder(sampler, steps, seed)[0], ignore_errors=True)
 
     def exact_flow(self, seed: int) -> torch.Tensor:
+        """The adaptive probability-flow solution (rtol = atol = reference_rtol) from run `seed`'s
+        x_T, drawn like a run (in shards when there is a folder, kept there for later sessions). Its
+        adaptive steps are chosen per sampler batch, so it changes with batch_size at the level of
+        the tolerance."""
         if seed not in self._references:
-            with torch.no_grad():
-                x, _ = samplers.sample(
-                    "probability_flow",
-                    self.sde,
-                    self.score_fn,
-                    x_T=self.initial_noise(seed),
-                    eps=self.eps,
-                    rtol=self.reference_rtol,
-                    atol=self.reference_rtol,
-                )
+            reference = Sampler(REFERENCE_LABEL, "probability_flow", {"rtol": self.reference_rtol, "atol": self.reference_rtol})
+            x, _ = self.draw(reference, 1, seed)
             self._references[seed] = x.detach().cpu().double()
         return self._references[seed]
 
@@ -384,6 +467,9 @@ class NetworkTarget:
             "fid_inception_floor": self.fid_inception_floor,
             "inception_score": metrics.inception_score(logits, n_splits=max(1, min(10, len(logits) // 2)))[0],
         }
+
+
+REFERENCE_LABEL = "reference_flow"  # the `NetworkTarget`'s reference runs (flow_rms), kept in its shard folder
 
 
 ORACLE_PROBLEMS = {
@@ -435,15 +521,20 @@ def steps_for_budget(per_step: int, constant: int, budget: int) -> int | None:
 
 
 def score_seconds_per_call(target) -> float:
+    """The seconds one score evaluation of a whole run's samples takes (median of 5), measured on
+    one sampler batch (`target.batch_size`, when the target has one) and scaled to the run."""
     x = target.initial_noise(0)
-    t = torch.full((x.shape[0],), 0.5 * target.sde.T)
+    n = len(x)
+    batch = min(getattr(target, "batch_size", n), n)
+    x = x[:batch]
+    t = torch.full((batch,), 0.5 * target.sde.T, device=x.device)
     times = []
     with torch.no_grad():
         for _ in range(5):
             start = time.perf_counter()
             target.score_fn(x, t)
             times.append(time.perf_counter() - start)
-    return float(np.median(times))
+    return float(np.median(times)) * n / batch
 
 
 def read_records(path: str | Path) -> list[dict]:
@@ -502,11 +593,15 @@ def run(
                     continue
                 if score_seconds is None:
                     score_seconds = score_seconds_per_call(target)
-                x_T = target.initial_noise(seed)
-                start = time.perf_counter()
-                with torch.no_grad():
-                    x, info = sampler.run(target.sde, target.score_fn, x_T=x_T, steps=steps, eps=target.eps, seed=seed)
-                wall = time.perf_counter() - start
+                if hasattr(target, "draw"):  # drawn by the target (per-sample seeds, resumable shards)
+                    x, info = target.draw(sampler, steps, seed)
+                    wall = info["seconds"]
+                else:
+                    x_T = target.initial_noise(seed)
+                    start = time.perf_counter()
+                    with torch.no_grad():
+                        x, info = sampler.run(target.sde, target.score_fn, x_T=x_T, steps=steps, eps=target.eps, seed=seed)
+                    wall = time.perf_counter() - start
                 record = {
                     "target": target.name,
                     "target_digest": this_target,
@@ -517,7 +612,7 @@ def run(
                     "time_grid": sampler.time_grid or "default",
                     "budget": budget,
                     "steps": steps,
-                    "nfe": int(info["nfe"]),
+                    "nfe": int(round(info["nfe"])),
                     "seed": seed,
                     "n_samples": int(x.shape[0]),
                     "wall_seconds": wall,
@@ -526,6 +621,8 @@ def run(
                 }
                 if records_path:
                     files.append_jsonl(records_path, record)
+                if hasattr(target, "finished"):
+                    target.finished(sampler, steps, seed)
                 if callback:
                     callback(record)
                 results.append(record)
@@ -609,18 +706,24 @@ def markdown_table(rows: list[dict], metric_names: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def samples_at_budget(grid: Sequence[Sampler], target, budget: int) -> dict[str, torch.Tensor]:
+def samples_at_budget(grid: Sequence[Sampler], target, budget: int, picture_count: int = 64) -> dict[str, torch.Tensor]:
     """Samples of every sampler in `grid` at `budget` evaluations (adaptive ones once) from the
-    target's first initial noise, labelled "<label> (<NFE> NFE)", for the report's pictures."""
+    target's first initial noise, labelled "<label> (<NFE> NFE)", for the report's pictures (a
+    target that draws per-sample seeds draws only the first `picture_count`)."""
     samples = {}
     for sampler in grid:
         per_step, constant = evaluations_per_step(sampler, target)
         steps = 1 if per_step == 0 else steps_for_budget(per_step, constant, budget)  # 0: adaptive
         if steps is None:  # the budget is below this sampler's smallest run
             continue
-        with torch.no_grad():
-            x, info = sampler.run(target.sde, target.score_fn, x_T=target.initial_noise(0), steps=steps, eps=target.eps, seed=0)
-        samples[f"{sampler.label} ({info['nfe']} NFE)"] = x
+        if hasattr(target, "draw"):  # the first `picture_count` samples of run 0, equal to the run's own
+            x, info = target.draw(sampler, steps, 0, count=min(picture_count, target.n_samples))
+        else:
+            with torch.no_grad():
+                x, info = sampler.run(
+                    target.sde, target.score_fn, x_T=target.initial_noise(0), steps=steps, eps=target.eps, seed=0
+                )
+        samples[f"{sampler.label} ({int(round(info['nfe']))} NFE)"] = x
     return samples
 
 

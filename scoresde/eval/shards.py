@@ -14,7 +14,8 @@ A folder of shards:
                             different evaluations
     shard_000000.npz        `samples` (images as uint8 N x C x H x W, quantised like a PNG:
                             round(255 x) of data in [0, 1]; other data float32), their `seeds`,
-                            the score evaluations each took (`nfe`) and the sampler's `time_grid`
+                            the score evaluations each took (`nfe`), the sampler's `time_grid`
+                            and the `seconds` the shard took to draw
     shard_000000.feat.npz   the features of those samples under one feature network (its digest
                             in the file), so a resumed evaluation recomputes nothing
 
@@ -29,6 +30,7 @@ import dataclasses
 import io
 import json
 import os
+import time
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -190,12 +192,19 @@ def draw(
             continue
         seeds = plan.seeds(shard)
         parts, nfe, grid = [], [], np.zeros(0)
+        start = time.perf_counter()
         for i in range(0, len(seeds), batch_size):
             x, info = sample_seeds(seeds[i : i + batch_size])
             parts.append(quantize(x, is_image))
             nfe += [int(info.get("nfe", 0))] * len(x)
             grid = np.asarray(info.get("time_grid", grid), dtype=np.float64)
-        arrays = {"samples": np.concatenate(parts), "seeds": seeds, "nfe": np.array(nfe, np.int64), "time_grid": grid}
+        arrays = {
+            "samples": np.concatenate(parts),
+            "seeds": seeds,
+            "nfe": np.array(nfe, np.int64),
+            "time_grid": grid,
+            "seconds": np.float64(time.perf_counter() - start),
+        }
         _write_npz(folder / SHARD_NAME.format(shard), **arrays)
         drawn.append(shard)
         if progress is not None:
@@ -222,15 +231,27 @@ def samples(folder: str | os.PathLike, plan: Plan) -> Iterator[np.ndarray]:
 
 
 def sampling_info(folder: str | os.PathLike, plan: Plan) -> dict:
-    """The mean score evaluations per sample over all shards and the time grid of the first."""
-    nfe = []
+    """The mean score evaluations per sample over all shards, the time grid of the first, and
+    `seconds`: the time spent drawing them all, summed over the shards (whichever process and run
+    drew each; NaN when a shard predates the record of its time)."""
+    nfe, seconds = [], 0.0
     for shard in range(plan.n_shards):
         part = read_shard(Path(folder), plan, shard, "nfe")
         if part is None:
             raise FileNotFoundError(f"{Path(folder) / SHARD_NAME.format(shard)} is missing: draw the shards first")
         nfe.append(part)
+        seconds += _shard_seconds(Path(folder) / SHARD_NAME.format(shard))
     grid = read_shard(Path(folder), plan, 0, "time_grid")
-    return {"nfe": float(np.concatenate(nfe).mean()), "time_grid": [round(float(t), 6) for t in np.asarray(grid)]}
+    return {
+        "nfe": float(np.concatenate(nfe).mean()),
+        "time_grid": [round(float(t), 6) for t in np.asarray(grid)],
+        "seconds": seconds,
+    }
+
+
+def _shard_seconds(path: Path) -> float:
+    with np.load(io.BytesIO(files.read_bytes(path, SHARD_MAX_BYTES)), allow_pickle=False) as archive:
+        return float(archive["seconds"]) if "seconds" in archive.files else float("nan")
 
 
 def features(
