@@ -13,7 +13,14 @@ import scipy.signal
 import torch
 
 from scoresde.models import ScoreUNet, from_score_sde_pytorch_config, get_model, load_score_sde_pytorch_checkpoint, resampling
-from scoresde.models.score_sde_pytorch import convert_state_dict, score_fn_for, unet_options
+from scoresde.models.score_sde_pytorch import (
+    DiscreteTimeScore,
+    IndexedSigmaScaling,
+    convert_state_dict,
+    score_fn_for,
+    unet_options,
+)
+from scoresde.score import NetworkScore
 from scoresde.sde_lib import VESDE, VPSDE
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "score_sde_pytorch"
@@ -246,11 +253,16 @@ def test_get_model_builds_the_unet_and_checks_inputs():
 
 
 def fixture_configs():
-    return json.loads((FIXTURES / "fixtures.json").read_text())
+    """Every fixture: the continuous NCSN++ / DDPM++ ones and the DDPM and discrete-time NCSN++ ones."""
+    specs = json.loads((FIXTURES / "fixtures.json").read_text())
+    return {**specs, **json.loads((FIXTURES / "fixtures_ddpm_discrete.json").read_text())}
+
+
+ALL_FIXTURES = ["ncsnpp_ve", "ddpmpp_vp", "ddpm_vp", "ncsnpp_ve_discrete"]
 
 
 @needs_fixtures
-@pytest.mark.parametrize("name", ["ncsnpp_ve", "ddpmpp_vp"])
+@pytest.mark.parametrize("name", ALL_FIXTURES)
 @pytest.mark.parametrize("ema", [False, True])
 def test_official_checkpoints_reproduce_reference_outputs(name, ema):
     spec = fixture_configs()[name]
@@ -267,8 +279,11 @@ def test_official_checkpoints_reproduce_reference_outputs(name, ema):
 @needs_fixtures
 def test_official_state_dict_layout_maps_one_to_one():
     """Every key of the official layout is consumed and the parameter counts agree."""
-    for spec in fixture_configs().values():
+    specs = fixture_configs()
+    assert sorted(specs) == sorted(ALL_FIXTURES)
+    for spec in specs.values():
         net = from_score_sde_pytorch_config(spec["model_config"], spec["data"])
+        net = net.unet if isinstance(net, IndexedSigmaScaling) else net
         official = {entry["key"]: torch.zeros(entry["shape"]) for entry in spec["state_dict"]}
         if "sigmas" in official:
             official["sigmas"] = torch.exp(torch.linspace(math.log(50), math.log(0.01), 1000))
@@ -291,6 +306,102 @@ def test_score_fn_for_official_networks():
     assert score_fn_for(net, VESDE(), "vesde").time_label == "sigma"
     with pytest.raises(ValueError, match="training_sde"):
         score_fn_for(net, sde, "edm")
+
+
+@needs_fixtures
+def test_discrete_time_score_functions_follow_score_sde_conventions():
+    """VE (SMLD): label = round((1 - t)(N - 1)), the index of the descending sigmas, output = score;
+    VP (DDPM): label = t (N - 1), score = -output / sqrt(1 - prod(1 - beta_j)) of the DDPM chain."""
+    specs = fixture_configs()
+    spec = specs["ncsnpp_ve_discrete"]
+    net = load_score_sde_pytorch_checkpoint(FIXTURES / "ncsnpp_ve_discrete_checkpoint.pth", spec["model_config"], spec["data"])
+    reference = np.load(FIXTURES / "ncsnpp_ve_discrete_io.npz")
+    index = torch.tensor(reference["labels"])
+    sde = VESDE(sigma_min=0.01, sigma_max=50, N=1000)
+    score_fn = score_fn_for(net, sde, "vesde", continuous=False)
+    assert isinstance(score_fn, DiscreteTimeScore)
+    t = 1 - (index.double() + 0.3) / 999  # rounds to the fixture's indices
+    with torch.no_grad():
+        score = score_fn(torch.tensor(reference["x"]), t.float())
+    torch.testing.assert_close(score.double(), torch.tensor(reference["y_ema"]), rtol=1e-5, atol=1e-5)
+
+    spec = specs["ddpm_vp"]
+    net = load_score_sde_pytorch_checkpoint(FIXTURES / "ddpm_vp_checkpoint.pth", spec["model_config"], spec["data"])
+    x = torch.tensor(np.load(FIXTURES / "ddpm_vp_io.npz")["x"])
+    t = torch.tensor([0.25, 0.9])
+    score_fn = score_fn_for(net, VPSDE(beta_min=0.1, beta_max=20, N=1000), "vpsde", continuous=False)
+    betas = np.linspace(0.1 / 1000, 20 / 1000, 1000)
+    std = np.sqrt(1 - np.cumprod(1 - betas))[np.floor(t.numpy() * 999).astype(int)]
+    with torch.no_grad():
+        expected = -net(x, t * 999) / torch.tensor(std, dtype=torch.float32).reshape(2, 1, 1, 1)
+        torch.testing.assert_close(score_fn(x, t), expected, rtol=1e-6, atol=1e-7)
+    assert isinstance(score_fn_for(net, VPSDE(), "subvpsde", continuous=False), NetworkScore)  # always continuous
+
+
+def _ddpm_official_layout(nf, ch_mult, num_res_blocks, attn_resolutions, size, channels=3):
+    """The state_dict shapes of score_sde_pytorch's `ddpm` model, from Ho et al.'s architecture:
+    temb dense layers, input conv, per level `num_res_blocks` residual blocks (each followed by
+    attention at attention resolutions) and a downsampling conv, the middle, per level coarse to fine
+    `num_res_blocks + 1` blocks on the concatenated skips, one attention, an upsampling conv, then
+    GroupNorm and the output conv."""
+    layout, index = {}, iter(range(10**6))
+
+    def add(suffix_shapes):
+        i = next(index)
+        layout.update({f"all_modules.{i}.{k}" if k else f"all_modules.{i}": v for k, v in suffix_shapes.items()})
+
+    def resblock(cin, cout):
+        shapes = {"GroupNorm_0.weight": [cin], "GroupNorm_0.bias": [cin], "Conv_0.weight": [cout, cin, 3, 3]}
+        shapes |= {"Conv_0.bias": [cout], "Dense_0.weight": [cout, 4 * nf], "Dense_0.bias": [cout]}
+        shapes |= {"GroupNorm_1.weight": [cout], "GroupNorm_1.bias": [cout], "Conv_1.weight": [cout, cout, 3, 3]}
+        shapes |= {"Conv_1.bias": [cout]} | ({"NIN_0.W": [cin, cout], "NIN_0.b": [cout]} if cin != cout else {})
+        add(shapes)
+
+    def attention(c):
+        nins = {f"NIN_{j}.{p}": [c, c] if p == "W" else [c] for j in range(4) for p in "Wb"}
+        add({"GroupNorm_0.weight": [c], "GroupNorm_0.bias": [c]} | nins)
+
+    add({"weight": [4 * nf, nf], "bias": [4 * nf]})
+    add({"weight": [4 * nf, 4 * nf], "bias": [4 * nf]})
+    add({"weight": [nf, channels, 3, 3], "bias": [nf]})
+    skips, c = [nf], nf
+    for level, mult in enumerate(ch_mult):
+        for _ in range(num_res_blocks):
+            resblock(c, nf * mult)
+            c = nf * mult
+            if size >> level in attn_resolutions:
+                attention(c)
+            skips.append(c)
+        if level != len(ch_mult) - 1:
+            add({"Conv_0.weight": [c, c, 3, 3], "Conv_0.bias": [c]})
+            skips.append(c)
+    resblock(c, c), attention(c), resblock(c, c)
+    for level in reversed(range(len(ch_mult))):
+        for _ in range(num_res_blocks + 1):
+            resblock(c + skips.pop(), nf * ch_mult[level])
+            c = nf * ch_mult[level]
+        if size >> level in attn_resolutions:
+            attention(c)
+        if level:
+            add({"Conv_0.weight": [c, c, 3, 3], "Conv_0.bias": [c]})
+    add({"weight": [c], "bias": [c]})
+    add({"weight": [channels, c, 3, 3], "bias": [channels]})
+    return layout
+
+
+@pytest.mark.parametrize(
+    "nf, ch_mult, num_res_blocks, attn_resolutions, size, channels",
+    [(32, (1, 2, 2), 1, (8,), 16, 3), (64, (1, 2, 2, 2), 2, (16,), 32, 3), (32, (1, 1, 2), 3, (16, 4), 16, 1)],
+)
+def test_ddpm_networks_of_any_configuration_map_one_to_one(nf, ch_mult, num_res_blocks, attn_resolutions, size, channels):
+    model = {"name": "ddpm", "nf": nf, "ch_mult": ch_mult, "num_res_blocks": num_res_blocks, "dropout": 0.1}
+    model |= {"attn_resolutions": attn_resolutions, "resamp_with_conv": True, "scale_by_sigma": False, "conditional": False}
+    net = from_score_sde_pytorch_config(model, {"image_size": size, "num_channels": channels, "centered": False})
+    layout = _ddpm_official_layout(nf, ch_mult, num_res_blocks, attn_resolutions, size, channels)
+    converted = convert_state_dict({k: torch.randn(shape) for k, shape in layout.items()}, net)
+    assert set(converted) == set(net.state_dict())
+    assert all(g.num_groups == 32 for g in net.modules() if isinstance(g, torch.nn.GroupNorm))  # DDPM's normalisation
+    assert net.time_embed is not None  # that project's ddpm is time-conditioned whatever `conditional` says
 
 
 @needs_fixtures
@@ -397,7 +508,14 @@ def test_unsupported_official_configurations_are_refused():
         unet_options({**model, "name": "ncsnv2"}, data)
     with pytest.raises(ValueError, match="lacks the fields: nf"):
         unet_options({k: v for k, v in model.items() if k != "nf"}, data)
-    with pytest.raises(ValueError, match="positional"):
+    # positional embeddings with scale_by_sigma divide by a table of discrete sigmas: its fields are needed
+    with pytest.raises(ValueError, match="lacks the fields: sigma_min, sigma_max, num_scales"):
         unet_options({**model, "scale_by_sigma": True}, data)
+    table = {"sigma_min": 0.01, "sigma_max": 50, "num_scales": 10}
+    assert isinstance(from_score_sde_pytorch_config({**model, "scale_by_sigma": True, **table}, data), IndexedSigmaScaling)
+    without_scale = {k: v for k, v in model.items() if k != "fourier_scale"}
+    assert unet_options(without_scale, data)["embedding_type"] == "positional"  # read only with Fourier features
+    with pytest.raises(ValueError, match="lacks the fields: fourier_scale"):
+        unet_options({**without_scale, "embedding_type": "fourier"}, data)
     with pytest.raises(ValueError, match="conditional=False is not supported"):
         unet_options({**model, "conditional": False}, data)

@@ -88,16 +88,18 @@ def linear(in_features: int, out_features: int, *, init_scale: float = 1.0) -> n
     return layer
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
-    """NCSN++'s normalisation: GroupNorm with min(channels // 4, 32) groups and eps 1e-6.
+def group_norm(channels: int, groups: int | None = None) -> nn.GroupNorm:
+    """GroupNorm with eps 1e-6 and NCSN++'s min(channels // 4, 32) groups, or `groups` groups (DDPM's
+    U-Net, Ho et al. 2020, always uses 32).
 
     Raises:
-        ValueError: if that many groups do not divide the channels (e.g. 144 channels, 32 groups).
+        ValueError: if the groups do not divide the channels (e.g. 144 channels, 32 groups).
     """
-    groups = max(1, min(channels // 4, 32))
-    if channels % groups:
+    rule = "min(channels // 4, 32)" if groups is None else "norm_groups"
+    groups = max(1, min(channels // 4, 32)) if groups is None else groups
+    if groups < 1 or channels % groups:
         raise ValueError(
-            f"GroupNorm cannot split {channels} channels into {groups} groups (min(channels // 4, 32)); "
+            f"GroupNorm cannot split {channels} channels into {groups} groups ({rule}); "
             "choose nf so that every level's channel count, and every sum of two levels' counts "
             "(the skip connections), is divisible by its group count"
         )

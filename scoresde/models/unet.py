@@ -77,6 +77,7 @@ class ResBlock(nn.Module):
         dropout: dropout before conv_1.
         skip_rescale: divide the sum by sqrt(2).
         init_scale: variance scale of conv_1's initial weights.
+        norm_groups: GroupNorm groups (None: NCSN++'s min(channels // 4, 32)).
     """
 
     def __init__(
@@ -90,16 +91,17 @@ class ResBlock(nn.Module):
         dropout: float = 0.0,
         skip_rescale: bool = True,
         init_scale: float = 0.0,
+        norm_groups: int | None = None,
     ):
         super().__init__()
         out_ch = out_ch or in_ch
         self.resample = resample
         self.fir_kernel = tuple(fir_kernel) if fir_kernel else None
         self.skip_rescale = skip_rescale
-        self.norm_0 = group_norm(in_ch)
+        self.norm_0 = group_norm(in_ch, norm_groups)
         self.conv_0 = conv2d(in_ch, out_ch, 3)
         self.time_proj = linear(temb_dim, out_ch) if temb_dim else None
-        self.norm_1 = group_norm(out_ch)
+        self.norm_1 = group_norm(out_ch, norm_groups)
         self.dropout = nn.Dropout(dropout)
         self.conv_1 = conv2d(out_ch, out_ch, 3, init_scale=init_scale)
         self.skip = conv2d(in_ch, out_ch, 1) if (in_ch != out_ch or resample) else None
@@ -127,10 +129,10 @@ class SelfAttention(nn.Module):
     (The attention block of DDPM / NCSN++; `proj` starts at almost zero.)
     """
 
-    def __init__(self, channels: int, *, skip_rescale: bool = True, init_scale: float = 0.0):
+    def __init__(self, channels: int, *, skip_rescale: bool = True, init_scale: float = 0.0, norm_groups: int | None = None):
         super().__init__()
         self.skip_rescale = skip_rescale
-        self.norm = group_norm(channels)
+        self.norm = group_norm(channels, norm_groups)
         self.qkv = conv2d(channels, 3 * channels, 1)
         for part in self.qkv.weight.data.chunk(3):  # each of q, k, v initialised as its own layer
             nn.init.uniform_(part, -math.sqrt(3.0 / channels), math.sqrt(3.0 / channels))
@@ -221,6 +223,8 @@ class ScoreUNet(nn.Module):
             extra index num_classes (also used when `class_labels` is None) means "no class",
             for classifier-free guidance.
         init_scale: initial variance scale of the layers that close residual branches.
+        norm_groups: groups of every GroupNorm (None: NCSN++'s min(channels // 4, 32); DDPM's
+            U-Net, Ho et al. 2020, uses 32).
 
     Raises:
         ValueError: for unknown option names, impossible sizes, or channel counts GroupNorm
@@ -252,6 +256,7 @@ class ScoreUNet(nn.Module):
         center_input: bool = False,
         num_classes: int = 0,
         init_scale: float = 0.0,
+        norm_groups: int | None = None,
     ):
         self._check(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})  # every argument, by name
         super().__init__()
@@ -287,10 +292,11 @@ class ScoreUNet(nn.Module):
                 dropout=dropout,
                 skip_rescale=skip_rescale,
                 init_scale=init_scale,
+                norm_groups=norm_groups,
             )
 
         def attention(ch):
-            return SelfAttention(ch, skip_rescale=skip_rescale, init_scale=init_scale)
+            return SelfAttention(ch, skip_rescale=skip_rescale, init_scale=init_scale, norm_groups=norm_groups)
 
         def resampler(direction, in_ch, out_ch=None, with_conv=resamp_with_conv):
             return Resample(direction, in_ch, out_ch, with_conv=with_conv, fir_kernel=self.fir_kernel)
@@ -331,7 +337,7 @@ class ScoreUNet(nn.Module):
             if resolutions[i] in self.attn_resolutions:
                 up_level.attention = attention(in_ch)
             if progressive == "output_skip" or (progressive == "residual" and i == self.num_resolutions - 1):
-                up_level.pyramid_norm = group_norm(in_ch)
+                up_level.pyramid_norm = group_norm(in_ch, norm_groups)
                 if progressive == "output_skip":
                     up_level.pyramid_conv = conv2d(in_ch, channels, 3, init_scale=init_scale)
                     pyramid_ch = channels
@@ -347,7 +353,7 @@ class ScoreUNet(nn.Module):
         assert not skip_channels
 
         if progressive != "output_skip":
-            self.output_norm = group_norm(in_ch)
+            self.output_norm = group_norm(in_ch, norm_groups)
             self.output_conv = conv2d(in_ch, channels, 3, init_scale=init_scale)
 
     @staticmethod
