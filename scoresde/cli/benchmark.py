@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from scoresde.cli.experiment import (
     Experiment,
     bounded_examples,
+    checkpoint_step,
     feature_classifier,
     load_trained,
     sampler_from_spec,
@@ -27,7 +28,6 @@ from scoresde.config import compare
 from scoresde.eval import benchmark as bench
 from scoresde.eval import features, inception, plotting
 from scoresde.sde_lib import SDES
-from scoresde.train import checkpoint
 
 SHARDS_DIR = "shards"  # workdir/benchmark/shards: the checkpoint target's runs in progress and its reference flows
 
@@ -99,7 +99,7 @@ def _checkpoint_target(config, workdir: Path):
         shard_size=config.eval.shard_size,
         batch_size=config.sampling.batch_size,
         identity={
-            "step": checkpoint.step_of(found),
+            "step": checkpoint_step(found),
             "ema": config.sampling.use_ema,
             "weights_sha256": features.weights_hash(exp.model),
             "config": compare.model_defining_values(config.to_dict()),
@@ -111,7 +111,7 @@ def _checkpoint_target(config, workdir: Path):
             else "",
         },
     )
-    target.classifier_info = {**info, "checkpoint": str(found), "step": checkpoint.step_of(found)}
+    target.classifier_info = {**info, "checkpoint": str(found), "step": checkpoint_step(found)}
     target.inception_weights = config.benchmark.inception_weights
     return target
 

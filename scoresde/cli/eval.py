@@ -46,15 +46,17 @@ from tqdm.auto import tqdm
 from scoresde import data, samplers
 from scoresde import likelihood as lik
 from scoresde.cli import likelihood as likelihood_mode
+from scoresde.cli import published
 from scoresde.cli.experiment import (
     Experiment,
+    checkpoint_step,
     feature_classifier,
+    load_weights,
     process_group,
     sampler_from_spec,
     sampling_identity,
     seed_draw,
 )
-from scoresde.config import compare
 from scoresde.eval import features, inception, metrics, plotting, shards, statistics
 from scoresde.train import checkpoint, distributed, loop
 
@@ -241,11 +243,9 @@ def aggregate(runs: list[dict]) -> dict:
 def evaluate_checkpoint(config, exp, found: Path, specs, network, reference, ctx, workdir: Path, bar) -> list[dict]:
     """Sample, featurise and score one checkpoint with every sampler; returns (on rank 0) its records."""
     e = config.eval
-    checkpoint.check_identity(found)
-    compare.check_checkpoint_config(config, found)
-    checkpoint.load_weights(found, exp.model, ema=config.sampling.use_ema)
+    load_weights(config, found, exp.model, ema=config.sampling.use_ema)
     exp.model.eval()
-    step = checkpoint.step_of(found)
+    step = checkpoint_step(found)
     records = []
     for sampler, time_grid in specs:
         balanced = config.model.num_classes > 0 and e.class_labels == "balanced"
@@ -320,7 +320,7 @@ def evaluate_likelihood(config, exp: Experiment, found: Path, ctx, workdir: Path
     split, x_all, levels = likelihood_mode.examples_to_score(config, exp)
     options = likelihood_mode.dataset_options(config, exp, levels)
     columns = LIKELIHOOD_COLUMNS if levels else LIKELIHOOD_COLUMNS[:3]
-    step = checkpoint.step_of(found)
+    step = checkpoint_step(found)
     described = {k: v for k, v in options.items() if k != "device"} | {"exact_divergence": str(options["exact_divergence"])}
     about = {"checkpoint_step": step, "split": settings.split, "weights_sha256": features.weights_hash(exp.model), **described}
     plan = shards.Plan(len(x_all), e.bpd_shard, 0, about)
@@ -371,7 +371,7 @@ def eval(config, workdir: str | Path) -> dict:
             bar.refresh()
             new = evaluate_checkpoint(config, exp, found, specs, network, reference, ctx, workdir, bar)
             if e.bpd:
-                checkpoint.load_weights(found, exp.model, ema=config.likelihood.use_ema)
+                load_weights(config, found, exp.model, ema=config.likelihood.use_ema)
                 bpd = evaluate_likelihood(config, exp, found, ctx, workdir)
                 for record in new:
                     record["likelihood"] = bpd
@@ -386,6 +386,9 @@ def eval(config, workdir: str | Path) -> dict:
 def _checkpoints(config, workdir: Path, ctx):
     """The checkpoints to evaluate, in step order; with "follow", new ones as they appear (every
     process agrees on each before it is evaluated: no rank runs ahead of another)."""
+    if published.is_published(config.sampling.checkpoint):  # a published model file: that one
+        yield Path(config.sampling.checkpoint)
+        return
     if config.eval.checkpoints != "follow":
         yield from selected_checkpoints(config, workdir)
         return

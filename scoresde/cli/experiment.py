@@ -21,6 +21,7 @@ from absl import logging
 from tqdm.auto import tqdm
 
 from scoresde import data, samplers
+from scoresde.cli import published
 from scoresde.config import arguments, compare, schema
 from scoresde.data import prepared
 from scoresde.eval import features
@@ -162,13 +163,11 @@ def sampler_from_spec(config, spec: str, mode: str, *, config_grid: bool = True)
 
 
 def load_checkpoint(config, workdir: Path, model: torch.nn.Module, *, ema: bool) -> Path:
-    """Load config.sampling.checkpoint (or the newest complete checkpoint of workdir) into `model`.
-
-    The checkpoint's saved config is checked against this run's model-defining values first
-    (`scoresde.config.compare.check_checkpoint_config`); the weights are loaded strictly and must be finite.
+    """Load config.sampling.checkpoint (or the newest complete checkpoint of workdir) into `model`
+    (`load_weights`).
 
     Returns:
-        The checkpoint directory.
+        The checkpoint directory (or the published model file).
 
     Raises:
         FileNotFoundError: no complete checkpoint.
@@ -178,10 +177,26 @@ def load_checkpoint(config, workdir: Path, model: torch.nn.Module, *, ema: bool)
         found = Path(config.sampling.checkpoint)
     else:
         found = newest_checkpoint(Path(workdir) / loop.CHECKPOINTS, "train first or set config.sampling.checkpoint")
+    load_weights(config, found, model, ema=ema)
+    return found
+
+
+def load_weights(config, found: Path, model: torch.nn.Module, *, ema: bool) -> None:
+    """The EMA (or raw) weights of `found` into `model`, strictly: a checkpoint directory after its
+    saved config is checked against this run's model-defining values
+    (`scoresde.config.compare.check_checkpoint_config`), or the published model file of
+    config.sampling.checkpoint (`scoresde.cli.published`). The weights must be finite."""
+    if published.is_published(found):
+        model.load_state_dict(published.load(config, ema=ema).net.state_dict(), strict=True)
+        return
     checkpoint.check_identity(found)
     compare.check_checkpoint_config(config, found)
     checkpoint.load_weights(found, model, ema=ema)
-    return found
+
+
+def checkpoint_step(found: Path) -> int:
+    """The training step of a checkpoint directory, or a published model file's (`published.step_of`)."""
+    return published.step_of(found) if published.is_published(found) else checkpoint.step_of(found)
 
 
 def newest_checkpoint(root: Path, remedy: str) -> Path:
@@ -205,8 +220,14 @@ class Experiment:
         self.device = device if device is not None else resolve_device(config.device)
         self.sde = build_sde(config)
         self.train_data, self.test_data = load_data(config)
-        torch.manual_seed(config.seed)  # network initialisation
-        self.model = build_model(config, self.train_data.shape).to(self.device)
+        self.published = None  # a published model file in place of our network (config.sampling.checkpoint)
+        if published.is_published(config.sampling.checkpoint):
+            self.published = published.load(config, ema=config.sampling.use_ema)
+            self.published.check(config, self.train_data.shape)
+            self.model = self.published.net.to(self.device)
+        else:
+            torch.manual_seed(config.seed)  # network initialisation
+            self.model = build_model(config, self.train_data.shape).to(self.device)
         self.ema = ExponentialMovingAverage(self.model, decay=config.model.ema_decay)
         o = config.optim
         self.optimizer = torch.optim.Adam(
@@ -216,8 +237,11 @@ class Experiment:
         self.x_train = to_model_tensor(config, self.train_data, self.device)
         self.y_train = class_labels(config, self.train_data, self.device)
 
-    def score_fn_for(self, module: torch.nn.Module) -> NetworkScore:
-        """The configured score adapter around `module` (the network, or a DDP / compiled wrapper of it)."""
+    def score_fn_for(self, module: torch.nn.Module) -> Callable:
+        """The configured score adapter around `module` (the network, or a DDP / compiled wrapper of
+        it); a published model's own adapter (`published.Published.score_fn_for`)."""
+        if self.published is not None:
+            return self.published.score_fn_for(module, self.sde)
         return build_score_fn(self.config, module, self.sde)
 
     def training_settings(self) -> loop.Settings:

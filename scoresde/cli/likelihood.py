@@ -18,8 +18,7 @@ from tqdm.auto import tqdm
 
 from scoresde import data
 from scoresde import likelihood as lik
-from scoresde.cli.experiment import Experiment, load_checkpoint
-from scoresde.train import checkpoint
+from scoresde.cli.experiment import Experiment, checkpoint_step, load_checkpoint
 
 
 def examples_to_score(config, exp: Experiment) -> tuple[data.Dataset, Any, int | None]:
@@ -58,7 +57,7 @@ def summarize(config, values: dict[str, np.ndarray], dim: int, levels: int | Non
     exact = lik.DIVERGENCES[settings.divergence]
     summary = {
         "checkpoint": str(found),
-        "step": checkpoint.step_of(found),
+        "step": checkpoint_step(found),
         "split": settings.split,
         "n_examples": len(values["logp"]),
         "dimensions": dim,

@@ -18,10 +18,18 @@ import numpy as np
 from absl import logging
 from tqdm.auto import tqdm
 
-from scoresde.cli.experiment import Experiment, load_trained, process_group, sampler_from_spec, sampling_identity, seed_draw
+from scoresde.cli.experiment import (
+    Experiment,
+    checkpoint_step,
+    load_trained,
+    process_group,
+    sampler_from_spec,
+    sampling_identity,
+    seed_draw,
+)
 from scoresde.cli.outputs import write_samples
 from scoresde.eval import shards
-from scoresde.train import checkpoint, distributed
+from scoresde.train import distributed
 
 SHARDS_DIR = "shards"
 
@@ -36,7 +44,7 @@ def sample(config, workdir: str | Path) -> dict:
         tuned = s.time_grid == "tuned"
         sampler = sampler_from_spec(config, s.sampler, "sample", config_grid=not tuned)
         time_grid = exp.tuned_time_grid(s.seed) if tuned else sampler.time_grid
-        step = checkpoint.step_of(found)
+        step = checkpoint_step(found)
         plan = shards.Plan(s.n_samples, config.eval.shard_size, s.seed, sampling_identity(exp, sampler, time_grid, step))
         with tqdm(total=s.n_samples, desc="sampling", unit="sample", disable=None if ctx.is_main else True) as bar:
             bar.update(s.n_samples - sum(len(plan.seeds(k)) for k in shards.missing(out / SHARDS_DIR, plan)))

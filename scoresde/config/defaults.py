@@ -132,7 +132,9 @@ def get_config() -> ml_collections.ConfigDict:
     sampling.n_samples = 1000
     sampling.batch_size = 1000
     sampling.use_ema = True
-    sampling.checkpoint = ""  # sample mode: a checkpoint directory (default: the latest)
+    sampling.checkpoint = ""  # a checkpoint directory (default: the latest), or a published model file:
+    # a score_sde_pytorch .pth or an EDM .pkl (scoresde.cli.published; sample, eval and the benchmark)
+    sampling.checkpoint_settings = ""  # a score_sde_pytorch .pth: JSON {"model", "data", "training"} of its run
     sampling.seed = 0
 
     config.benchmark = benchmark = ml_collections.ConfigDict()  # --mode benchmark (scoresde.eval.benchmark)

@@ -327,6 +327,7 @@ RULES: dict[str, Rule] = {
         batch_size=count,
         use_ema=flag,
         checkpoint=text(),
+        checkpoint_settings=text(),
         seed=count0,
     ),
     **_section(

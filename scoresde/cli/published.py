@@ -1,0 +1,150 @@
+"""A published model file in place of a checkpoint: score_sde_pytorch's `.pth` (EDM's `.pkl`: to come).
+
+`config.sampling.checkpoint` names one of our checkpoint directories, or such a file; sample, eval
+and the benchmark's checkpoint target then use the file as they use a checkpoint:
+
+    score_sde_pytorch  `checkpoint_<k>.pth` (model and EMA weights, read with weights_only=True) of
+                       an NCSN++ / DDPM++ / DDPM network, continuous or discrete-time. The file holds
+                       no configuration, so its run's settings come from the JSON file named by
+                       config.sampling.checkpoint_settings:
+                           {"model": {...}, "data": {...}, "training": {"sde": ..., "continuous": ...}}
+                       the values of that run's config.model, config.data and config.training
+                       (score_sde keeps configs as Python files, which we never execute: copy them).
+    EDM                `network-snapshot-<kimg>.pkl`: not read yet; refused by name (a pickle is never
+                       loaded as code here).
+
+Where the run's config and the file both say something they must agree, or the run is refused
+with the values to set: the data shape, the data range (config.data.centered), the class count
+and, for score_sde files, the SDE and its parameters (its networks were trained under one SDE).
+
+The "step" of a file is score_sde's stored step.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from scoresde.models import score_sde_pytorch
+from scoresde.sde_lib import SDE
+
+SUFFIXES = {".pth": "score_sde_pytorch", ".pt": "score_sde_pytorch"}
+# score_sde_pytorch's config.training.sde -> our config.sde.name, and the parameters kept in its config.model
+_SCORE_SDE_SDES = {
+    "vesde": ("vesde", ("sigma_min", "sigma_max")),
+    "vpsde": ("vpsde", ("beta_min", "beta_max")),
+    "subvpsde": ("subvpsde", ("beta_min", "beta_max")),
+}
+
+
+def is_published(path: str | Path) -> bool:
+    """Whether config.sampling.checkpoint names a model file (not one of our checkpoint directories).
+
+    Raises:
+        ValueError: for a file whose suffix says neither format.
+    """
+    if not path or not Path(path).is_file():
+        return False
+    if Path(path).suffix == ".pkl":
+        raise ValueError(
+            f"config.sampling.checkpoint={str(path)!r}: EDM snapshots (.pkl) are not supported yet; a pickle is "
+            "never unpickled here, since loading one with pickle would run the code it embeds"
+        )
+    if Path(path).suffix not in SUFFIXES:
+        raise ValueError(
+            f"config.sampling.checkpoint={str(path)!r} is a file, but neither a score_sde_pytorch checkpoint "
+            f"(.pth) nor an EDM snapshot (.pkl); our own checkpoints are directories (checkpoints/step_<k>)"
+        )
+    return True
+
+
+@dataclass
+class Published:
+    """A loaded model file: the network (on the CPU, in eval mode), its score adapter and what the run must agree with."""
+
+    path: Path
+    kind: str  # "score_sde_pytorch"
+    net: torch.nn.Module
+    step: int
+    data_shape: tuple[int, ...]
+    centered: bool
+    num_classes: int
+    score_fn_for: Callable[[torch.nn.Module, SDE], Callable]
+    sde_settings: dict  # config.sde values the file requires (empty: any SDE)
+
+    def check(self, config, data_shape: tuple[int, ...]) -> None:
+        """Refuse a run whose config disagrees with the file (module docstring), naming every difference."""
+        problems = []
+        if tuple(data_shape) != self.data_shape:
+            problems.append(f"the network makes examples of shape {self.data_shape}, config.data gives {tuple(data_shape)}")
+        if bool(config.data.centered) != self.centered:
+            problems.append(f"--config.data.centered={self.centered} (the network's data range)")
+        if int(config.model.num_classes) != self.num_classes:
+            problems.append(f"--config.model.num_classes={self.num_classes}")
+        for key, value in self.sde_settings.items():
+            ours = getattr(config.sde, key)
+            if (ours.lower() if isinstance(ours, str) else float(ours)) != value:
+                problems.append(f"--config.sde.{key}={value}")
+        if problems:
+            raise ValueError(f"{self.path} does not fit this run's config; set: " + "; ".join(problems))
+
+
+def load(config, *, ema: bool) -> Published:
+    """The model file named by config.sampling.checkpoint (`is_published`), with EMA or raw weights.
+
+    Raises:
+        ValueError: unreadable or refused files (see the loader), or missing settings.
+    """
+    return _score_sde_pytorch(Path(config.sampling.checkpoint), config.sampling.checkpoint_settings, ema)
+
+
+def _score_sde_pytorch(path: Path, settings_path: str, ema: bool) -> Published:
+    settings = read_settings(path, settings_path)
+    model, data, training = settings["model"], settings["data"], settings["training"]
+    net = score_sde_pytorch.load_score_sde_pytorch_checkpoint(path, model, data, ema=ema)
+    sde_name, parameters = _SCORE_SDE_SDES[training["sde"]]
+    sde_settings = {"name": sde_name, **{k: float(model[k]) for k in parameters}}
+    continuous = bool(training["continuous"])
+    if not continuous and training["sde"] != "subvpsde":
+        sde_settings["num_scales"] = float(model["num_scales"])  # the chain the labels index
+
+    def score_fn_for(module: torch.nn.Module, sde: SDE) -> Callable:
+        return score_sde_pytorch.score_fn_for(module, sde, training["sde"], continuous=continuous)
+
+    shape = (int(data["num_channels"]), int(data["image_size"]), int(data["image_size"]))
+    return Published(path, "score_sde_pytorch", net, step_of(path), shape, bool(data["centered"]), 0, score_fn_for, sde_settings)
+
+
+def step_of(path: Path) -> int:
+    """A model file's step: score_sde_pytorch's stored `step`."""
+    return int(score_sde_pytorch.read_checkpoint(path).get("step", 0))
+
+
+def read_settings(path: Path, settings_path: str) -> dict:
+    """The JSON settings of a score_sde_pytorch checkpoint (module docstring), checked for their parts.
+
+    Raises:
+        ValueError: no settings file given, unreadable JSON, or missing parts (named).
+    """
+    if not settings_path:
+        raise ValueError(
+            f"{path} is a score_sde_pytorch checkpoint, which holds no configuration: write its run's settings as "
+            'JSON {"model": {...}, "data": {...}, "training": {"sde": ..., "continuous": ...}} and pass '
+            "--config.sampling.checkpoint_settings=FILE"
+        )
+    try:
+        settings = json.loads(Path(settings_path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"config.sampling.checkpoint_settings={settings_path!r} is not a readable JSON file ({err})") from None
+    parts = settings if isinstance(settings, dict) else {}
+    missing = [k for k in ("model", "data", "training") if not isinstance(parts.get(k), dict)]
+    missing += [f"training.{k}" for k in ("sde", "continuous") if not missing and k not in settings["training"]]
+    if missing:
+        raise ValueError(f"{settings_path}: the settings lack {', '.join(missing)}")
+    if settings["training"]["sde"] not in _SCORE_SDE_SDES:
+        raise ValueError(f"{settings_path}: training.sde={settings['training']['sde']!r}; valid: {', '.join(_SCORE_SDE_SDES)}")
+    return settings
