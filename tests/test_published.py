@@ -128,3 +128,15 @@ def test_eval_mode_scores_a_score_sde_pytorch_checkpoint(tmp_path):
     rows = rows["records"] if isinstance(rows, dict) else rows
     assert [(row["step"], row["sampler"]) for row in rows] == [(1234, "dpmpp_2m")]  # the file's step
     assert (tmp_path / "run" / "eval" / "step_1234").is_dir()
+
+
+def test_the_readme_settings_example_builds_the_ddpm_cifar10_network():
+    import re
+
+    from scoresde.models import from_score_sde_pytorch_config
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    (block,) = [b for b in re.findall(r"```json\n(.*?)```", readme, flags=re.S) if '"checkpoint_settings"' in b or '"ddpm"' in b]
+    settings = json.loads(block)
+    net = from_score_sde_pytorch_config(settings["model"], settings["data"])
+    assert net.data_shape == (3, 32, 32) and settings["training"] == {"sde": "vpsde", "continuous": True}
