@@ -22,6 +22,7 @@ The "step" of a file is score_sde's stored step.
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,15 +31,9 @@ from typing import Callable
 import torch
 
 from scoresde.models import score_sde_pytorch
-from scoresde.sde_lib import SDE
+from scoresde.sde_lib import SDE, SDES
 
 SUFFIXES = {".pth": "score_sde_pytorch", ".pt": "score_sde_pytorch"}
-# score_sde_pytorch's config.training.sde -> our config.sde.name, and the parameters kept in its config.model
-_SCORE_SDE_SDES = {
-    "vesde": ("vesde", ("sigma_min", "sigma_max")),
-    "vpsde": ("vpsde", ("beta_min", "beta_max")),
-    "subvpsde": ("subvpsde", ("beta_min", "beta_max")),
-}
 
 
 def is_published(path: str | Path) -> bool:
@@ -106,10 +101,11 @@ def _score_sde_pytorch(path: Path, settings_path: str, ema: bool) -> Published:
     settings = read_settings(path, settings_path)
     model, data, training = settings["model"], settings["data"], settings["training"]
     net = score_sde_pytorch.load_score_sde_pytorch_checkpoint(path, model, data, ema=ema)
-    sde_name, parameters = _SCORE_SDE_SDES[training["sde"]]
-    sde_settings = {"name": sde_name, **{k: float(model[k]) for k in parameters}}
+    # our SDE of the same name, with the parameters its constructor takes that score_sde keeps in config.model
+    parameters = [k for k in inspect.signature(SDES[training["sde"]]).parameters if k in model]
+    sde_settings = {"name": training["sde"], **{k: float(model[k]) for k in parameters}}
     continuous = bool(training["continuous"])
-    if not continuous and training["sde"] != "subvpsde":
+    if not continuous and training["sde"] in score_sde_pytorch.DISCRETE_TIME_SDES:
         sde_settings["num_scales"] = float(model["num_scales"])  # the chain the labels index
 
     def score_fn_for(module: torch.nn.Module, sde: SDE) -> Callable:
@@ -145,6 +141,7 @@ def read_settings(path: Path, settings_path: str) -> dict:
     missing += [f"training.{k}" for k in ("sde", "continuous") if not missing and k not in settings["training"]]
     if missing:
         raise ValueError(f"{settings_path}: the settings lack {', '.join(missing)}")
-    if settings["training"]["sde"] not in _SCORE_SDE_SDES:
-        raise ValueError(f"{settings_path}: training.sde={settings['training']['sde']!r}; valid: {', '.join(_SCORE_SDE_SDES)}")
+    if settings["training"]["sde"] not in score_sde_pytorch.TRAINING_SDES:
+        valid = ", ".join(score_sde_pytorch.TRAINING_SDES)
+        raise ValueError(f"{settings_path}: training.sde={settings['training']['sde']!r}; valid: {valid}")
     return settings

@@ -84,6 +84,8 @@ _DDPM_AS_SCORE_UNET = {
     "norm_groups": 32,
 }
 _SIGMA_TABLE_FIELDS = ("sigma_min", "sigma_max", "num_scales")
+TRAINING_SDES = ("vesde", "vpsde", "subvpsde")  # its config.training.sde values (= our config.sde.name ones)
+DISCRETE_TIME_SDES = TRAINING_SDES[:2]  # those with discrete-time label conventions (sub-VP has none)
 _RESBLOCK_NAMES = {
     "GroupNorm_0": "norm_0",
     "Conv_0": "conv_0",
@@ -294,7 +296,7 @@ def convert_state_dict(
     sigmas = official.pop("sigmas", None)
     if sigmas is not None and model_config is not None:
         model = _as_dict(model_config)
-        if {"sigma_min", "sigma_max", "num_scales"} <= model.keys():
+        if set(_SIGMA_TABLE_FIELDS) <= model.keys():
             expected = _expected_sigmas(model)
             if sigmas.shape != expected.shape or not torch.allclose(sigmas.float(), expected, rtol=1e-4):
                 problems.append("the 'sigmas' buffer does not match config.model.sigma_min / sigma_max / num_scales")
@@ -432,8 +434,8 @@ class DiscreteTimeScore:
     """
 
     def __init__(self, net: nn.Module, sde: SDE, kind: str):
-        if kind not in ("vesde", "vpsde"):
-            raise ValueError(f"discrete-time conventions exist for 'vesde' and 'vpsde', got {kind!r}")
+        if kind not in DISCRETE_TIME_SDES:
+            raise ValueError(f"discrete-time conventions exist for {', '.join(DISCRETE_TIME_SDES)}; got {kind!r}")
         self.net, self.sde, self.kind = net, sde, kind
         self._sigmas = sde.discrete_marginals()[1] if kind == "vpsde" else None
 
@@ -471,9 +473,9 @@ def score_fn_for(net: nn.Module, sde: SDE, training_sde: str, continuous: bool =
     noise, so the score is -output / sigma(t). That project has no discrete-time sub-VP: its
     sub-VP score function always uses the continuous convention, and so does this one.
     """
-    if training_sde not in ("vesde", "vpsde", "subvpsde"):
-        raise ValueError(f"unknown training_sde {training_sde!r}; score_sde_pytorch has 'vesde', 'vpsde' and 'subvpsde'")
-    if not continuous and training_sde != "subvpsde":
+    if training_sde not in TRAINING_SDES:
+        raise ValueError(f"unknown training_sde {training_sde!r}; score_sde_pytorch has {', '.join(TRAINING_SDES)}")
+    if not continuous and training_sde in DISCRETE_TIME_SDES:
         return DiscreteTimeScore(net, sde, training_sde)
     if training_sde == "vesde":
         return NetworkScore(net, sde, parameterization="score", time_label="sigma")
