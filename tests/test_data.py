@@ -485,6 +485,21 @@ def test_folder_grayscale(tmp_path):
     assert dataset.shape == (1, 3, 3)
 
 
+def test_a_folder_too_large_for_memory_is_refused_before_any_image_is_decoded(tmp_path, monkeypatch):
+    """data.cache=False loads a folder whole: refused with the sizes and the streamed alternative
+    when its images (N x 512 x 512 x 3 at 13 bytes per value) exceed the available memory."""
+    for i in range(3):
+        _save(tmp_path / f"{i}.png", _solid((i, i, i)))
+    decoded = []
+    monkeypatch.setattr(data, "_read_square_image", lambda *args, **kw: decoded.append(args) or np.zeros((8, 8, 3), np.uint8))
+    monkeypatch.setattr(data, "available_memory_bytes", lambda: 3 * 512 * 512 * 3 * data.IN_MEMORY_BYTES_PER_VALUE - 1)
+    with pytest.raises(MemoryError, match=r"shape \(3, 512, 512, 3\) needs .* stream it from disk"):
+        data.load_image_folder(tmp_path, 512)
+    assert not decoded
+    images, _ = data.load_image_folder(tmp_path, 8)  # a size that fits: loaded, filled in place
+    assert images.shape == (3, 3, 8, 8) and len(decoded) == 3
+
+
 def test_folder_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such image folder"):
         data.load_image_folder(tmp_path / "missing", 8)

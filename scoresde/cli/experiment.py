@@ -94,7 +94,9 @@ def load_data(config) -> tuple[data.Dataset, data.Dataset]:
 def to_model_tensor(config, dataset: data.Dataset, device: torch.device) -> torch.Tensor:
     """The examples in the model's range on `device`: one tensor for data held in memory; for a
     prepared dataset a `prepared.StreamedExamples`, which reads the rows a batch indexes from the
-    memory map (indexed like the tensor, never whole in memory)."""
+    memory map (indexed like the tensor, never whole in memory). Only the bundled sets (toy data,
+    digits, mnist5k) and user data loaded with config.data.cache=False reach the tensor; the latter
+    were refused at load time if they would not fit (`data.check_fits_in_memory`)."""
     if isinstance(dataset.x, prepared.ImageRows):
         return prepared.StreamedExamples(dataset.x, device, config.data.centered)  # type: ignore[return-value]
     x = data.to_model_range(dataset.x, config.data.centered) if dataset.is_image else dataset.x

@@ -513,12 +513,25 @@ def _check_declared_size(path: str | os.PathLike, key: str) -> None:
             f"{os.fspath(path)!r}: array {key!r} declares shape {shape} ({declared} bytes) but holds only "
             f"{member.file_size - header_bytes} bytes: the file is corrupt"
         )
-    needed = declared * (IN_MEMORY_BYTES_PER_VALUE if dtype == np.uint8 else 1)
+    check_fits_in_memory(f"{os.fspath(path)!r}: array {key!r}", shape, uint8=dtype == np.uint8, itemsize=dtype.itemsize)
+
+
+def check_fits_in_memory(what: str, shape: tuple[int, ...], *, uint8: bool = True, itemsize: int = 1) -> None:
+    """Refuse to load `what` (an array of `shape`) whole when the in-memory pipeline would not fit:
+    about `IN_MEMORY_BYTES_PER_VALUE` bytes per uint8 value at its peak (the array, the float32
+    images, their train / test split and the model's tensor), `itemsize` bytes per value otherwise.
+
+    Raises:
+        MemoryError: naming the sizes and the streamed alternative.
+    """
+    values = int(np.prod(shape, dtype=np.float64))
+    needed = values * (IN_MEMORY_BYTES_PER_VALUE if uint8 else itemsize)
     available = available_memory_bytes()
     if available is not None and needed > available:
         raise MemoryError(
-            f"{os.fspath(path)!r}: array {key!r} of shape {shape} needs {needed / 2**30:.1f} GiB in memory "
-            f"(as uint8 and three float32 copies), more than the {available / 2**30:.1f} GiB available"
+            f"{what} of shape {tuple(shape)} needs {needed / 2**30:.1f} GiB in memory (as uint8 and three "
+            f"float32 copies), more than the {available / 2**30:.1f} GiB available; stream it from disk instead "
+            "(config.data.cache=True, the default, or python -m scoresde.data.prepare)"
         )
 
 
@@ -624,7 +637,11 @@ def load_image_folder(
     if not files:
         raise ValueError(f"no image files in {root!r} or its sub-folders (looked for {', '.join(IMAGE_EXTENSIONS)})")
     mode = "L" if grayscale else "RGB"
-    images = np.stack([_read_square_image(os.path.join(root, *parts), image_size, mode) for parts in files])
+    shape = (len(files), image_size, image_size, 1 if grayscale else 3)
+    check_fits_in_memory(f"the image folder {root!r}", shape)
+    images = np.empty(shape, dtype=np.uint8)  # filled in place: no list of per-image arrays beside it
+    for i, parts in enumerate(files):
+        images[i] = _read_square_image(os.path.join(root, *parts), image_size, mode).reshape(shape[1:])
     classes = folder_classes(files)
     labels = None if classes is None else np.array([classes.index(parts[0]) for parts in files], dtype=np.int64)
     return _images_to_nchw(images, "images"), labels
