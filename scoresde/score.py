@@ -130,6 +130,38 @@ class NetworkScore:
         return out / sigma if self.scale_by_sigma else out
 
 
+class DenoiserScore:
+    """score_fn(x, t) from a denoiser D(x~; s~) ~ E[x0 | x0 + s~ z = x~] in EDM's convention (its
+    snapshots, `scoresde.models.load_edm_snapshot`), for any of our SDEs.
+
+    With x(t) = alpha x0 + sigma z, x~ = x / alpha is x0 plus noise of level s~ = sigma / alpha, so
+    Tweedie's formula gives (Karras et al. 2022, eq. 3 and sec. 4):
+
+        score(x, t) = (alpha D(x / alpha; sigma / alpha) - x) / sigma^2
+
+    Args:
+        denoiser: `denoiser(x, sigma, class_labels=None)` with sigma of shape (batch,).
+        sde: the SDE whose alpha(t), sigma(t) the samplers use (the denoiser is told only s~).
+        num_classes: the denoiser's one-hot label count (0: unconditional); integer class labels
+            given to the score function are turned into one-hot rows.
+    """
+
+    def __init__(self, denoiser: Network, sde: SDE, num_classes: int = 0):
+        self.denoiser, self.sde, self.num_classes = denoiser, sde, int(num_classes)
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+        t = self.sde.check_time(t, x)
+        if t.ndim == 0:
+            t = t.expand(x.shape[0])
+        alpha, sigma = self.sde.scales(t)
+        one_hot = None
+        if class_labels is not None and self.num_classes:
+            one_hot = torch.nn.functional.one_hot(class_labels.long(), self.num_classes).to(x.dtype)
+        denoised = self.denoiser(x / broadcast_to_data(alpha, x), sigma / alpha, one_hot).to(x.dtype)
+        alpha, sigma = broadcast_to_data(alpha, x), broadcast_to_data(sigma, x)
+        return (alpha * denoised - x) / sigma**2
+
+
 def get_score_fn(net: Network, sde: SDE, **options) -> NetworkScore:
     """Shorthand for `NetworkScore(net, sde, **options)`."""
     return NetworkScore(net, sde, **options)

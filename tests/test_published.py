@@ -10,8 +10,10 @@ import torch
 
 from scoresde import run_lib, samplers
 from scoresde.cli import published
-from scoresde.models import load_score_sde_pytorch_checkpoint
+from scoresde.cli.experiment import build_sde
+from scoresde.models import load_edm_snapshot, load_score_sde_pytorch_checkpoint
 from scoresde.models.score_sde_pytorch import score_fn_for
+from scoresde.score import DenoiserScore
 from scoresde.sde_lib import VPSDE
 from tests.helpers import tiny_config
 
@@ -104,9 +106,9 @@ def test_model_files_are_told_by_suffix_and_bad_settings_are_named(tmp_path):
     with pytest.raises(ValueError, match="neither a score_sde_pytorch checkpoint"):
         published.is_published(tmp_path / "weights.bin")
     assert not published.is_published(tmp_path) and not published.is_published("")
-    (tmp_path / "network-snapshot-000100.pkl").write_bytes(b"not read")
-    with pytest.raises(ValueError, match="EDM snapshots .* not supported yet"):
-        published.is_published(tmp_path / "network-snapshot-000100.pkl")
+    (tmp_path / "network-snapshot-000100.pkl").write_bytes(b"not a pickle")
+    assert published.is_published(tmp_path / "network-snapshot-000100.pkl")
+    assert published.step_of(tmp_path / "network-snapshot-000100.pkl") == 100
     (tmp_path / "bad.json").write_text('{"model": {}, "data": {}}')
     with pytest.raises(ValueError, match="the settings lack training"):
         published.read_settings(tmp_path / "x.pth", str(tmp_path / "bad.json"))
@@ -140,3 +142,37 @@ def test_the_readme_settings_example_builds_the_ddpm_cifar10_network():
     settings = json.loads(block)
     net = from_score_sde_pytorch_config(settings["model"], settings["data"])
     assert net.data_shape == (3, 32, 32) and settings["training"] == {"sde": "vpsde", "continuous": True}
+
+
+EDM = SHARED / "edm"
+needs_edm = pytest.mark.skipif(not (EDM / "edm_ddpmpp_uncond.pkl").exists(), reason="EDM fixtures not present")
+
+
+@needs_edm
+@pytest.mark.parametrize("sde_name", ["edmsde", "vpsde"])
+def test_sample_mode_draws_from_an_edm_snapshot_under_any_sde(tmp_path, sde_name):
+    snapshot = tmp_path / "network-snapshot-000250.pkl"
+    snapshot.write_bytes((EDM / "edm_ddpmpp_uncond.pkl").read_bytes())
+    config = _config(tmp_path, snapshot, **{"sde.name": sde_name, "sampling.sampler": "heun"})
+    run_lib.sample(config, tmp_path / "run")
+    stored = np.load(tmp_path / "run" / "sample" / "heun" / "samples.npz")
+    assert stored["samples"].shape == (5, 3, 16, 16) and int(stored["step"]) == 250
+
+    sde = build_sde(config)
+    score_fn = DenoiserScore(load_edm_snapshot(snapshot), sde)
+    generator = torch.Generator().manual_seed(1)
+    x_T = sde.prior_sampling((1, 3, 16, 16), generator=generator)
+    with torch.no_grad():
+        x, _ = samplers.sample("heun", sde, score_fn, x_T=x_T, steps=3, eps=config.sampling.eps, generator=generator)
+    expected = np.round((x.clamp(-1, 1).numpy() + 1) / 2 * 255) / 255
+    np.testing.assert_allclose(stored["samples"][1:2], expected, atol=1.5 / 255)
+
+
+@needs_edm
+def test_an_edm_snapshot_that_does_not_fit_the_run_is_refused(tmp_path):
+    config = _config(tmp_path, EDM / "vp_ddpmpp_cond.pkl", **{"sde.name": "edmsde"})
+    with pytest.raises(ValueError, match="--config.model.num_classes=10"):
+        run_lib.sample(config, tmp_path / "run")
+    config = _config(tmp_path, EDM / "edm_adm_cond.pkl", **{"sde.name": "edmsde", "sampling.use_ema": False})
+    with pytest.raises(ValueError, match="keeps only the EMA weights"):
+        run_lib.sample(config, tmp_path / "run")

@@ -1,4 +1,4 @@
-"""A published model file in place of a checkpoint: score_sde_pytorch's `.pth` (EDM's `.pkl`: to come).
+"""A published model file in place of a checkpoint: score_sde_pytorch's `.pth` or EDM's `.pkl`.
 
 `config.sampling.checkpoint` names one of our checkpoint directories, or such a file; sample, eval
 and the benchmark's checkpoint target then use the file as they use a checkpoint:
@@ -10,14 +10,17 @@ and the benchmark's checkpoint target then use the file as they use a checkpoint
                            {"model": {...}, "data": {...}, "training": {"sde": ..., "continuous": ...}}
                        the values of that run's config.model, config.data and config.training
                        (score_sde keeps configs as Python files, which we never execute: copy them).
-    EDM                `network-snapshot-<kimg>.pkl`: not read yet; refused by name (a pickle is never
-                       loaded as code here).
+    EDM                `network-snapshot-<kimg>.pkl` / `edm-cifar10-32x32-uncond-vp.pkl` ...: its EMA
+                       denoiser, read by `scoresde.models.load_edm_snapshot` (an allow-listed
+                       unpickler: nothing in the file is imported or executed). The file describes
+                       its network fully; it works under any of our SDEs (`score.DenoiserScore`:
+                       the denoiser is told sigma(t) / alpha(t)), data in [-1, 1], one-hot labels.
 
 Where the run's config and the file both say something they must agree, or the run is refused
 with the values to set: the data shape, the data range (config.data.centered), the class count
 and, for score_sde files, the SDE and its parameters (its networks were trained under one SDE).
 
-The "step" of a file is score_sde's stored step.
+The "step" of a file is score_sde's stored step, or the kimg in an EDM snapshot's name (0 if none).
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ from typing import Callable
 import torch
 
 from scoresde.models import score_sde_pytorch
+from scoresde.models.edm_snapshot import load_edm_snapshot, snapshot_kimg
+from scoresde.score import DenoiserScore
 from scoresde.sde_lib import SDE, SDES
 
-SUFFIXES = {".pth": "score_sde_pytorch", ".pt": "score_sde_pytorch"}
+SUFFIXES = {".pth": "score_sde_pytorch", ".pt": "score_sde_pytorch", ".pkl": "edm"}
 
 
 def is_published(path: str | Path) -> bool:
@@ -44,11 +49,6 @@ def is_published(path: str | Path) -> bool:
     """
     if not path or not Path(path).is_file():
         return False
-    if Path(path).suffix == ".pkl":
-        raise ValueError(
-            f"config.sampling.checkpoint={str(path)!r}: EDM snapshots (.pkl) are not supported yet; a pickle is "
-            "never unpickled here, since loading one with pickle would run the code it embeds"
-        )
     if Path(path).suffix not in SUFFIXES:
         raise ValueError(
             f"config.sampling.checkpoint={str(path)!r} is a file, but neither a score_sde_pytorch checkpoint "
@@ -62,7 +62,7 @@ class Published:
     """A loaded model file: the network (on the CPU, in eval mode), its score adapter and what the run must agree with."""
 
     path: Path
-    kind: str  # "score_sde_pytorch"
+    kind: str  # a value of SUFFIXES
     net: torch.nn.Module
     step: int
     data_shape: tuple[int, ...]
@@ -94,7 +94,23 @@ def load(config, *, ema: bool) -> Published:
     Raises:
         ValueError: unreadable or refused files (see the loader), or missing settings.
     """
-    return _score_sde_pytorch(Path(config.sampling.checkpoint), config.sampling.checkpoint_settings, ema)
+    path = Path(config.sampling.checkpoint)
+    if SUFFIXES[path.suffix] == "edm":
+        return _edm(path, ema)
+    return _score_sde_pytorch(path, config.sampling.checkpoint_settings, ema)
+
+
+def _edm(path: Path, ema: bool) -> Published:
+    if not ema:
+        raise ValueError(f"{path} is an EDM snapshot, which keeps only the EMA weights; set --config.sampling.use_ema=True")
+    net = load_edm_snapshot(path)
+    labels = int(net.label_dim)
+
+    def score_fn_for(module: torch.nn.Module, sde: SDE) -> Callable:
+        return DenoiserScore(module, sde, num_classes=labels)
+
+    shape = (int(net.img_channels), int(net.img_resolution), int(net.img_resolution))
+    return Published(path, "edm", net, snapshot_kimg(path), shape, True, labels, score_fn_for, {})
 
 
 def _score_sde_pytorch(path: Path, settings_path: str, ema: bool) -> Published:
@@ -116,7 +132,9 @@ def _score_sde_pytorch(path: Path, settings_path: str, ema: bool) -> Published:
 
 
 def step_of(path: Path) -> int:
-    """A model file's step: score_sde_pytorch's stored `step`."""
+    """A model file's step: score_sde_pytorch's stored `step`, or an EDM snapshot's kimg."""
+    if SUFFIXES.get(Path(path).suffix) == "edm":
+        return snapshot_kimg(path)
     return int(score_sde_pytorch.read_checkpoint(path).get("step", 0))
 
 

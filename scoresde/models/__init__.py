@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from scoresde.models.edm_snapshot import load_edm_snapshot
 from scoresde.models.ema import ExponentialMovingAverage
 from scoresde.models.layers import GaussianFourierProjection, sinusoidal_embedding
 from scoresde.models.mlp import ScoreMLP
@@ -41,6 +42,7 @@ __all__ = [
     "ScoreUNet",
     "from_score_sde_pytorch_config",
     "get_model",
+    "load_edm_snapshot",
     "load_score_sde_pytorch_checkpoint",
     "sinusoidal_embedding",
 ]

@@ -33,14 +33,15 @@ Everything runs in float32 (`use_fp16` is kept but not used).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-EMBEDDINGS = ("positional", "fourier")
+from scoresde.models.unet import EMBEDDING_TYPES
+
 ENCODERS = ("standard", "skip", "residual")
 DECODERS = ("standard", "skip")
 
@@ -93,9 +94,7 @@ class Conv2d(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.up, self.down, self.fused_resample = up, down, fused_resample
         fan_in = in_channels * kernel * kernel
-        self.weight = (
-            nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel) / math.sqrt(fan_in)) if kernel else None
-        )
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel, kernel) / math.sqrt(fan_in)) if kernel else None
         self.bias = nn.Parameter(torch.zeros(out_channels)) if kernel and bias else None
         f = torch.as_tensor(list(resample_filter), dtype=torch.float32)
         self.register_buffer("resample_filter", (torch.outer(f, f) / f.sum() ** 2)[None, None] if up or down else None)
@@ -236,8 +235,10 @@ class FourierEmbedding(nn.Module):
 
 
 def _emb_with_extras(net: nn.Module, emb: torch.Tensor, augment_labels: torch.Tensor | None) -> torch.Tensor:
-    if net.map_augment is not None and augment_labels is not None:
-        emb = emb + net.map_augment(augment_labels)
+    """Add the augmentation labels' embedding (EDM's non-leaky augmentation; None at sampling time)."""
+    map_augment = getattr(net, "map_augment", None)
+    if isinstance(map_augment, nn.Module) and augment_labels is not None:
+        emb = emb + map_augment(augment_labels)
     return emb
 
 
@@ -271,12 +272,12 @@ class SongUNet(nn.Module):
         resample_filter: Sequence[float] = (1, 1),
     ):
         super().__init__()
-        _choice("embedding_type", embedding_type, EMBEDDINGS)
+        _choice("embedding_type", embedding_type, EMBEDDING_TYPES)
         _choice("encoder_type", encoder_type, ENCODERS)
         _choice("decoder_type", decoder_type, DECODERS)
         emb_channels, noise_channels = model_channels * channel_mult_emb, model_channels * channel_mult_noise
         self.label_dropout = label_dropout
-        block = dict(
+        block: dict[str, Any] = dict(
             emb_channels=emb_channels,
             num_heads=1,
             dropout=dropout,
@@ -316,7 +317,7 @@ class SongUNet(nn.Module):
             for idx in range(num_blocks):
                 cin, cout = cout, model_channels * mult
                 self.enc[f"{res}x{res}_block{idx}"] = UNetBlock(cin, cout, attention=res in attn_resolutions, **block)
-        skips = [b.out_channels for name, b in self.enc.items() if "aux" not in name]
+        skips = [int(b.out_channels) for name, b in self.enc.items() if "aux" not in name]  # type: ignore[arg-type]
 
         self.dec = nn.ModuleDict()
         for level, mult in reversed(list(enumerate(channel_mult))):
@@ -352,7 +353,8 @@ class SongUNet(nn.Module):
         emb = _emb_with_extras(self, emb, augment_labels)
         emb = F.silu(self.map_layer1(F.silu(self.map_layer0(emb))))
 
-        skips, aux = [], x
+        skips: list[torch.Tensor] = []
+        aux = x
         for name, layer in self.enc.items():
             if "aux_down" in name:
                 aux = layer(aux)
@@ -364,7 +366,8 @@ class SongUNet(nn.Module):
                 x = layer(x, emb) if isinstance(layer, UNetBlock) else layer(x)
                 skips.append(x)
 
-        out, tmp = None, None
+        out: torch.Tensor | None = None
+        tmp = x
         for name, layer in self.dec.items():
             if "aux_up" in name:
                 out = layer(out)
@@ -403,7 +406,7 @@ class DhariwalUNet(nn.Module):
         super().__init__()
         emb_channels = model_channels * channel_mult_emb
         self.label_dropout = label_dropout
-        block = dict(emb_channels=emb_channels, channels_per_head=64, dropout=dropout)
+        block: dict[str, Any] = dict(emb_channels=emb_channels, channels_per_head=64, dropout=dropout)
         self.map_noise = PositionalEmbedding(model_channels)
         self.map_augment = Linear(augment_dim, model_channels, bias=False) if augment_dim else None
         self.map_layer0 = Linear(model_channels, emb_channels)
@@ -422,7 +425,7 @@ class DhariwalUNet(nn.Module):
             for idx in range(num_blocks):
                 cin, cout = cout, model_channels * mult
                 self.enc[f"{res}x{res}_block{idx}"] = UNetBlock(cin, cout, attention=res in attn_resolutions, **block)
-        skips = [b.out_channels for b in self.enc.values()]
+        skips = [int(b.out_channels) for b in self.enc.values()]  # type: ignore[arg-type]
 
         self.dec = nn.ModuleDict()
         for level, mult in reversed(list(enumerate(channel_mult))):
@@ -563,7 +566,7 @@ class EDMPrecond(_Precond):
         return self.sigma_data**2 / total, sigma * self.sigma_data * torch.rsqrt(total), torch.rsqrt(total), torch.log(sigma) / 4
 
 
-class iDDPMPrecond(_Precond):  # noqa: N801 (EDM's class name, as stored in its snapshots)
+class iDDPMPrecond(_Precond):  # EDM's class name, as its snapshots store it
     """Improved DDPM's discrete cosine schedule (Nichol & Dhariwal 2021) as EDM wraps it: the noise
     levels u_j, u_M = 0, u_{j-1} = sqrt((u_j^2 + 1) / max(abar(j-1) / abar(j), C_1) - 1) with
     abar(j) = sin(pi j / (2 M (C_2 + 1)))^2; sigma is told as the index M - 1 - j of its nearest level."""

@@ -138,24 +138,24 @@ def _rebuild_parameter(data: Any, requires_grad: Any, backward_hooks: Any) -> nn
     return nn.Parameter(data, requires_grad=bool(requires_grad))
 
 
-# (module, name) -> what that global means here; everything else is refused by name.
-ALLOWED_GLOBALS: dict[tuple[str, str], Callable] = {
-    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _persistent_object,
-    ("torch.nn.modules.container", "ModuleDict"): ModuleState,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    ("torch.storage", "_load_from_bytes"): _storage_from_bytes,
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("numpy", "dtype"): _numeric_dtype,
-    ("numpy.core.multiarray", "scalar"): _numpy_scalar,
-    ("numpy._core.multiarray", "scalar"): _numpy_scalar,
-    ("dnnlib.util", "EasyDict"): _EasyDict,
+# module.name -> what that global means here; everything else is refused by name.
+ALLOWED_GLOBALS: dict[str, Callable] = {
+    "torch_utils.persistence._reconstruct_persistent_obj": _persistent_object,
+    "torch.nn.modules.container.ModuleDict": ModuleState,
+    "torch._utils._rebuild_tensor_v2": _rebuild_tensor,
+    "torch._utils._rebuild_parameter": _rebuild_parameter,
+    "torch.storage._load_from_bytes": _storage_from_bytes,
+    "collections.OrderedDict": collections.OrderedDict,
+    "numpy.dtype": _numeric_dtype,
+    "numpy.core.multiarray.scalar": _numpy_scalar,
+    "numpy._core.multiarray.scalar": _numpy_scalar,
+    "dnnlib.util.EasyDict": _EasyDict,
 }
 
 
 class _SnapshotUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        found = ALLOWED_GLOBALS.get((module, name))
+        found = ALLOWED_GLOBALS.get(f"{module}.{name}")
         if found is None:
             raise UnsafeSnapshotError(
                 f"the snapshot asks for the global {module}.{name}, which is not among the data types an EDM snapshot "
@@ -212,9 +212,7 @@ def load_edm_snapshot(path: str | Path, key: str = "ema") -> nn.Module:
         found = ", ".join(sorted(map(str, snapshot))) or "nothing"
         raise SnapshotError(f"{path} has no network under {key!r} (it holds: {found})")
     if record.class_name not in PRECONDITIONINGS:
-        raise SnapshotError(
-            f"{path}: the network is a {record.class_name}; readable: {', '.join(PRECONDITIONINGS)}"
-        )
+        raise SnapshotError(f"{path}: the network is a {record.class_name}; readable: {', '.join(PRECONDITIONINGS)}")
     net = _construct(path, record)
     _check_layers(path, record, net)
     weights = _tensors(record)
