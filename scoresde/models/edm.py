@@ -467,7 +467,7 @@ class DhariwalUNet(nn.Module):
 BACKBONES = {"SongUNet": SongUNet, "DhariwalUNet": DhariwalUNet}
 
 
-class _Precond(nn.Module):
+class Precond(nn.Module):
     """D(x; sigma) = c_skip x + c_out F(c_in x; c_noise, class_labels) (module docstring), float32.
 
     `net(x, sigma, class_labels=None)`: x (batch, C, H, W), sigma a scalar or (batch,), class_labels
@@ -518,7 +518,7 @@ class _Precond(nn.Module):
         return c_skip * x + c_out * out[:, : self.img_channels].to(torch.float32)
 
 
-class VPPrecond(_Precond):
+class VPPrecond(Precond):
     """VP preconditioning, sigma(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) (Karras et al. 2022, table 1)."""
 
     def __init__(self, img_resolution, img_channels, label_dim=0, use_fp16=False, beta_d=19.9, beta_min=0.1, M=1000,
@@ -539,7 +539,7 @@ class VPPrecond(_Precond):
         return torch.ones_like(sigma), -sigma, torch.rsqrt(sigma**2 + 1), (self.M - 1) * self.sigma_inv(sigma)
 
 
-class VEPrecond(_Precond):
+class VEPrecond(Precond):
     """VE preconditioning: D = x + sigma F(x; log(sigma / 2)) (Karras et al. 2022, table 1)."""
 
     def __init__(self, img_resolution, img_channels, label_dim=0, use_fp16=False, sigma_min=0.02, sigma_max=100,
@@ -551,7 +551,7 @@ class VEPrecond(_Precond):
         return torch.ones_like(sigma), sigma, torch.ones_like(sigma), torch.log(0.5 * sigma)
 
 
-class EDMPrecond(_Precond):
+class EDMPrecond(Precond):
     """EDM's preconditioning with data standard deviation sigma_data (Karras et al. 2022, eq. 7)."""
 
     default_model = "DhariwalUNet"
@@ -566,7 +566,7 @@ class EDMPrecond(_Precond):
         return self.sigma_data**2 / total, sigma * self.sigma_data * torch.rsqrt(total), torch.rsqrt(total), torch.log(sigma) / 4
 
 
-class iDDPMPrecond(_Precond):  # EDM's class name, as its snapshots store it
+class iDDPMPrecond(Precond):  # EDM's class name, as its snapshots store it
     """Improved DDPM's discrete cosine schedule (Nichol & Dhariwal 2021) as EDM wraps it: the noise
     levels u_j, u_M = 0, u_{j-1} = sqrt((u_j^2 + 1) / max(abar(j-1) / abar(j), C_1) - 1) with
     abar(j) = sin(pi j / (2 M (C_2 + 1)))^2; sigma is told as the index M - 1 - j of its nearest level."""

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from scoresde.models.edm import PRECONDITIONINGS
+from scoresde.models.edm import PRECONDITIONINGS, Precond
 
 
 class SnapshotError(ValueError):
@@ -189,7 +189,7 @@ def read_snapshot(path: str | Path) -> dict:
     return data
 
 
-def load_edm_snapshot(path: str | Path, key: str = "ema") -> nn.Module:
+def load_edm_snapshot(path: str | Path, key: str = "ema") -> Precond:
     """EDM's denoiser `net(x, sigma, class_labels=None) -> D(x; sigma)` from a snapshot, in eval mode on the CPU.
 
     The network is our class of EDM's name (`scoresde.models.edm.PRECONDITIONINGS`) built with the
@@ -223,7 +223,7 @@ def load_edm_snapshot(path: str | Path, key: str = "ema") -> nn.Module:
     return net.eval()
 
 
-def _construct(path: str | Path, record: PersistentObject) -> nn.Module:
+def _construct(path: str | Path, record: PersistentObject) -> Precond:
     cls = PRECONDITIONINGS[record.class_name]
     parameters = list(inspect.signature(cls).parameters)
     kwargs = record.init_kwargs
