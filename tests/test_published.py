@@ -176,3 +176,16 @@ def test_an_edm_snapshot_that_does_not_fit_the_run_is_refused(tmp_path):
     config = _config(tmp_path, EDM / "edm_adm_cond.pkl", **{"sde.name": "edmsde", "sampling.use_ema": False})
     with pytest.raises(ValueError, match="keeps only the EMA weights"):
         run_lib.sample(config, tmp_path / "run")
+
+
+@needs_edm
+def test_eval_mode_scores_an_edm_snapshot(tmp_path):
+    snapshot = tmp_path / "network-snapshot-000500.pkl"
+    snapshot.write_bytes((EDM / "edm_ncsnpp_uncond.pkl").read_bytes())
+    config = _config(tmp_path, snapshot, **{"sde.name": "edmsde"})
+    config.eval.num_samples, config.eval.runs, config.eval.kernel_examples = 6, 1, 6
+    config.eval.stats_dir = str(tmp_path / "stats")
+    result = run_lib.evaluate(config, tmp_path / "run")
+    rows = json.loads(Path(result["summary"]).read_text())
+    rows = rows["records"] if isinstance(rows, dict) else rows
+    assert [(row["step"], row["sampler"]) for row in rows] == [(500, "dpmpp_2m")]  # the kimg in the name
