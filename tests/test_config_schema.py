@@ -171,8 +171,13 @@ def test_an_unknown_key_is_reported_with_a_suggestion(typo, suggestion):
 
 def test_an_unknown_key_in_a_sampler_section_names_the_samplers_options():
     config = base.get_config()
-    config.sampling.heun.s_churn = 1.0
-    assert "config.sampling.heun.s_churn: unknown key (sampler 'heun' takes no option 's_churn'; its options: none)" in (
+    config.sampling.heun.gamma = 1.0
+    assert "config.sampling.heun.gamma: unknown key (sampler 'heun' takes no option 'gamma'; its options: none)" in (
+        problems_of(config)
+    )
+    config = base.get_config()
+    config.sampling.heun.s_churn = 1.0  # EDM's churn is the stochastic sampler's option: the message says where
+    assert "config.sampling.heun.s_churn: unknown key; did you mean config.sampling.edm_stochastic.s_churn?" in (
         problems_of(config)
     )
 

@@ -29,6 +29,11 @@ SAMPLERS = {
     "ancestral": (500, {}),
     "predictor_corrector": (250, {"snr": 0.16, "corrector_steps": 1}),
     "annealed_langevin": (250, {"steps_per_level": 8, "snr": 0.3}),
+    "dpmpp_2m_sde": (50, {}),
+    "dpmpp_3m_sde": (50, {}),
+    "sa_solver": (50, {}),
+    "edm_stochastic": (50, {}),
+    "restart": (25, {}),
     "probability_flow": (None, {"rtol": 1e-5, "atol": 1e-5}),
     "ode_euler": (300, {}),
     "ddim": (100, {}),
@@ -90,7 +95,7 @@ def test_sampler_reaches_the_exact_mixture(name, sde_name, noise_floor):
     assert distance < 2.0 * floor, f"{name}/{sde_name}: sliced W2 {distance:.4f}, floor {floor:.4f}"
 
 
-@pytest.mark.parametrize("name", ["euler_maruyama", "predictor_corrector", "dpmpp_2m", "annealed_langevin"])
+@pytest.mark.parametrize("name", ["euler_maruyama", "predictor_corrector", "dpmpp_2m", "annealed_langevin", "dpmpp_2m_sde"])
 def test_a_wrong_score_fails_the_same_checks(name):
     sde = SDES["vp"]
     steps, options = SAMPLERS[name]

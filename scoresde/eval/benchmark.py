@@ -496,12 +496,14 @@ def evaluations_per_step(sampler: Sampler, target) -> tuple[int, int]:
 
     A registered sampler's a is its declaration (`samplers.SamplerInfo.evaluations` with the
     sampler's options; 0 for adaptive ones) and b is the final denoising evaluation (1 when the
-    run's end time has noise left, as every target's eps > 0 has). A sampler given as a function
+    run's end time has noise left, as every target's eps > 0 has) plus its declared
+    `fixed_evaluations` (Restart's). A sampler given as a function
     declares nothing: its a and b are read from the `info["nfe"]` of dry runs with 2 and 3 steps
     on one example.
     """
     if isinstance(sampler.sampler, str):  # run with samplers.sample's default denoise=True
-        return samplers.get(sampler.sampler).evaluations(sampler.options), 1
+        info = samplers.get(sampler.sampler)
+        return info.evaluations(sampler.options), 1 + info.fixed_evaluations(sampler.options)
     counts = []
     x_T = target.initial_noise(0)[:1]
     for steps in (2, 3):

@@ -20,15 +20,24 @@ from scoresde.samplers import noise
 from scoresde.samplers.adaptive import probability_flow
 from scoresde.samplers.ancestral import ancestral, ancestral_step
 from scoresde.samplers.euler_maruyama import euler_maruyama, euler_maruyama_step
+from scoresde.samplers.grid_search import (
+    GridSearch,
+    dp_time_grid,
+    interpolate_time_grid,
+    load_time_grid,
+    save_time_grid,
+    search_time_grid,
+)
 from scoresde.samplers.langevin import annealed_langevin, langevin_step
 from scoresde.samplers.ode import ddim, ddim_step, dpm_solver_pp, dpmpp_2m, dpmpp_3m, heun, ipndm, lms, ode_euler, unipc
 from scoresde.samplers.predictor_corrector import predictor_corrector, reverse_diffusion, reverse_diffusion_step
 from scoresde.samplers.registry import KINDS, SamplerInfo, StepInfo, closest
+from scoresde.samplers.stochastic import dpmpp_2m_sde, dpmpp_3m_sde, edm_stochastic, restart, restart_evaluations, sa_solver
 from scoresde.samplers.time_grids import MAX_STEPS, TIME_GRIDS, get_time_grid
 from scoresde.samplers.tuned_grid import tune_time_grid
 from scoresde.score import denoise as tweedie_denoise
 from scoresde.score import tweedie
-from scoresde.sde_lib import SDE, time_vector
+from scoresde.sde_lib import SDE, broadcast_to_data, time_vector
 
 DEFAULT_END_TIME = 1e-3  # the final time eps of `sample` when none is given
 
@@ -65,6 +74,44 @@ REGISTRY: dict[str, SamplerInfo] = {
             evaluations_per_step=_annealed_langevin_evaluations,
             default_grid="log_snr",  # geometric noise levels as NCSN (uniform t is the same for VE)
             summary="NCSN: Langevin steps at each noise level",
+        ),
+        SamplerInfo(
+            "dpmpp_2m_sde",
+            dpmpp_2m_sde,
+            "sde",
+            default_grid="log_snr",
+            summary="DPM-Solver++(2M) SDE: 2nd-order multistep for the reverse SDE; `eta` = noise share (0: `dpmpp_2m`)",
+        ),
+        SamplerInfo(
+            "dpmpp_3m_sde",
+            dpmpp_3m_sde,
+            "sde",
+            default_grid="log_snr",
+            summary="DPM-Solver++(3M) SDE: 3rd-order multistep for the reverse SDE (`eta=0`: `dpmpp_3m`)",
+        ),
+        SamplerInfo(
+            "sa_solver",
+            sa_solver,
+            "sde",
+            default_grid="log_snr",
+            summary="SA-Solver: stochastic Adams predictor + free corrector (Xue et al.; `eta=0`: `unipc`)",
+        ),
+        SamplerInfo(
+            "edm_stochastic",
+            edm_stochastic,
+            "sde",
+            evaluations_per_step=2,
+            default_grid="karras",
+            summary="Karras et al.'s Algorithm 2: churn noise, then a Heun step (`s_churn=0`: `heun`)",
+        ),
+        SamplerInfo(
+            "restart",
+            restart,
+            "sde",
+            evaluations_per_step=2,
+            extra_evaluations=restart_evaluations,
+            default_grid="karras",
+            summary="Restart sampling (Xu et al.): Heun, and `restarts` returns to `restart_s_max` (`restarts=0`: `heun`)",
         ),
         SamplerInfo(
             "probability_flow",
@@ -127,6 +174,7 @@ def register(
     evaluations_per_step: int | Callable[[Mapping[str, Any]], int] = 1,
     default_grid: str = "uniform",
     summary: str = "",
+    extra_evaluations: int | Callable[[Mapping[str, Any]], int] = 0,
     replace: bool = False,
 ) -> SamplerInfo:
     """Declare a sampler of your own; it then works wherever a sampler name does (`registry`).
@@ -139,7 +187,7 @@ def register(
         raise ValueError(f"a sampler named {name!r} is already registered; pass replace=True to replace it")
     if default_grid not in TIME_GRIDS:
         raise ValueError(f"unknown default_grid {default_grid!r}; valid: {', '.join(TIME_GRIDS)}")
-    info = SamplerInfo(name, loop, kind, order, evaluations_per_step, default_grid, summary)
+    info = SamplerInfo(name, loop, kind, order, evaluations_per_step, default_grid, summary, extra_evaluations)
     REGISTRY[name] = info
     return info
 
@@ -194,6 +242,10 @@ def markdown_table() -> str:
             cost = (info.evaluations_per_step.__doc__ or "depends on options").strip()
         else:
             cost = f"{info.evaluations_per_step} / step"
+        if callable(info.extra_evaluations):
+            cost += " + " + (info.extra_evaluations.__doc__ or "more, by options").split("(")[0].strip()
+        elif info.extra_evaluations:
+            cost += f" + {info.extra_evaluations}"
         grid = "end points" if info.kind == "adaptive" else info.default_grid
         options = ", ".join(f"`{k}={v!r}`".replace("'", '"') for k, v in info.option_defaults().items()) or "-"
         lines.append(f"| `{name}` | {info.kind} | {info.order or '-'} | {cost} | {grid} | {options} | {info.summary} |")
@@ -221,6 +273,32 @@ class CountingScore:
             _check_first_score(score, x, t)
         self.last = (t, score)
         return score
+
+
+class AnalyticFirstStep:
+    """The first score evaluation replaced by the closed form of a Gaussian's (the analytical first
+    step, AFS; Dockhorn et al. 2022, "GENIE", and Zhou et al. 2024, "AMED", sec. 3.3):
+
+        score(x, t) = -(x - alpha mu) / (alpha^2 s_d^2 + sigma^2),
+
+    the exact score of the marginal at t of data N(mu, s_d^2 I) (`sigma_data` = s_d, `mean` = mu).
+    At the prior's end (t = T) the true marginal is nearly that Gaussian for any data with those
+    first moments, so the first step costs no evaluation. It wraps the counted score function, so
+    `info["nfe"]` counts only the evaluations that reached the model.
+    """
+
+    def __init__(self, score_fn: Callable, sde: SDE, sigma_data: float, mean: float = 0.0):
+        if not (isinstance(sigma_data, (int, float)) and not isinstance(sigma_data, bool) and sigma_data >= 0):
+            raise ValueError(f"analytic_first_step is the data std s_d >= 0 of the Gaussian it assumes, got {sigma_data!r}")
+        self.score_fn, self.sde, self.sigma_data, self.mean = score_fn, sde, float(sigma_data), float(mean)
+        self.used = False
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.used:
+            return self.score_fn(x, t)
+        self.used = True
+        alpha, sigma = (broadcast_to_data(v.to(x.dtype), x) for v in self.sde.scales(t))
+        return -(x - alpha * self.mean) / (alpha**2 * self.sigma_data**2 + sigma**2)
 
 
 def _check_first_score(score, x: torch.Tensor, t: torch.Tensor) -> None:
@@ -358,6 +436,7 @@ def sample(
     device: torch.device | str | None = None,
     time_grid: str | Sequence[float] | torch.Tensor | None = None,
     callback: Callable[[StepInfo], None] | None = None,
+    analytic_first_step: float | None = None,
     **options,
 ) -> tuple[torch.Tensor, dict]:
     """Draw samples of p_eps (or of p_0 with `denoise`) by reversing `sde`.
@@ -384,6 +463,9 @@ def sample(
         callback: called after each step with a `StepInfo` dict: "i", "n" (steps), "t" (the step's
             start time), "x" (the state after the step) and "denoised" (the data prediction the
             step evaluated at t, or None); for progress bars and for inspecting trajectories.
+        analytic_first_step: off (None) by default; a data std s_d replaces the first score
+            evaluation (at t_0 = T) by the exact score of Gaussian data N(0, s_d^2 I)
+            (`AnalyticFirstStep`): one evaluation fewer, exact when the data is that Gaussian.
         **options: sampler-specific options.
 
     Returns:
@@ -417,6 +499,9 @@ def sample(
     if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != x.shape[0]:
         raise ValueError(f"got {len(generator)} generators for a batch of {x.shape[0]} samples; give one per sample")
     counted = CountingScore(score_fn)
+    solver_score: Callable = counted
+    if analytic_first_step is not None:
+        solver_score = AnalyticFirstStep(counted, sde, analytic_first_step)
     steps_seen: list[StepInfo] = []  # the last step's report, for denoise="extrapolate"
 
     def on_step(step: StepInfo) -> None:
@@ -425,7 +510,7 @@ def sample(
             callback(step)
 
     watch = callback is not None or denoise == "extrapolate"  # else no per-step reports at all (their cost)
-    x = info.loop(sde, counted, x, grid, generator=generator, callback=on_step if watch else None, **options)
+    x = info.loop(sde, solver_score, x, grid, generator=generator, callback=on_step if watch else None, **options)
     if denoise and sde.sigma(grid[-1]).item() > 0:  # at sigma = 0, x is already noise-free
         if denoise == "extrapolate":
             x = _denoise_extrapolated(sde, counted, x, grid[-1].item(), steps_seen[-1] if steps_seen else None)
@@ -436,10 +521,12 @@ def sample(
 
 
 __all__ = [
+    "AnalyticFirstStep",
     "DEFAULT_END_TIME",
     "DEFAULT_TIME_GRIDS",
     "DENOISE_MODES",
     "DETERMINISTIC",
+    "GridSearch",
     "KINDS",
     "MAX_STEPS",
     "REGISTRY",
@@ -455,18 +542,24 @@ __all__ = [
     "ddim",
     "ddim_step",
     "deterministic",
+    "dp_time_grid",
     "dpm_solver_pp",
     "dpmpp_2m",
     "dpmpp_3m",
+    "dpmpp_2m_sde",
+    "dpmpp_3m_sde",
+    "edm_stochastic",
     "euler_maruyama",
     "euler_maruyama_step",
     "get",
     "get_time_grid",
     "heun",
     "initial_state",
+    "interpolate_time_grid",
     "ipndm",
     "langevin_step",
     "lms",
+    "load_time_grid",
     "markdown_table",
     "noise",
     "ode_euler",
@@ -474,9 +567,13 @@ __all__ = [
     "probability_flow",
     "register",
     "reverse_diffusion",
+    "restart",
     "reverse_diffusion_step",
+    "sa_solver",
     "sample",
     "sampler_options",
+    "save_time_grid",
+    "search_time_grid",
     "tune_time_grid",
     "unipc",
     "unregister",

@@ -72,6 +72,8 @@ class SamplerInfo:
             0 for "adaptive" samplers.
         default_grid: the time grid used when the caller names none (`TIME_GRIDS`).
         summary: one line for tables.
+        extra_evaluations: evaluations a run spends besides those per step (Restart's restart
+            interval): a number or a function of the options, like `evaluations_per_step`.
     """
 
     name: str
@@ -81,6 +83,7 @@ class SamplerInfo:
     evaluations_per_step: int | Callable[[Mapping[str, Any]], int] = 1
     default_grid: str = "uniform"
     summary: str = ""
+    extra_evaluations: int | Callable[[Mapping[str, Any]], int] = 0
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -108,9 +111,16 @@ class SamplerInfo:
 
     def evaluations(self, options: Mapping[str, Any] | None = None) -> int:
         """Score evaluations per step with these options (defaults for the ones not given)."""
-        if callable(self.evaluations_per_step):
-            return int(self.evaluations_per_step({**self.option_defaults(), **(options or {})}))
-        return int(self.evaluations_per_step)
+        return self._count(self.evaluations_per_step, options)
+
+    def fixed_evaluations(self, options: Mapping[str, Any] | None = None) -> int:
+        """Score evaluations a run spends besides its steps' (`extra_evaluations`; no final denoising)."""
+        return self._count(self.extra_evaluations, options)
+
+    def _count(self, declared, options: Mapping[str, Any] | None) -> int:
+        if callable(declared):
+            return int(declared({**self.option_defaults(), **(options or {})}))
+        return int(declared)
 
 
 def closest(word: str, names) -> str:

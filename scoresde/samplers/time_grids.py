@@ -6,10 +6,13 @@ Every sampler integrates over an explicit grid; `N` of the SDE is only a default
     log_snr   lambda(t_i) uniform between lambda(T) and lambda(eps)     (Lu et al. 2022, DPM-Solver)
     karras    s_i = (s_max^(1/rho) + i/n (s_min^(1/rho) - s_max^(1/rho)))^rho in s = sigma/alpha,
               rho = 7, mapped back to t through the log-SNR lambda = -2 log s (Karras et al. 2022, eq. 5)
+    time_quadratic  sqrt(t_i) uniform between sqrt(T) and sqrt(eps)  (Song et al. 2021a, DDIM's
+              "quadratic" timesteps)
 """
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
@@ -46,17 +49,36 @@ def log_snr_grid(sde: SDE, steps: int, eps: float) -> torch.Tensor:
 def karras_grid(sde: SDE, steps: int, eps: float, rho: float = 7.0) -> torch.Tensor:
     """n + 1 times whose s = sigma/alpha follow Karras et al.'s rho-schedule (float64)."""
     _check_steps(steps, eps, sde)
+    return karras_times(sde, sde.T, eps, steps, rho)
+
+
+def karras_times(sde: SDE, t_start: float, t_end: float, steps: int, rho: float = 7.0) -> torch.Tensor:
+    """The rho-schedule between any two times t_start > t_end (float64; the ends exact)."""
     if not rho > 0:
         raise ValueError(f"rho must be > 0, got {rho!r}")
-    s_max, s_min = torch.exp(-0.5 * sde.log_snr(torch.tensor([sde.T, eps], dtype=torch.float64)))
+    s_max, s_min = torch.exp(-0.5 * sde.log_snr(torch.tensor([t_start, t_end], dtype=torch.float64)))
     ramp = torch.linspace(0, 1, steps + 1, dtype=torch.float64)
     s = (s_max ** (1 / rho) + ramp * (s_min ** (1 / rho) - s_max ** (1 / rho))) ** rho
     grid = sde.t_from_log_snr(-2.0 * torch.log(s))
+    grid[0], grid[-1] = t_start, t_end
+    return grid.clamp(t_end, t_start)
+
+
+def time_quadratic_grid(sde: SDE, steps: int, eps: float) -> torch.Tensor:
+    """n + 1 times whose square roots are equally spaced (DDIM's "quadratic" spacing, Song et al. 2021a)."""
+    _check_steps(steps, eps, sde)
+    root = torch.linspace(math.sqrt(sde.T), math.sqrt(eps), steps + 1, dtype=torch.float64)
+    grid = root**2
     grid[0], grid[-1] = sde.T, eps
-    return grid.clamp(eps, sde.T)
+    return grid
 
 
-GRID_BUILDERS = {"uniform": uniform_grid, "log_snr": log_snr_grid, "karras": karras_grid}  # name -> fn(sde, steps, eps)
+GRID_BUILDERS = {
+    "uniform": uniform_grid,
+    "log_snr": log_snr_grid,
+    "karras": karras_grid,
+    "time_quadratic": time_quadratic_grid,
+}  # name -> fn(sde, steps, eps)
 TIME_GRIDS = tuple(GRID_BUILDERS)
 
 

@@ -76,6 +76,7 @@ def tune_time_grid(
     t_min: float | None = None,
     max_evaluations: int = 600,
     tolerance: float = 1e-3,
+    features: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """A time grid of `steps` intervals that minimises the RMS error of `sample_fn` (module docstring).
 
@@ -93,6 +94,8 @@ def tune_time_grid(
         t_min: the smallest final time allowed (default 1e-5 T).
         max_evaluations: the most sampler runs the search may spend.
         tolerance: stop when the simplex's errors agree to this fraction of the starting error.
+        features: a map of samples to features in which the RMS is taken instead (e.g. a
+            classifier's penultimate layer); default the samples themselves.
 
     Returns:
         (grid, info): the tuned grid (float64, strictly decreasing from T, steps + 1 times), and info
@@ -120,6 +123,7 @@ def tune_time_grid(
     lam0, lam_end0 = float(lam[0]), float(lam[-1])
     lam_cap = float(sde.log_snr(torch.tensor(t_min if t_min is not None else 1e-5 * sde.T, dtype=torch.float64)))
     lam_cap = min(lam_cap, 50.0) if math.isfinite(lam_cap) else 50.0
+    target = reference.double() if features is None else features(reference).double()
     increments = np.diff(lam.numpy())
     params0 = np.concatenate([np.log(increments / increments[0])[1:], [0.0]])
 
@@ -132,7 +136,8 @@ def tune_time_grid(
             return float("inf")
         evaluations += 1
         x = sample_fn(x_T, grid)
-        value = float(torch.sqrt(((x.double() - reference.double()) ** 2).mean()))
+        x = x if features is None else features(x)
+        value = float(torch.sqrt(((x.double() - target) ** 2).mean()))
         return value if math.isfinite(value) else float("inf")
 
     initial = loss(params0)
