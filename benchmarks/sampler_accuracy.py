@@ -76,9 +76,8 @@ PEERS = {
 
 
 def steps_for_budget(name: str, nfe: int) -> int:
-    """Steps that use `nfe` evaluations including the final denoising evaluation."""
-    per_step = 2 if name == "heun" else 1
-    return max((nfe - 1) // per_step, 1)
+    """Steps that use `nfe` evaluations including the final denoising evaluation (by the registry's declaration)."""
+    return max((nfe - 1) // samplers.get(name).evaluations(), 1)
 
 
 def run_problem(key: str, n: int, budgets: list[int]) -> list[dict]:

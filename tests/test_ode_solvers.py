@@ -250,3 +250,31 @@ def test_s_adams_weights_integrate_polynomials_in_s_exactly():
         poly(0.5) + (poly(0.5) - poly(0.9)) / (0.5 - 0.9) * (0.0 - 0.5),
         rel_tol=1e-12,
     )
+
+
+@pytest.fixture(scope="module")
+def ring_flow():
+    sde, ring = VPSDE(), oracle.ring(8, 1.0, 0.05)
+    x_T = sde.prior_sampling((128, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return sde, ring, x_T, ring.solve_flow(x_T, sde, rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", samplers.deterministic())
+def test_every_fixed_step_solver_runs_at_every_budget_from_3_to_10(name, ring_flow):
+    """Budgets of 3-10 evaluations (final denoising included): the most steps that fit, the exact
+    count spent, finite samples, and an error that falls from 3 to 10 evaluations; with the analytical
+    first step one more step fits the same budget."""
+    sde, ring, x_T, exact = ring_flow
+    per_step = samplers.get(name).evaluations()
+    errors = {}
+    for budget in range(3, 11):
+        for afs in (False, True):
+            steps = (budget - 1 + afs) // per_step
+            x, info = samplers.sample(
+                name, sde, ring.score_fn(sde), x_T=x_T, steps=steps, analytic_first_step=0.7 if afs else None
+            )
+            assert info["nfe"] == 1 + steps * per_step - afs <= budget, (budget, afs)
+            assert torch.isfinite(x).all()
+            if not afs:
+                errors[budget] = float((x - exact).pow(2).mean().sqrt())
+    assert errors[10] < 0.7 * errors[3], errors

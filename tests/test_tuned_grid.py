@@ -87,7 +87,22 @@ def test_sample_mode_tunes_the_grid_of_a_trained_model(tmp_path):
     figures = run_lib.sample(config, tmp_path)
     grid = torch.tensor(figures["time_grid"])
     assert len(grid) == 5 and bool(torch.all(grid[1:] < grid[:-1]))
-    assert not torch.allclose(grid, samplers.get_time_grid("log_snr", VPSDE(), 4, 1e-3).float(), atol=1e-6)  # it moved
+    # the search's verdict is kept beside the samples: every candidate judged on held-out noise, the winner used
+    import json
+
+    stored = json.loads((tmp_path / "sample" / "dpmpp_2m" / "time_grid.json").read_text())
+    candidates = stored["comparison"]["candidates"]
+    assert set(candidates) == {*samplers.TIME_GRIDS, "dp", "nelder_mead"}
+    winner = stored["comparison"]["winner"]
+    assert candidates[winner]["holdout"] == min(c["holdout"] for c in candidates.values())
+    assert torch.allclose(grid.double(), torch.tensor(stored["times"], dtype=torch.float64), atol=1e-6)
+    assert "step" in stored["checkpoint"]
+    # a second run reads the grid back instead of searching again
+    stored["times"][1] = 0.5 * (stored["times"][0] + stored["times"][2])  # a visible mark
+    stored["log_snr"] = VPSDE().log_snr(torch.tensor(stored["times"], dtype=torch.float64)).tolist()
+    (tmp_path / "sample" / "dpmpp_2m" / "time_grid.json").write_text(json.dumps(stored))
+    again = run_lib.sample(config, tmp_path)
+    assert again["time_grid"][1] == pytest.approx(stored["times"][1], rel=1e-6)
     with pytest.raises(ValueError, match="'tuned' needs a fixed-step ODE solver"):
         run_lib.validate(tiny_config(**{"sampling.time_grid": "tuned", "sampling.sampler": "ancestral"}))
     with pytest.raises(ValueError, match="not by --mode benchmark"):

@@ -301,38 +301,60 @@ class Experiment:
             check_checkpoint=lambda found: compare.check_checkpoint_config(self.config, found),
         )
 
-    def tuned_time_grid(self, seed: int) -> torch.Tensor:
-        """The configured sampler's grid tuned to this network (sampling.time_grid = "tuned"): on
-        sampling.tune_samples starting points of their own seed, against the network's flow solved
-        by the adaptive solver (`samplers.tune_time_grid`); computed once per Experiment."""
+    def tuned_time_grid(self, seed: int, grid_file: Path | None = None, checkpoint: str | None = None) -> torch.Tensor:
+        """The configured sampler's grid searched for this network (sampling.time_grid = "tuned"):
+        `samplers.search_time_grid` tunes on sampling.tune_samples starting points of one seed and
+        judges every candidate (the named grids, the DP and the Nelder-Mead grids) on as many of
+        another against the network's flow solved by the adaptive solver, so the grid is never
+        worse there than the best named one. Computed once per Experiment; with `grid_file`, read
+        from there when it was searched for the same sampler, step count and `checkpoint`, and
+        written there otherwise (`samplers.save_time_grid`)."""
         s = self.config.sampling
-        if getattr(self, "_tuned_grid", None) is None:
-            self.model.eval()
-            x_T = self.sde.prior_sampling(
-                (s.tune_samples, *self.train_data.shape),
-                generator=torch.Generator(self.device).manual_seed(seed + 104729),
-                device=self.device,
-            )
+        kept: torch.Tensor | None = getattr(self, "_tuned_grid", None)
+        if kept is not None:
+            return kept
+        if grid_file is not None and grid_file.exists():
+            try:
+                self._tuned_grid = samplers.load_time_grid(grid_file, self.sde, sampler=s.sampler, checkpoint=checkpoint)
+                if len(self._tuned_grid) == s.steps + 1:
+                    logging.info("time grid read from %s (searched for %s)", grid_file, checkpoint)
+                    return self._tuned_grid
+            except ValueError as err:
+                logging.info("searching the time grid again: %s", err)
+        self.model.eval()
 
-            def run(x, grid):  # the grid's own times: no steps, no eps
-                options = arguments.sampler_options(self.config)
-                return samplers.sample(s.sampler, self.sde, self.score_fn, x_T=x, time_grid=grid, denoise=s.denoise, **options)[0]
+        def noise(offset: int) -> torch.Tensor:
+            generator = torch.Generator(self.device).manual_seed(seed + offset)
+            return self.sde.prior_sampling((s.tune_samples, *self.train_data.shape), generator=generator, device=self.device)
 
-            start = time.perf_counter()
-            init = samplers.get(s.sampler).default_grid
-            self._tuned_grid, info = samplers.tune_time_grid(
-                run, self.sde, x_T, s.steps, score_fn=self.score_fn, init=init, eps=s.eps, max_evaluations=s.tune_evaluations
-            )
-            logging.info(
-                "tuned the %s grid of %d steps in %.0f s: RMS to the flow %.3g (from %s) -> %.3g; times %s",
-                s.sampler,
-                s.steps,
-                time.perf_counter() - start,
-                info["rms_initial"],
-                init,
-                info["rms"],
-                [round(t, 5) for t in self._tuned_grid.tolist()],
-            )
+        start = time.perf_counter()
+        result = samplers.search_time_grid(
+            s.sampler,
+            self.sde,
+            self.score_fn,
+            s.steps,
+            x_tune=noise(104729),
+            x_holdout=noise(1299709),
+            options=arguments.sampler_options(self.config),
+            eps=s.eps,
+            denoise=s.denoise,
+            max_evaluations=s.tune_evaluations,
+        )
+        self._tuned_grid = result.grid
+        logging.info(
+            "searched the %s grid of %d steps in %.0f s: %s wins (%.2fx below the best named grid, %s, on held-out noise); "
+            "times %s\n%s",
+            s.sampler,
+            s.steps,
+            time.perf_counter() - start,
+            result.winner,
+            result.gain,
+            result.best_handcrafted,
+            [round(t, 5) for t in result.grid.tolist()],
+            result.table(),
+        )
+        if grid_file is not None:
+            samplers.save_time_grid(grid_file, result, self.sde, sampler=s.sampler, checkpoint=checkpoint)
         return self._tuned_grid
 
     def sample(

@@ -6,7 +6,9 @@ so a killed run resumes from the shards it wrote, `torchrun` splits the shards o
 and the samples are the same whatever the number of processes. A changed sampler, grid,
 checkpoint or step count draws afresh. Then writes workdir/sample/<sampler>/: samples.npz (data
 space, with the checkpoint's step, the NFE and the seeds), samples.png and quality.json
-(checkpoint, NFE, the time grid, the sliced Wasserstein figure).
+(checkpoint, NFE, the time grid, the sliced Wasserstein figure); with sampling.time_grid = "tuned"
+also time_grid.json, the searched grid with its held-out comparison, reused by later runs on the
+same checkpoint.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from scoresde.eval import shards
 from scoresde.train import distributed
 
 SHARDS_DIR = "shards"
+GRID_FILE = "time_grid.json"  # sampling.time_grid = "tuned": the searched grid and its comparison
 
 
 def sample(config, workdir: str | Path) -> dict:
@@ -43,8 +46,9 @@ def sample(config, workdir: str | Path) -> dict:
         out.mkdir(parents=True, exist_ok=True)  # before the work: a directory that cannot be made fails now
         tuned = s.time_grid == "tuned"
         sampler = sampler_from_spec(config, s.sampler, "sample", config_grid=not tuned)
-        time_grid = exp.tuned_time_grid(s.seed) if tuned else sampler.time_grid
         step = checkpoint_step(found)
+        # a searched grid is kept next to the samples, for this checkpoint: a rerun reads it back
+        time_grid = exp.tuned_time_grid(s.seed, out / GRID_FILE, f"{found.name} step {step}") if tuned else sampler.time_grid
         plan = shards.Plan(s.n_samples, config.eval.shard_size, s.seed, sampling_identity(exp, sampler, time_grid, step))
         with tqdm(total=s.n_samples, desc="sampling", unit="sample", disable=None if ctx.is_main else True) as bar:
             bar.update(s.n_samples - sum(len(plan.seeds(k)) for k in shards.missing(out / SHARDS_DIR, plan)))
