@@ -90,3 +90,14 @@ def test_own_sampler_example_runs():
     exec(compile(block_with('samplers.register("shrunk_ddim"'), "README.md", "exec"), namespace)
     assert namespace["x"].shape == (100, 2) and namespace["info"]["nfe"] == 11
     assert "shrunk_ddim" not in namespace["samplers"].available()  # the example unregisters it
+
+
+def test_grid_search_example_runs(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(block_with("samplers.search_time_grid("), "README.md", "exec"), namespace)
+    result = namespace["result"]
+    assert result.candidates[result.winner]["holdout"] <= result.candidates[result.best_handcrafted]["holdout"]
+    assert namespace["grid9"].shape == (10,) and namespace["info"]["nfe"] == 5
+    assert torch.equal(namespace["grid"], result.grid)
+    assert "(chosen)" in capsys.readouterr().out
