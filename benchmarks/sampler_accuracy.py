@@ -53,7 +53,7 @@ from scoresde.sde_lib import EDMSDE, VESDE, VPSDE, CosineVPSDE
 SOLVERS = [(name, name, {}) for name in samplers.DETERMINISTIC] + [
     ("unipc_s3", "unipc", {"predictor_order": 3, "interpolate_in": "s"}),
 ]
-GRIDS = ("uniform", "log_snr", "karras")
+GRIDS = samplers.TIME_GRIDS  # every named grid
 DENOISE = ("tweedie", "extrapolate")  # the zero-noise end step (see samplers.sample)
 PROBLEMS = {
     "ring_ve": (lambda: oracle.ring(8, 1.0, 0.05), lambda: VESDE(0.01, 10.0), 1e-5),

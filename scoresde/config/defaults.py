@@ -119,10 +119,10 @@ def get_config() -> ml_collections.ConfigDict:
     sampling.steps = 1000
     sampling.eps = 1e-3
     sampling.time_grid = (
-        ""  # "uniform", "log_snr", "karras"; "" for the sampler's default; "tuned" (ODE solvers; samples of train / sample mode)
+        ""  # a name of samplers.TIME_GRIDS; "" for the sampler's default; "tuned" (ODE solvers: search_time_grid)
     )
-    sampling.tune_samples = 256  # time_grid "tuned": starting points the grid is tuned on (samplers.tune_time_grid)
-    sampling.tune_evaluations = 400  # time_grid "tuned": sampler runs the search may spend
+    sampling.tune_samples = 256  # time_grid "tuned": starting points the search tunes on (and judges on as many others)
+    sampling.tune_evaluations = 400  # time_grid "tuned": sampler runs Nelder-Mead may spend
     # Options of each sampler, in a section of its own with the defaults of its loop's signature
     # (scoresde.samplers.REGISTRY): --config.sampling.predictor_corrector.snr=0.2. Only the section of
     # the chosen sampler is used; a sampler registered before get_config() runs gets one too.

@@ -458,8 +458,8 @@ def sample(
         generator: random source for x_T and the sampler's noise: a torch.Generator, or a list
             of one generator per sample, which makes each sample independent of its batch.
         device: where x_T is drawn when omitted.
-        time_grid: "uniform", "log_snr", "karras", or a decreasing sequence of times; default
-            the sampler's own (`DEFAULT_TIME_GRIDS`, else uniform).
+        time_grid: a name of `TIME_GRIDS` ("uniform", "log_snr", "karras", "time_quadratic") or a
+            decreasing sequence of times; default the sampler's own (`DEFAULT_TIME_GRIDS`).
         callback: called after each step with a `StepInfo` dict: "i", "n" (steps), "t" (the step's
             start time), "x" (the state after the step) and "denoised" (the data prediction the
             step evaluated at t, or None); for progress bars and for inspecting trajectories.
