@@ -18,9 +18,14 @@ QUALITY_MAX_TEST = 10_000
 
 
 def save_samples_picture(exp: Experiment, samples: np.ndarray, path: Path) -> None:
-    """A grid of the first 64 images, or a scatter plot of toy points over the held-out data."""
+    """A grid of the first 64 images below a row of real training images, or a scatter plot of toy
+    points over the held-out data."""
     if exp.train_data.is_image:
-        plotting.save_image_grid(path, samples[:64])
+        shown = samples[:64]
+        columns = int(np.ceil(np.sqrt(len(shown))))
+        real = np.asarray(exp.train_data.x[:columns])
+        reference = real if real.shape[1:] == shown.shape[1:] else None
+        plotting.save_image_grid(path, shown, nrow=columns, reference=reference)
     else:
         plotting.save_scatter(path, samples, reference=exp.test_data.x, title=path.stem)
 

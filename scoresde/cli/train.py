@@ -63,7 +63,7 @@ def train(config, workdir: str | Path) -> dict:
             records = loop.read_metrics(workdir / loop.METRICS_FILE)
             if records:
                 steps, values = [r["step"] for r in records], [r["loss"] for r in records]
-                plotting.save_loss_curve(workdir / "loss.png", steps, values, title="training loss")
+                plotting.save_loss_curve(workdir / "loss.png", steps, values, title="training loss", warmup=config.optim.warmup)
             logging.info("quality: %s", json.dumps(figures))
         distributed.barrier(ctx)
         return figures
