@@ -192,13 +192,14 @@ def measure(problem: Problem, x: torch.Tensor, stochastic: bool) -> dict:
     return {"rms": _sig(rms), "sw": _sig(sw), "nll_gap": _sig(nll_gap), "nonfinite": nonfinite}
 
 
+def _identity(problem: Problem, peer: str, sampler: str, grid: str, budget: int) -> dict:
+    """The fields that say which run a record is of."""
+    return {"problem": problem.key, "peer": peer, "sampler": sampler, "grid": grid, "budget": budget}
+
+
 def _record(problem: Problem, peer: str, sampler: str, grid: str, budget: int, nfe: int, x, stochastic: bool, **extra) -> dict:
     return {
-        "problem": problem.key,
-        "peer": peer,
-        "sampler": sampler,
-        "grid": grid,
-        "budget": budget,
+        **_identity(problem, peer, sampler, grid, budget),
         "nfe": nfe,
         **measure(problem, x, stochastic),
         "sw_floor": _sig(problem.sw_floor),
@@ -211,15 +212,8 @@ def _record(problem: Problem, peer: str, sampler: str, grid: str, budget: int, n
 def _failure(problem: Problem, peer: str, sampler: str, grid: str, budget: int, stochastic: bool, error, **extra) -> dict:
     """The record of a run that raised: metrics None, the exception in `error`."""
     return {
-        "problem": problem.key,
-        "peer": peer,
-        "sampler": sampler,
-        "grid": grid,
-        "budget": budget,
-        "nfe": None,
-        "rms": None,
-        "sw": None,
-        "nll_gap": None,
+        **_identity(problem, peer, sampler, grid, budget),
+        **dict.fromkeys(("nfe", "rms", "sw", "nll_gap")),
         "stochastic": stochastic,
         "error": f"{type(error).__name__}: {error}",
         **extra,

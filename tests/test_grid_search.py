@@ -27,22 +27,28 @@ def noise(sde, n, seed):
     return sde.prior_sampling((n, 2), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
+def search_ring(sampler: str, steps: int, x_tune, x_holdout, max_evaluations: int):
+    """search_time_grid on the ring under VP, judged against the exact flow."""
+    sde = VPSDE()
+    return search_time_grid(
+        sampler,
+        sde,
+        RING.score_fn(sde),
+        steps,
+        x_tune=x_tune,
+        x_holdout=x_holdout,
+        reference_tune=RING.solve_flow(x_tune, sde),
+        reference_holdout=RING.solve_flow(x_holdout, sde),
+        max_evaluations=max_evaluations,
+    )
+
+
 def test_a_search_that_overfits_loses_to_the_best_handcrafted_grid_and_is_not_returned():
     """Tuned on one starting point, Nelder-Mead fits it to 1e-5 but is worse on other noise than the
     best named grid: the verdict on held-out noise returns the named grid."""
     sde = VPSDE()
     x_tune, x_holdout = noise(sde, 1, 3), noise(sde, 256, 2)
-    result = search_time_grid(
-        "dpmpp_2m",
-        sde,
-        RING.score_fn(sde),
-        6,
-        x_tune=x_tune,
-        x_holdout=x_holdout,
-        reference_tune=RING.solve_flow(x_tune, sde),
-        reference_holdout=RING.solve_flow(x_holdout, sde),
-        max_evaluations=300,
-    )
+    result = search_ring("dpmpp_2m", 6, x_tune, x_holdout, max_evaluations=300)
     c = result.candidates
     assert c["nelder_mead"]["tune"] < 1e-4  # it fitted its one point
     assert c["nelder_mead"]["holdout"] > c[result.best_handcrafted]["holdout"]  # ... and does not generalise
@@ -57,18 +63,7 @@ def test_a_search_that_overfits_loses_to_the_best_handcrafted_grid_and_is_not_re
 
 def test_with_enough_tuning_noise_a_searched_grid_wins_and_the_win_is_measured():
     sde = VPSDE()
-    x_tune, x_holdout = noise(sde, 256, 1), noise(sde, 256, 2)
-    result = search_time_grid(
-        "unipc",
-        sde,
-        RING.score_fn(sde),
-        4,
-        x_tune=x_tune,
-        x_holdout=x_holdout,
-        reference_tune=RING.solve_flow(x_tune, sde),
-        reference_holdout=RING.solve_flow(x_holdout, sde),
-        max_evaluations=150,
-    )
+    result = search_ring("unipc", 4, noise(sde, 256, 1), noise(sde, 256, 2), max_evaluations=150)
     assert result.winner in grid_search.SEARCHES
     assert result.gain > 2.0
     assert result.candidates[result.winner]["holdout"] == min(c["holdout"] for c in result.candidates.values())

@@ -72,14 +72,21 @@ def test_evaluation_counts_are_the_declared_ones(name):
         assert out["nfe"] == 7 * info.evaluations(options) + info.fixed_evaluations(options) + 1
 
 
-def test_the_restart_interval_lies_where_it_is_asked_for():
-    """The restart jumps from the grid time nearest to s_min up to s_max: read from the score's calls."""
-    sde = EDMSDE(sigma_max=80.0)
-    seen = []
+def recording_score(sde, seen: list):
+    """TARGET's exact score under `sde`, appending each call's time to `seen`."""
 
     def score(x, t):
         seen.append(float(t[0]))
         return TARGET.score(x, t, sde)
+
+    return score
+
+
+def test_the_restart_interval_lies_where_it_is_asked_for():
+    """The restart jumps from the grid time nearest to s_min up to s_max: read from the score's calls."""
+    sde = EDMSDE(sigma_max=80.0)
+    seen: list[float] = []
+    score = recording_score(sde, seen)
 
     samplers.sample("restart", sde, score, x_T=x_T(sde, 4), steps=10, eps=2e-3, restarts=1, restart_steps=2, denoise=False)
     grid = samplers.get_time_grid("karras", sde, 10, 2e-3).tolist()
@@ -95,11 +102,8 @@ def test_the_restart_interval_lies_where_it_is_asked_for():
 def test_edm_churn_raises_the_noise_level_by_gamma():
     """With churn the first evaluation of a step is at s_hat = (1 + gamma) s_i, gamma = min(S_churn / n, sqrt 2 - 1)."""
     sde = EDMSDE(sigma_max=80.0)
-    seen = []
-
-    def score(x, t):
-        seen.append(float(t[0]))
-        return TARGET.score(x, t, sde)
+    seen: list[float] = []
+    score = recording_score(sde, seen)
 
     samplers.sample("edm_stochastic", sde, score, x_T=x_T(sde, 4), steps=8, s_churn=2.0, s_tmin=0.0, s_tmax=1e9, denoise=False)
     grid = samplers.get_time_grid("karras", sde, 8, 1e-3).tolist()
