@@ -13,12 +13,12 @@ import pytest
 import scipy.stats
 import torch
 
-from scoresde import samplers
+from scoresde import oracle, samplers
 from scoresde.models import ScoreMLP
 from scoresde.samplers import SAMPLERS, available, euler_maruyama_step, get_time_grid, sample
 from scoresde.samplers.time_grids import TIME_GRIDS
 from scoresde.score import NetworkScore
-from scoresde.sde_lib import VESDE, VPSDE, broadcast_to_data, subVPSDE
+from scoresde.sde_lib import EDMSDE, VESDE, VPSDE, CosineVPSDE, broadcast_to_data, subVPSDE
 from tests.problems import DEFAULT_SDES, SDE_CASES, GaussianData, reference_schedule
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -140,7 +140,9 @@ def test_nfe_is_steps_plus_one_with_denoise(default_sde, steps, denoise, make_ge
         calls.append(t)
         return PROBLEM.score(default_sde)(x, t)
 
-    _, info = sample("euler_maruyama", default_sde, score_fn, (8, 2), steps=steps, denoise=denoise, generator=make_generator(3))
+    _, info = sample(
+        "euler_maruyama", default_sde, score_fn, (8, 2), steps=steps, eps=EPS, denoise=denoise, generator=make_generator(3)
+    )
     assert info["nfe"] == steps + int(denoise) == len(calls)
     assert info["sampler"] == "euler_maruyama"
     grid = info["time_grid"]
@@ -174,6 +176,32 @@ def test_output_dtype_is_the_dtype_of_x_T(default_sde, x_dtype, make_generator):
     assert torch.equal(x_T, before)  # the initial noise is not modified in place
 
 
+@pytest.mark.parametrize("sde", [VPSDE(), VESDE(0.01, 50.0), EDMSDE(80.0), CosineVPSDE()], ids=["vp", "ve", "edm", "cosine"])
+def test_few_steps_end_at_the_measured_log_snr_by_default(sde):
+    """eps=None: a named grid of at most 8 steps ends at log-SNR 6, of 9-12 at 8, longer ones (and
+    adaptive solvers, and custom grids) at DEFAULT_END_TIME; an explicit eps is always obeyed."""
+    ring = oracle.ring(4, 1.0, 0.1)
+
+    def end(name, steps, **kwargs):
+        x_T = sde.prior_sampling((4, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        return samplers.sample(name, sde, ring.score_fn(sde), x_T=x_T, steps=steps, **kwargs)[1]["time_grid"][-1]
+
+    log_snr = lambda t: float(sde.log_snr(t.double()))  # noqa: E731
+    expected = {3: 6.0, 8: 6.0, 9: 8.0, 12: 8.0}
+    for steps, value in expected.items():
+        for name in ("unipc", "heun", "euler_maruyama"):
+            at = end(name, steps)
+            if float(sde.log_snr(torch.tensor(samplers.DEFAULT_END_TIME, dtype=torch.float64))) > value:
+                assert log_snr(at) == pytest.approx(value, abs=1e-6), (name, steps)
+            else:  # the SDE's default end is already noisier (VE's sigma_min): kept
+                assert at.item() == samplers.DEFAULT_END_TIME
+    assert end("unipc", 13).item() == samplers.DEFAULT_END_TIME
+    assert end("unipc", 5, eps=1e-4).item() == 1e-4
+    assert end("probability_flow", None).item() == samplers.DEFAULT_END_TIME
+    custom = samplers.get_time_grid("karras", sde, 4, 1e-3)
+    assert end("unipc", None, time_grid=custom).item() == pytest.approx(1e-3)
+
+
 def test_callback_sees_every_step(make_generator):
     seen = []
     sample(
@@ -186,7 +214,7 @@ def test_callback_sees_every_step(make_generator):
         callback=seen.append,
     )
     assert [(step["i"], step["n"]) for step in seen] == [(i, 6) for i in range(6)]
-    grid = samplers.get_time_grid("uniform", VPSDE(), 6, samplers.DEFAULT_END_TIME)
+    grid = samplers.get_time_grid("uniform", VPSDE(), 6, samplers.few_step_end_time(VPSDE(), 6, samplers.DEFAULT_END_TIME))
     assert [step["t"] for step in seen] == pytest.approx(grid[:-1].tolist())
     assert all(step["x"].shape == (4, 2) and step["denoised"] is None for step in seen)  # an SDE step reports no D
 
@@ -239,6 +267,34 @@ def test_grids_run_from_T_to_eps_strictly_decreasing(sde, grid_kind, steps):
         assert grid.dtype == torch.float64 and grid.shape == (steps + 1,)
         assert grid[0].item() == sde.T and grid[-1].item() == pytest.approx(eps, rel=1e-12)
         assert torch.all(grid[1:] < grid[:-1])
+
+
+@pytest.mark.parametrize("grid_kind", TIME_GRIDS)
+def test_grids_from_a_later_start_are_the_same_rule_between_start_and_eps(sde, grid_kind):
+    """`start` replaces T as the first time: the grid is the named rule on [eps, start]."""
+    start = 0.6 * sde.T
+    grid = get_time_grid(grid_kind, sde, 8, 1e-3, start=start)
+    assert grid[0].item() == start and grid[-1].item() == pytest.approx(1e-3, rel=1e-12)
+    assert torch.all(grid[1:] < grid[:-1])
+    warp = {  # each rule is uniform in one of these functions of t
+        "uniform": lambda t: t,
+        "time_quadratic": torch.sqrt,
+        "log_snr": sde.log_snr,
+        "karras": lambda t: torch.exp(-sde.log_snr(t) / 14),  # s^(1/7), s = exp(-log_snr / 2)
+    }[grid_kind]
+    w = warp(grid)
+    torch.testing.assert_close(
+        w[1:] - w[:-1], torch.full((8,), ((w[-1] - w[0]) / 8).item(), dtype=torch.float64), rtol=1e-7, atol=1e-10
+    )
+
+
+def test_bad_grid_starts_are_refused(sde):
+    with pytest.raises(ValueError, match="start .* must lie in"):
+        get_time_grid("log_snr", sde, 8, 1e-3, start=1.5 * sde.T)
+    with pytest.raises(ValueError, match="eps .* must lie in .0, start"):
+        get_time_grid("karras", sde, 8, 0.5 * sde.T, start=0.4 * sde.T)
+    with pytest.raises(ValueError, match="start applies to named time grids"):
+        get_time_grid([sde.T, 0.5, 0.1], sde, None, 1e-3, start=0.9)
 
 
 def test_uniform_grid_is_equally_spaced(sde):

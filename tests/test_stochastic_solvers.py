@@ -105,7 +105,9 @@ def test_edm_churn_raises_the_noise_level_by_gamma():
     seen: list[float] = []
     score = recording_score(sde, seen)
 
-    samplers.sample("edm_stochastic", sde, score, x_T=x_T(sde, 4), steps=8, s_churn=2.0, s_tmin=0.0, s_tmax=1e9, denoise=False)
+    samplers.sample(
+        "edm_stochastic", sde, score, x_T=x_T(sde, 4), steps=8, eps=1e-3, s_churn=2.0, s_tmin=0.0, s_tmax=1e9, denoise=False
+    )
     grid = samplers.get_time_grid("karras", sde, 8, 1e-3).tolist()
     assert seen[0] == pytest.approx(grid[0])  # the prior's level is never exceeded
     assert seen[2] == pytest.approx(grid[1] * 1.25)  # EDM: sigma(t) = t, gamma = 2 / 8

@@ -12,6 +12,7 @@ their own loops.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -33,7 +34,7 @@ from scoresde.samplers.ode import ddim, ddim_step, dpm_solver_pp, dpmpp_2m, dpmp
 from scoresde.samplers.predictor_corrector import predictor_corrector, reverse_diffusion, reverse_diffusion_step
 from scoresde.samplers.registry import KINDS, SamplerInfo, StepInfo, closest
 from scoresde.samplers.stochastic import dpmpp_2m_sde, dpmpp_3m_sde, edm_stochastic, restart, restart_evaluations, sa_solver
-from scoresde.samplers.time_grids import MAX_STEPS, TIME_GRIDS, get_time_grid
+from scoresde.samplers.time_grids import FEW_STEP_END_LOG_SNR, MAX_STEPS, TIME_GRIDS, few_step_end_time, get_time_grid
 from scoresde.samplers.tuned_grid import tune_time_grid
 from scoresde.score import denoise as tweedie_denoise
 from scoresde.score import tweedie
@@ -290,6 +291,8 @@ class AnalyticFirstStep:
     def __init__(self, score_fn: Callable, sde: SDE, sigma_data: float, mean: float = 0.0):
         if not (isinstance(sigma_data, (int, float)) and not isinstance(sigma_data, bool) and sigma_data >= 0):
             raise ValueError(f"analytic_first_step is the data std s_d >= 0 of the Gaussian it assumes, got {sigma_data!r}")
+        if not (isinstance(mean, (int, float)) and not isinstance(mean, bool) and math.isfinite(mean)):
+            raise ValueError(f"analytic_first_step's mean must be a finite number, got {mean!r}")
         self.score_fn, self.sde, self.sigma_data, self.mean = score_fn, sde, float(sigma_data), float(mean)
         self.used = False
 
@@ -299,6 +302,23 @@ class AnalyticFirstStep:
         self.used = True
         alpha, sigma = (broadcast_to_data(v.to(x.dtype), x) for v in self.sde.scales(t))
         return -(x - alpha * self.mean) / (alpha**2 * self.sigma_data**2 + sigma**2)
+
+
+def gaussian_moments(analytic_first_step: float | Sequence[float]) -> tuple[float, float]:
+    """(mean, std) of the analytical first step's Gaussian from a std s_d or a pair (mean, s_d).
+
+    Raises:
+        ValueError: anything else, a negative std or a mean that is not finite.
+    """
+    value = analytic_first_step
+    pair: Sequence[Any] = value if isinstance(value, (tuple, list)) and len(value) == 2 else (0.0, value)
+    numbers = [v for v in pair if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)]
+    if len(numbers) != 2:
+        raise ValueError(f"analytic_first_step is the data std s_d >= 0, or a pair (mean, s_d), of finite numbers; got {value!r}")
+    mean, std = float(numbers[0]), float(numbers[1])
+    if std < 0:
+        raise ValueError(f"analytic_first_step is the data std s_d >= 0 of the Gaussian it assumes, got {std!r}")
+    return mean, std
 
 
 def _check_first_score(score, x: torch.Tensor, t: torch.Tensor) -> None:
@@ -436,7 +456,7 @@ def sample(
     device: torch.device | str | None = None,
     time_grid: str | Sequence[float] | torch.Tensor | None = None,
     callback: Callable[[StepInfo], None] | None = None,
-    analytic_first_step: float | None = None,
+    analytic_first_step: float | tuple[float, float] | None = None,
     **options,
 ) -> tuple[torch.Tensor, dict]:
     """Draw samples of p_eps (or of p_0 with `denoise`) by reversing `sde`.
@@ -449,7 +469,9 @@ def sample(
         x_T: initial noise at time T (drawn from the prior when omitted). Its dtype is used.
         steps: number of steps (default sde.N); with a custom `time_grid` it must be None or
             len(time_grid) - 1.
-        eps: final time (default 1e-3).
+        eps: final time; default `DEFAULT_END_TIME` (1e-3), and for a fixed-step sampler on a
+            named grid of at most 12 steps the later time of `FEW_STEP_END_LOG_SNR` (log-SNR 6 up
+            to 8 steps, 8 up to 12: measured more accurate at few evaluations).
         denoise: True or "tweedie": finish with Tweedie's formula E[x_0 | x_eps] (one more score
             evaluation); "extrapolate" (fixed-step ODE solvers): continue the probability-flow
             ODE to zero noise by extrapolating the denoiser along the trajectory (same cost,
@@ -463,9 +485,10 @@ def sample(
         callback: called after each step with a `StepInfo` dict: "i", "n" (steps), "t" (the step's
             start time), "x" (the state after the step) and "denoised" (the data prediction the
             step evaluated at t, or None); for progress bars and for inspecting trajectories.
-        analytic_first_step: off (None) by default; a data std s_d replaces the first score
-            evaluation (at t_0 = T) by the exact score of Gaussian data N(0, s_d^2 I)
-            (`AnalyticFirstStep`): one evaluation fewer, exact when the data is that Gaussian.
+        analytic_first_step: off (None) by default; a data std s_d, or a pair (mean mu, s_d),
+            replaces the first score evaluation (at t_0) by the exact score of Gaussian data
+            N(mu, s_d^2 I) (`AnalyticFirstStep`): one evaluation fewer, exact when the data is
+            that Gaussian.
         **options: sampler-specific options.
 
     Returns:
@@ -489,11 +512,13 @@ def sample(
         raise ValueError(
             f"denoise='extrapolate' needs a fixed-step deterministic sampler ({', '.join(deterministic())}), got {name!r}"
         )
-    eps = DEFAULT_END_TIME if eps is None else eps
     if time_grid is None:
         time_grid = info.default_grid
     if steps is None and isinstance(time_grid, str):
         steps = sde.N
+    if eps is None:  # a fixed-step sampler on a named grid of few steps ends where measured best
+        few = info.kind != "adaptive" and isinstance(time_grid, str)
+        eps = few_step_end_time(sde, steps, DEFAULT_END_TIME) if few and steps is not None else DEFAULT_END_TIME
     grid = get_time_grid(time_grid, sde, steps, eps)
     x = initial_state(sde, shape, x_T, generator, device)
     if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != x.shape[0]:
@@ -501,7 +526,8 @@ def sample(
     counted = CountingScore(score_fn)
     solver_score: Callable = counted
     if analytic_first_step is not None:
-        solver_score = AnalyticFirstStep(counted, sde, analytic_first_step)
+        mean, std = gaussian_moments(analytic_first_step)
+        solver_score = AnalyticFirstStep(counted, sde, std, mean)
     steps_seen: list[StepInfo] = []  # the last step's report, for denoise="extrapolate"
 
     def on_step(step: StepInfo) -> None:
@@ -523,6 +549,7 @@ def sample(
 __all__ = [
     "AnalyticFirstStep",
     "DEFAULT_END_TIME",
+    "FEW_STEP_END_LOG_SNR",
     "DEFAULT_TIME_GRIDS",
     "DENOISE_MODES",
     "DETERMINISTIC",
@@ -551,7 +578,9 @@ __all__ = [
     "edm_stochastic",
     "euler_maruyama",
     "euler_maruyama_step",
+    "gaussian_moments",
     "get",
+    "few_step_end_time",
     "get_time_grid",
     "heun",
     "initial_state",
