@@ -301,6 +301,21 @@ class Experiment:
             check_checkpoint=lambda found: compare.check_checkpoint_config(self.config, found),
         )
 
+    def analytic_first_step(self) -> tuple[float, float] | None:
+        """(mean, std) of the training data in the model's space when config.sampling.analytic_first_step
+        is on, else None: the Gaussian N(mean, std^2 I) whose exact score replaces the sampler's first
+        evaluation (`samplers.AnalyticFirstStep`). Measured once, over at most `FEATURE_MAX_EXAMPLES`
+        examples (a seeded subset of a larger set, read from its memory map)."""
+        if not self.config.sampling.analytic_first_step:
+            return None
+        kept: tuple[float, float] | None = getattr(self, "_data_moments", None)
+        if kept is None:
+            x, _ = bounded_examples(self.config, self.train_data, torch.device("cpu"))
+            x64 = x.double()
+            kept = self._data_moments = (float(x64.mean()), float(x64.std()))
+            logging.info("analytical first step: training data mean %.4f, std %.4f (%d examples)", *kept, len(x))
+        return kept
+
     def tuned_time_grid(self, seed: int, grid_file: Path | None = None, checkpoint: str | None = None) -> torch.Tensor:
         """The configured sampler's grid searched for this network (sampling.time_grid = "tuned"):
         `samplers.search_time_grid` tunes on sampling.tune_samples starting points of one seed and
@@ -339,6 +354,7 @@ class Experiment:
             eps=s.eps,
             denoise=s.denoise,
             max_evaluations=s.tune_evaluations,
+            analytic_first_step=self.analytic_first_step(),
         )
         self._tuned_grid = result.grid
         logging.info(
@@ -393,6 +409,7 @@ class Experiment:
                 generator=generator,
                 device=self.device,
                 callback=lambda step: bar.update(1),
+                analytic_first_step=self.analytic_first_step(),
                 **sampler_arguments(self.config, time_grid),
             )
             chunks.append(x)
@@ -407,6 +424,7 @@ def seed_draw(exp: "Experiment", sampler, time_grid, *, balanced_classes: bool =
     c = exp.config
     options = dict(sampler.options)
     steps = None if samplers.get(sampler.sampler).kind == "adaptive" else c.sampling.steps
+    afs = options.pop("analytic_first_step", exp.analytic_first_step())  # a benchmark spec's own, else the config's
 
     def draw(seeds: np.ndarray) -> tuple[np.ndarray, dict]:
         shape = (len(seeds), *exp.train_data.shape)
@@ -425,6 +443,7 @@ def seed_draw(exp: "Experiment", sampler, time_grid, *, balanced_classes: bool =
             eps=c.sampling.eps,
             denoise=c.sampling.denoise,
             time_grid=time_grid,
+            analytic_first_step=afs,
             **options,
         )
         return to_data_space(c, x, exp.train_data.is_image), {"nfe": info["nfe"], "time_grid": info["time_grid"].tolist()}
@@ -434,9 +453,11 @@ def seed_draw(exp: "Experiment", sampler, time_grid, *, balanced_classes: bool =
 
 def sampling_identity(exp: "Experiment", sampler, time_grid, step: int) -> dict:
     """What a set of sharded samples are draws of (`eval.shards.Plan.about`): the checkpoint's step
-    and weights, the sampler, its options and time grid, steps, eps, denoising."""
+    and weights, the sampler, its options and time grid, steps, eps, denoising, the analytical first
+    step's Gaussian."""
     c = exp.config.sampling
     grid = time_grid.tolist() if isinstance(time_grid, torch.Tensor) else time_grid
+    afs = exp.analytic_first_step()
     return {
         "checkpoint_step": step,
         "ema": c.use_ema,
@@ -446,6 +467,7 @@ def sampling_identity(exp: "Experiment", sampler, time_grid, step: int) -> dict:
         "steps": c.steps,
         "eps": c.eps,
         "denoise": c.denoise,
+        **({"analytic_first_step": list(afs)} if afs is not None else {}),  # absent when off: old shards stay valid
         "weights_sha256": features.weights_hash(exp.model),
     }
 

@@ -114,7 +114,10 @@ def sampler_spec() -> Rule:
             return [_line(key, f"must be a sampler spec string, got {_got(value)}")]
         try:
             parsed = benchmark.parse_sampler_spec(value)
-            samplers.check_options(str(parsed.sampler), parsed.options)
+            options = dict(parsed.options)
+            if "analytic_first_step" in options:
+                samplers.gaussian_moments(options.pop("analytic_first_step"))
+            samplers.check_options(str(parsed.sampler), options)
         except ValueError as error:
             return [_line(key, str(error))]
         return []
@@ -323,6 +326,7 @@ RULES: dict[str, Rule] = {
         tune_samples=count,
         tune_evaluations=count,
         denoise=one_of(samplers.DENOISE_MODES, "denoise mode"),
+        analytic_first_step=flag,
         n_samples=count,
         batch_size=count,
         use_ema=flag,

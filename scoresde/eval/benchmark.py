@@ -187,7 +187,7 @@ def parse_sampler_spec(spec: str, base_options: dict | None = None) -> Sampler:
             f"sampler spec {spec!r}: unknown time grid {grid!r}{hint(grid, samplers.TIME_GRIDS)}; "
             f"valid: {', '.join(samplers.TIME_GRIDS)}"
         )
-    valid = samplers.sampler_options(name)
+    valid = samplers.sampler_options(name) | {"analytic_first_step"}  # `samplers.sample`'s, for every sampler
     options = dict(base_options or {})
     for item in filter(None, (part.strip() for part in tail.split(","))):
         key, equals, value = item.partition("=")
@@ -503,7 +503,9 @@ def evaluations_per_step(sampler: Sampler, target) -> tuple[int, int]:
     """
     if isinstance(sampler.sampler, str):  # run with samplers.sample's default denoise=True
         info = samplers.get(sampler.sampler)
-        return info.evaluations(sampler.options), 1 + info.fixed_evaluations(sampler.options)
+        options = {k: v for k, v in sampler.options.items() if k != "analytic_first_step"}
+        saved = int(sampler.options.get("analytic_first_step") is not None)  # AFS: the first evaluation is free
+        return info.evaluations(options), 1 + info.fixed_evaluations(options) - saved
     counts = []
     x_T = target.initial_noise(0)[:1]
     for steps in (2, 3):

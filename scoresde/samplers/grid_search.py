@@ -209,7 +209,7 @@ def search_time_grid(
     features: Callable[[torch.Tensor], torch.Tensor] | None = None,
     max_evaluations: int = 400,
     fine_steps: int = 64,
-    analytic_first_step: float | None = None,
+    analytic_first_step: float | tuple[float, float] | None = None,
 ) -> GridSearch:
     """The best grid of `steps` intervals for a deterministic sampler, judged on held-out noise (module docstring).
 
