@@ -5,8 +5,10 @@ denoising evaluation included; every solver takes the most steps that fit, by it
 declaration):
 
     named     every fixed-step ODE solver x every named grid x both end steps (Tweedie,
-              extrapolation), with and without the analytical first step (AFS, one evaluation
-              saved, so one step more): the best row by RMS to the exact flow from the same x_T.
+              extrapolation) x both grid ends (the problem's eps, and `samplers.few_step_end_time`'s
+              default for few steps; `--ends`), with and without the analytical first step (AFS,
+              one evaluation saved, so one step more): the best row by RMS to the exact flow from
+              the same x_T.
     searched  the three best solvers of the named rows (each with its best end step and AFS
               setting) and UniPC with the extrapolated end, each with its grid from
               `samplers.search_time_grid`: tuned on 1024 starting points of seed 1 against our own
@@ -86,14 +88,14 @@ class Problem:
         self.sw_floor = metrics.sliced_wasserstein(self.exact, self.data)
         self.nll_data = float(-self.mixture.log_prob(self.data).mean())
 
-    def run(self, name, options, steps, grid, denoise, afs=False, seed=0):
+    def run(self, name, options, steps, grid, denoise, afs=False, seed=0, eps=None):
         return samplers.sample(
             name,
             self.sde,
             self.score,
             x_T=self.x_T,
             steps=None if not isinstance(grid, str) else steps,
-            eps=self.eps,
+            eps=self.eps if eps is None else eps,
             time_grid=grid,
             denoise=denoise,
             analytic_first_step=self.sigma_data() if afs else None,
@@ -108,7 +110,13 @@ class Problem:
         return float(self.mixture.covariance_diagonal().mean().sqrt())
 
 
-def named_rows(problem: Problem, budgets) -> list[dict]:
+def end_times(problem: Problem, steps: int, ends: str) -> dict[str, float]:
+    """The grid ends to try: the problem's eps ("eps"), `samplers.few_step_end_time`'s ("few-step"), or both."""
+    found = {"eps": problem.eps, "few-step": samplers.few_step_end_time(problem.sde, steps, problem.eps)}
+    return found if ends == "both" else {ends: found[ends]}
+
+
+def named_rows(problem: Problem, budgets, ends: str = "both") -> list[dict]:
     rows = []
     for budget in budgets:
         for label, name, options in SOLVERS:
@@ -116,22 +124,25 @@ def named_rows(problem: Problem, budgets) -> list[dict]:
                 steps = steps_for(name, options, budget, afs)
                 if steps is None:
                     continue
-                for grid in GRIDS:
-                    for denoise in DENOISE:
-                        x, info = problem.run(name, options, steps, grid, denoise, afs)
-                        rows.append(
-                            {
-                                "problem": problem.key,
-                                "budget": budget,
-                                "sampler": label,
-                                "grid": grid,
-                                "denoise": denoise,
-                                "afs": afs,
-                                "steps": steps,
-                                "nfe": info["nfe"],
-                                "rms": rms(x, problem.exact),
-                            }
-                        )
+                for end, eps in end_times(problem, steps, ends).items():
+                    for grid in GRIDS:
+                        for denoise in DENOISE:
+                            x, info = problem.run(name, options, steps, grid, denoise, afs, eps=eps)
+                            rows.append(
+                                {
+                                    "problem": problem.key,
+                                    "budget": budget,
+                                    "sampler": label,
+                                    "grid": grid,
+                                    "denoise": denoise,
+                                    "afs": afs,
+                                    "end": end,
+                                    "eps": eps,
+                                    "steps": steps,
+                                    "nfe": info["nfe"],
+                                    "rms": rms(x, problem.exact),
+                                }
+                            )
     return rows
 
 
@@ -146,7 +157,7 @@ def searched_row(problem: Problem, best: dict, evaluations: int) -> dict:
         x_tune=problem.x_tune,
         x_holdout=problem.x_holdout,
         options=options,
-        eps=problem.eps,
+        eps=best["eps"],
         denoise=best["denoise"],
         max_evaluations=evaluations,
         analytic_first_step=problem.sigma_data() if best["afs"] else None,
@@ -227,6 +238,12 @@ def main() -> None:
     parser.add_argument("--stochastic", action="store_true")
     parser.add_argument("--peers", help="records of benchmarks/few_step_peers.py")
     parser.add_argument("--json", help="write all rows here")
+    parser.add_argument(
+        "--ends",
+        choices=("both", "eps", "few-step"),
+        default="both",
+        help="grid ends of the named rows: the problem's eps, samplers.few_step_end_time's, or both",
+    )
     args = parser.parse_args()
     peers = json.loads(Path(args.peers).read_text()) if args.peers else []
     peers = peers["records"] if isinstance(peers, dict) else peers
@@ -235,7 +252,7 @@ def main() -> None:
     for key in args.problems:
         start = time.perf_counter()
         problem = Problem(key, args.samples)
-        rows = named_rows(problem, args.budgets)
+        rows = named_rows(problem, args.budgets, args.ends)
         print(f"\n## {key} (named grids: {time.perf_counter() - start:.0f} s)\n")
         print(
             "| NFE | best named: sampler / grid / end / AFS | rms | searched: winner | rms | search s "
@@ -255,7 +272,7 @@ def main() -> None:
             peer = peer_best(peers, key, budget, "rms", False)
             cells = [
                 str(budget),
-                f"{best['sampler']} / {best['grid']} / {best['denoise']} / {'AFS' if best['afs'] else '-'}",
+                f"{best['sampler']} / {best['grid']} / {best['denoise']} / {'AFS' if best['afs'] else '-'} / {best['end']} end",
                 f"{best['rms']:.2e}",
                 f"{searched['sampler']} / {searched['grid']}" if searched else "-",
                 f"{searched['rms']:.2e}" if searched else "-",
