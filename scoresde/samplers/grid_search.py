@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from scoresde import files
-from scoresde.samplers.time_grids import TIME_GRIDS, get_time_grid
+from scoresde.samplers.time_grids import TIME_GRIDS, few_step_end_time, get_time_grid
 from scoresde.samplers.tuned_grid import tune_time_grid
 from scoresde.sde_lib import SDE
 
@@ -200,7 +200,7 @@ def search_time_grid(
     x_tune: torch.Tensor,
     x_holdout: torch.Tensor,
     options: Mapping[str, Any] | None = None,
-    eps: float = 1e-3,
+    eps: float | None = None,
     denoise: bool | str = True,
     searches: Sequence[str] = SEARCHES,
     handcrafted: Sequence[str] = TIME_GRIDS,
@@ -220,7 +220,8 @@ def search_time_grid(
         x_tune: starting points the searches tune on.
         x_holdout: other starting points, on which every candidate is judged.
         options: the sampler's options.
-        eps: the handcrafted grids' final time (the searches start from it; Nelder-Mead may move it).
+        eps: the handcrafted grids' final time (the searches start from it; Nelder-Mead may move it);
+            default `samplers.sample`'s: `few_step_end_time(sde, steps, 1e-3)`.
         denoise: the sampler's final step (`samplers.sample`).
         searches: which searches to run ("dp", "nelder_mead"); () compares the handcrafted grids only.
         handcrafted: the named grids to compare against.
@@ -240,6 +241,8 @@ def search_time_grid(
     """
     from scoresde import samplers
 
+    if eps is None:
+        eps = few_step_end_time(sde, steps, samplers.DEFAULT_END_TIME)
     info = samplers.get(sampler)
     if not info.deterministic:
         raise ValueError(
