@@ -74,3 +74,12 @@ def test_bad_gaussians_are_refused_by_the_library(value):
     with pytest.raises(ValueError, match="analytic_first_step"):
         samplers.gaussian_moments(value)
     assert samplers.gaussian_moments((0.25, 0.5)) == (0.25, 0.5) and samplers.gaussian_moments(2) == (0.0, 2.0)
+
+
+def test_sampling_never_builds_the_training_examples():
+    """Only training reads the training split into the model's range: sample mode (and the AFS
+    moments, from a bounded subset) leave `Experiment.x_train` unbuilt."""
+    exp = experiment(True)
+    exp.sample(4, seed=0)
+    assert exp.analytic_first_step() is not None and "x_train" not in vars(exp)
+    assert len(exp.x_train) == len(exp.train_data) and "x_train" in vars(exp)  # built on first use

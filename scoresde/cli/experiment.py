@@ -236,8 +236,15 @@ class Experiment:
             self.model.parameters(), lr=o.lr, betas=(o.beta1, 0.999), eps=o.eps, weight_decay=o.weight_decay
         )
         self.score_fn = self.score_fn_for(self.model)
-        self.x_train = to_model_tensor(config, self.train_data, self.device)
         self.y_train = class_labels(config, self.train_data, self.device)
+
+    @functools.cached_property
+    def x_train(self) -> torch.Tensor:
+        """The training split in the model's range on the device, built on first use (by training and
+        the noisy classifier; the sampling and evaluation modes never touch it): for a prepared set a
+        `prepared.StreamedExamples` that reads each batch's rows from the memory map, for the small
+        in-memory sets one tensor (`to_model_tensor`)."""
+        return to_model_tensor(self.config, self.train_data, self.device)
 
     def score_fn_for(self, module: torch.nn.Module) -> Callable:
         """The configured score adapter around `module` (the network, or a DDP / compiled wrapper of
