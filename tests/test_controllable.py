@@ -129,8 +129,7 @@ def test_replacement_hook_equals_the_explicit_replacement_loop():
     )
     assert info["noise"] == "fixed" and info["nfe"] == 12
     x_T = sde.prior_sampling((16, 2), generator=torch.Generator().manual_seed(0)).double()
-    grid = samplers.get_time_grid("log_snr", sde, 12, samplers.few_step_end_time(sde, 12, samplers.DEFAULT_END_TIME))
-    g = samplers.ode.GridScales(sde, grid)
+    g = samplers.ode.GridScales(sde, samplers.resolve_time_grid("ddim", sde, 12))  # what inpaint's default is
     z = (x_T - g.alpha[0] * known) / g.sigma[0]
     y = x_T.clone()
     for i in range(g.n):

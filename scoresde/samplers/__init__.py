@@ -34,7 +34,17 @@ from scoresde.samplers.ode import ddim, ddim_step, dpm_solver_pp, dpmpp_2m, dpmp
 from scoresde.samplers.predictor_corrector import predictor_corrector, reverse_diffusion, reverse_diffusion_step
 from scoresde.samplers.registry import KINDS, SamplerInfo, StepInfo, closest
 from scoresde.samplers.stochastic import dpmpp_2m_sde, dpmpp_3m_sde, edm_stochastic, restart, restart_evaluations, sa_solver
-from scoresde.samplers.time_grids import FEW_STEP_END_LOG_SNR, MAX_STEPS, TIME_GRIDS, few_step_end_time, get_time_grid
+from scoresde.samplers.time_grids import (
+    FEW_STEP_END_LOG_SNR,
+    FEW_STEPS,
+    MAX_STEPS,
+    SDE_DEFAULT_GRIDS,
+    TIME_GRIDS,
+    few_step_end_time,
+    get_time_grid,
+    sde_default_grid,
+    sde_default_grids_markdown,
+)
 from scoresde.samplers.tuned_grid import tune_time_grid
 from scoresde.score import denoise as tweedie_denoise
 from scoresde.score import tweedie
@@ -218,6 +228,41 @@ def deterministic() -> tuple[str, ...]:
     """The fixed-step ODE solvers (kind "ode"): they evaluate the score on the trajectory at the grid
     times, which `denoise="extrapolate"` and tuned time grids need."""
     return tuple(name for name, info in REGISTRY.items() if info.deterministic)
+
+
+def default_time_grid(name: str, sde: SDE, steps: int) -> str:
+    """The named grid sampler `name` takes on `sde` with `steps` steps when the caller names none:
+    for a fixed-step ODE solver, `SDE_DEFAULT_GRIDS`' choice for this SDE and step count where it
+    makes one (measured more accurate); else the sampler's own `default_grid`."""
+    info = get(name)
+    chosen = sde_default_grid(sde, name, steps) if info.kind == "ode" else None
+    return chosen or info.default_grid
+
+
+def resolve_time_grid(
+    name: str,
+    sde: SDE,
+    steps: int | None = None,
+    eps: float | None = None,
+    time_grid: str | Sequence[float] | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The times `sample` integrates over for these arguments (its defaults filled in the same way):
+    a named grid (default `default_time_grid`) of `steps` steps (default sde.N) ending at `eps`
+    (default `DEFAULT_END_TIME`, or `few_step_end_time`'s later end for a fixed-step sampler on a
+    named grid of few steps), or the custom grid itself.
+
+    Raises:
+        ValueError: for an unknown sampler or grid, or inconsistent steps / eps.
+    """
+    info = get(name)
+    if steps is None and (time_grid is None or isinstance(time_grid, str)):
+        steps = sde.N
+    if time_grid is None:
+        time_grid = default_time_grid(name, sde, steps) if steps is not None else info.default_grid
+    if eps is None:  # a fixed-step sampler on a named grid of few steps ends where measured best
+        few = info.kind != "adaptive" and isinstance(time_grid, str)
+        eps = few_step_end_time(sde, steps, DEFAULT_END_TIME) if few and steps is not None else DEFAULT_END_TIME
+    return get_time_grid(time_grid, sde, steps, eps)
 
 
 def __getattr__(name: str):  # views of the registry that follow `register`
@@ -481,7 +526,9 @@ def sample(
             of one generator per sample, which makes each sample independent of its batch.
         device: where x_T is drawn when omitted.
         time_grid: a name of `TIME_GRIDS` ("uniform", "log_snr", "karras", "time_quadratic") or a
-            decreasing sequence of times; default the sampler's own (`DEFAULT_TIME_GRIDS`).
+            decreasing sequence of times; default `default_time_grid(name, sde, steps)`: the
+            sampler's own (`DEFAULT_TIME_GRIDS`) unless `SDE_DEFAULT_GRIDS` names one measured
+            more accurate for this SDE, solver and step count.
         callback: called after each step with a `StepInfo` dict: "i", "n" (steps), "t" (the step's
             start time), "x" (the state after the step) and "denoised" (the data prediction the
             step evaluated at t, or None); for progress bars and for inspecting trajectories.
@@ -512,14 +559,7 @@ def sample(
         raise ValueError(
             f"denoise='extrapolate' needs a fixed-step deterministic sampler ({', '.join(deterministic())}), got {name!r}"
         )
-    if time_grid is None:
-        time_grid = info.default_grid
-    if steps is None and isinstance(time_grid, str):
-        steps = sde.N
-    if eps is None:  # a fixed-step sampler on a named grid of few steps ends where measured best
-        few = info.kind != "adaptive" and isinstance(time_grid, str)
-        eps = few_step_end_time(sde, steps, DEFAULT_END_TIME) if few and steps is not None else DEFAULT_END_TIME
-    grid = get_time_grid(time_grid, sde, steps, eps)
+    grid = resolve_time_grid(name, sde, steps, eps, time_grid)
     x = initial_state(sde, shape, x_T, generator, device)
     if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != x.shape[0]:
         raise ValueError(f"got {len(generator)} generators for a batch of {x.shape[0]} samples; give one per sample")
@@ -551,6 +591,8 @@ __all__ = [
     "DEFAULT_END_TIME",
     "FEW_STEP_END_LOG_SNR",
     "DEFAULT_TIME_GRIDS",
+    "FEW_STEPS",
+    "SDE_DEFAULT_GRIDS",
     "DENOISE_MODES",
     "DETERMINISTIC",
     "GridSearch",
@@ -568,6 +610,7 @@ __all__ = [
     "check_options",
     "ddim",
     "ddim_step",
+    "default_time_grid",
     "deterministic",
     "dp_time_grid",
     "dpm_solver_pp",
@@ -595,6 +638,8 @@ __all__ = [
     "predictor_corrector",
     "probability_flow",
     "register",
+    "resolve_time_grid",
+    "sde_default_grids_markdown",
     "reverse_diffusion",
     "restart",
     "reverse_diffusion_step",

@@ -70,7 +70,8 @@ class SamplerInfo:
         evaluations_per_step: score evaluations per step: a number, or a function of the
             sampler's options (their defaults filled in) for samplers whose cost depends on them;
             0 for "adaptive" samplers.
-        default_grid: the time grid used when the caller names none (`TIME_GRIDS`).
+        default_grid: the time grid used when the caller names none (`TIME_GRIDS`), unless
+            `time_grids.SDE_DEFAULT_GRIDS` names another for the SDE (`default_time_grid`).
         summary: one line for tables.
         extra_evaluations: evaluations a run spends besides those per step (Restart's restart
             interval): a number or a function of the options, like `evaluations_per_step`.

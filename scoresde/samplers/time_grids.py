@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-from scoresde.sde_lib import SDE
+from scoresde.sde_lib import EDMSDE, SDE, VESDE, VPSDE, CosineVPSDE
 
 MAX_STEPS = 1_000_000  # more is a typo (10**9 steps would allocate an 8 GB grid before the first step)
 
@@ -95,6 +95,76 @@ def few_step_end_time(sde: SDE, steps: int, eps: float) -> float:
             t = float(sde.t_from_log_snr(torch.tensor(log_snr, dtype=torch.float64)))
             return t if eps < t < sde.T else eps
     return eps
+
+
+FEW_STEPS = FEW_STEP_END_LOG_SNR[-1][0]  # "few steps" for the per-SDE default grids below
+
+# The named grid a fixed-step ODE solver takes by default on these SDEs, in place of its own
+# `default_grid`: SDE class -> ({solver: grid} for at most FEW_STEPS steps, {solver: grid} for more).
+# Derived by benchmarks/default_grids.py (`--check` compares this table with what it measures): on
+# the exact-score problems (a 2-D ring and a 64-D mixture with stds 0.01-1 per SDE; 4-10, 20 and
+# 50 evaluations; 512 samples; RMS to the exact flow) a solver's grid is changed where another
+# named grid is at least 1.2x more accurate in the geometric mean and no more than 1.25x less
+# accurate on either problem. Other SDEs (sub-VP, yours), solvers not named here and stochastic
+# samplers keep the sampler's own default; a subclass takes its parent's row.
+SDE_DEFAULT_GRIDS: dict[type, tuple[dict[str, str], dict[str, str]]] = {
+    VPSDE: (
+        {
+            "ode_euler": "time_quadratic",
+            "ddim": "time_quadratic",
+            "heun": "log_snr",
+            "dpmpp_2m": "time_quadratic",
+            "dpm_solver_pp": "time_quadratic",
+            "dpmpp_3m": "time_quadratic",
+            "ipndm": "time_quadratic",
+            "lms": "time_quadratic",
+            "unipc": "time_quadratic",
+        },
+        {"ode_euler": "karras", "ddim": "time_quadratic", "heun": "time_quadratic", "ipndm": "log_snr", "lms": "time_quadratic"},
+    ),
+    CosineVPSDE: (
+        {
+            "ode_euler": "time_quadratic",
+            "ddim": "time_quadratic",
+            "heun": "log_snr",
+            "dpmpp_2m": "time_quadratic",
+            "dpm_solver_pp": "time_quadratic",
+            "dpmpp_3m": "time_quadratic",
+            "ipndm": "time_quadratic",
+            "lms": "time_quadratic",
+            "unipc": "time_quadratic",
+        },
+        {
+            "ddim": "time_quadratic",
+            "heun": "log_snr",
+            "ipndm": "time_quadratic",
+            "lms": "time_quadratic",
+            "unipc": "time_quadratic",
+        },
+    ),
+    VESDE: ({"dpmpp_3m": "time_quadratic", "ipndm": "time_quadratic", "unipc": "time_quadratic"}, {"unipc": "karras"}),
+    EDMSDE: ({"ode_euler": "log_snr", "ipndm": "log_snr", "lms": "log_snr"}, {"ode_euler": "log_snr"}),
+}
+
+
+def sde_default_grid(sde: SDE, solver: str, steps: int) -> str | None:
+    """`SDE_DEFAULT_GRIDS`' grid for this SDE (or its nearest listed parent class), solver and step
+    count; None where the table names none (the solver's own default applies)."""
+    for cls in type(sde).__mro__:
+        if cls in SDE_DEFAULT_GRIDS:
+            few, many = SDE_DEFAULT_GRIDS[cls]
+            return (few if steps <= FEW_STEPS else many).get(solver)
+    return None
+
+
+def sde_default_grids_markdown() -> str:
+    """`SDE_DEFAULT_GRIDS` as a Markdown table (the README's copy is checked by a test)."""
+    lines = ["| SDE | steps | solver: default grid |", "|---|---|---|"]
+    for cls, halves in SDE_DEFAULT_GRIDS.items():
+        for label, choices in zip((f"<= {FEW_STEPS}", f"> {FEW_STEPS}"), halves):
+            cells = ", ".join(f"`{solver}`: {grid}" for solver, grid in choices.items()) or "-"
+            lines.append(f"| `{cls.__name__}` | {label} | {cells} |")
+    return "\n".join(lines)
 
 
 GRID_BUILDERS = {
