@@ -350,6 +350,32 @@ def test_sample_mode_draws_per_seed_shards_resumes_them_and_redraws_for_another_
     assert drawn[-1] == [0, 1, 2]  # another step count: drawn afresh, not refused
 
 
+def test_draws_made_under_another_default_grid_are_drawn_afresh(tmp_path, monkeypatch):
+    """A sharded draw records the times of its grid, not only the grid's name (None for the
+    default): when the defaults change (samplers.SDE_DEFAULT_GRIDS), old shards are not reused."""
+    from scoresde import cli
+    from scoresde.cli import sample as sample_mode
+    from scoresde.samplers import time_grids
+    from scoresde.sde_lib import SDE
+
+    _trained(tmp_path)
+    config = tiny_config(**{"sampling.n_samples": 8, "eval.shard_size": 8, "sampling.sampler": "ddim", "sampling.steps": 6})
+    cli.MODES["sample"](config, tmp_path / "run")
+    out = tmp_path / "run" / "sample" / "ddim"
+    about = json.loads((out / "shards" / shards.PLAN_FILE).read_text())["about"]
+    assert about["time_grid"] is None
+    assert about["grid_times"] == pytest.approx(json.loads((out / "quality.json").read_text())["time_grid"], abs=1e-6)
+    drawn = []
+    real_draw = shards.draw
+    monkeypatch.setattr(sample_mode.shards, "draw", lambda *a, **k: drawn.append(real_draw(*a, **k)))
+    cli.MODES["sample"](config, tmp_path / "run")
+    assert drawn == [[]]  # the same defaults: everything reused
+    monkeypatch.setattr(time_grids, "SDE_DEFAULT_GRIDS", {SDE: ({"ddim": "uniform"}, {"ddim": "uniform"})})
+    cli.MODES["sample"](config, tmp_path / "run")
+    assert drawn[-1] == [0]  # another default grid: drawn afresh
+    assert json.loads((out / "shards" / shards.PLAN_FILE).read_text())["about"]["grid_times"] != about["grid_times"]
+
+
 def test_a_class_conditional_network_is_sampled_with_balanced_classes_from_the_seeds():
     import importlib
 

@@ -291,7 +291,7 @@ def evaluate_checkpoint(config, exp, found: Path, specs, network, reference, ctx
             "step": step,
             "checkpoint": str(found),
             "sampler": sampler.label,
-            "time_grid": time_grid or samplers.get(sampler.sampler).default_grid,
+            "time_grid": time_grid or samplers.default_time_grid(sampler.sampler, exp.sde, config.sampling.steps),
             "grid_times": info["time_grid"],
             "nfe": info["nfe"],  # score evaluations per sample (the mean, for an adaptive sampler)
             "num_samples": e.num_samples,

@@ -461,9 +461,12 @@ def seed_draw(exp: "Experiment", sampler, time_grid, *, balanced_classes: bool =
 def sampling_identity(exp: "Experiment", sampler, time_grid, step: int) -> dict:
     """What a set of sharded samples are draws of (`eval.shards.Plan.about`): the checkpoint's step
     and weights, the sampler, its options and time grid, steps, eps, denoising, the analytical first
-    step's Gaussian."""
+    step's Gaussian. The grid's times themselves are part of it (`samplers.resolve_time_grid`), so
+    that draws made under other defaults (a default grid or end time changed) are never reused."""
     c = exp.config.sampling
     grid = time_grid.tolist() if isinstance(time_grid, torch.Tensor) else time_grid
+    steps = None if samplers.get(sampler.sampler).kind == "adaptive" else c.steps
+    times = samplers.resolve_time_grid(sampler.sampler, exp.sde, steps, c.eps, time_grid)
     afs = exp.analytic_first_step()
     return {
         "checkpoint_step": step,
@@ -471,6 +474,7 @@ def sampling_identity(exp: "Experiment", sampler, time_grid, step: int) -> dict:
         "sampler": sampler.label,
         "options": sampler.options,
         "time_grid": grid,
+        "grid_times": times.tolist(),
         "steps": c.steps,
         "eps": c.eps,
         "denoise": c.denoise,
