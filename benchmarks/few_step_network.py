@@ -7,9 +7,9 @@ The checkpoint target of `--mode benchmark` (EMA weights of the newest checkpoin
 the feature space of the classifier trained on the same digits, each with its noise floor from as
 many real training digits; `flow_rms` against the network's own adaptive flow at rtol 1e-5) scores:
 
-    named     each solver of --solvers on every named grid, ending at config.sampling.eps, and on
-              its default grid ending where `samplers.few_step_end_time` puts a few-step grid
-              ("few-step end");
+    named     each solver of --solvers on every named grid, ending at config.sampling.eps, and with
+              `samplers.sample`'s defaults ("defaults": its grid `samplers.default_time_grid`, ending
+              where `samplers.few_step_end_time` puts a few-step grid);
     searched  `samplers.search_time_grid` for each solver of --search and each budget: tuned on
               --tune-samples starting points of their own against the network's adaptive flow
               (rtol 1e-5, solved once for all budgets; the first search's seconds include it),
@@ -37,8 +37,8 @@ from scoresde.cli import benchmark as cli_benchmark
 from scoresde.eval import benchmark as bench
 
 
-def few_step_end(name: str):
-    """`name` on its default grid with the few-step default end (what `samplers.sample` picks with eps=None)."""
+def defaults(name: str):
+    """`name` with `samplers.sample`'s default grid and end (time_grid=None, eps=None)."""
 
     def run(sde, score_fn, *, x_T, steps, eps, generator):
         return samplers.sample(name, sde, score_fn, x_T=x_T, steps=steps, eps=None, generator=generator)
@@ -110,7 +110,7 @@ def main() -> None:
     workdir = Path(args.workdir)
     target = cli_benchmark._checkpoint_target(config, workdir)
     grid = [bench.Sampler(f"{name}@{g}", name, {}, g) for name in args.solvers for g in samplers.TIME_GRIDS]
-    grid += [bench.Sampler(f"{name} few-step end", few_step_end(name)) for name in args.solvers]
+    grid += [bench.Sampler(f"{name} defaults", defaults(name)) for name in args.solvers]
     searches = [Searched(name, args.tune_samples, args.tune_evaluations) for name in args.search]
     grid += [bench.Sampler(f"{s.name} searched", s) for s in searches]
     out = workdir / "few_step"
