@@ -42,6 +42,16 @@ def test_a_subclass_takes_its_parents_row():
     assert samplers.default_time_grid("ddim", MyVP(), 6) == samplers.default_time_grid("ddim", VPSDE(), 6) == "time_quadratic"
 
 
+def test_a_row_of_ones_own_is_used(monkeypatch):
+    class MySDE(subVPSDE):
+        pass
+
+    monkeypatch.setitem(samplers.SDE_DEFAULT_GRIDS, MySDE, ({"unipc": "karras"}, {}))
+    assert samplers.default_time_grid("unipc", MySDE(), samplers.FEW_STEPS) == "karras"
+    assert samplers.default_time_grid("unipc", MySDE(), samplers.FEW_STEPS + 1) == samplers.get("unipc").default_grid
+    assert samplers.default_time_grid("unipc", subVPSDE(), 4) == samplers.get("unipc").default_grid
+
+
 def test_sample_integrates_over_the_default_and_says_so():
     sde, ring = CosineVPSDE(), oracle.ring(4, 1.0, 0.1)
     x_T = sde.prior_sampling((3, 2), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
