@@ -2,14 +2,16 @@
 
 What a user who never tunes gets: `samplers.sample(name, sde, score, x_T=..., steps=S,
 time_grid=g)` with every other argument at its default (the end time of `few_step_end_time`, the
-Tweedie end step, no AFS), for every fixed-step ODE solver, every named grid and every budget, on
-the exact-score problems of `sampler_accuracy.PROBLEMS` (a 2-D ring and a 64-D mixture with stds
-0.01-1 per SDE); RMS to the exact flow from the same x_T.
+Tweedie end step, no AFS), and up to `samplers.FEW_STEPS` steps also with eps=1e-3 (what the run
+modes pass, config.sampling.eps), for every fixed-step ODE solver, every named grid and every
+budget, on the exact-score problems of `sampler_accuracy.PROBLEMS` (a 2-D ring and a 64-D mixture
+with stds 0.01-1 per SDE); RMS to the exact flow from the same x_T.
 
-Per (SDE, solver, budget band) the table prints each grid's geometric-mean ratio to the best grid
-of each (problem, budget) cell (1.00 = best everywhere), the winner marked, next to what the
-registry's defaults now choose (`samplers.default_time_grid`). Budgets count evaluations, the
-final denoising one included; each solver takes the most steps that fit.
+Per (SDE, solver, step band) the table prints, for each grid and each case (problem and end), the
+geometric mean over budgets of its RMS over the best grid's in that cell (1.00 = best
+everywhere); the grid the rule of `samplers.SDE_DEFAULT_GRIDS` derives is marked *, the one
+`samplers.default_time_grid` declares [d], and `--check` fails where they differ. Budgets count
+evaluations, the final denoising one included; each solver takes the most steps that fit.
 
     python benchmarks/default_grids.py --json default_grids.json
     python benchmarks/default_grids.py --problems ring_vp stiff64_vp --budgets 4 6 10
@@ -33,6 +35,9 @@ from sampler_accuracy import PROBLEMS
 from scoresde import samplers
 
 GAIN, MAX_LOSS = 1.2, 1.25  # the rule of samplers.SDE_DEFAULT_GRIDS (its comment)
+# The grid ends measured: `sample`'s default (eps=None: the few-step end up to 12 steps) and the
+# explicit eps the run modes pass (config.sampling.eps = 1e-3); the rule must hold for both.
+ENDS = (("default", None), ("1e-3", samplers.DEFAULT_END_TIME))
 
 
 def band_of(steps: int) -> int:
@@ -47,30 +52,35 @@ def measure(problem: Problem, budgets) -> list[dict]:
             steps = steps_for(name, {}, budget, afs=False)
             if steps is None:
                 continue
-            for grid in samplers.TIME_GRIDS:
-                x, info = samplers.sample(name, problem.sde, problem.score, x_T=problem.x_T, steps=steps, time_grid=grid)
-                rows.append(
-                    {
-                        "problem": problem.key,
-                        "sde": type(problem.sde).__name__,
-                        "budget": budget,
-                        "sampler": name,
-                        "grid": grid,
-                        "steps": steps,
-                        "nfe": info["nfe"],
-                        "rms": rms(x, problem.exact),
-                        "flips": flips(problem, x),
-                    }
-                )
+            for end, eps in ENDS if steps <= samplers.FEW_STEPS else ENDS[:1]:  # the same end beyond
+                for grid in samplers.TIME_GRIDS:
+                    x, info = samplers.sample(
+                        name, problem.sde, problem.score, x_T=problem.x_T, steps=steps, eps=eps, time_grid=grid
+                    )
+                    rows.append(
+                        {
+                            "problem": problem.key,
+                            "sde": type(problem.sde).__name__,
+                            "end": end,
+                            "budget": budget,
+                            "sampler": name,
+                            "grid": grid,
+                            "steps": steps,
+                            "nfe": info["nfe"],
+                            "rms": rms(x, problem.exact),
+                            "flips": flips(problem, x),
+                        }
+                    )
     return rows
 
 
 def ratios(rows: list[dict]) -> dict[tuple, dict[str, list[float]]]:
-    """(sde, sampler, band) -> grid -> per problem, the geometric mean over its budgets of rms / the
-    best grid's rms in that (problem, budget) cell."""
+    """(sde, sampler, band) -> grid -> per case (problem and grid end), the geometric mean over its
+    budgets of rms / the best grid's rms in that (case, budget) cell."""
     cells: dict[tuple, dict[str, float]] = defaultdict(dict)
     for r in rows:
-        cells[(r["sde"], r["sampler"], band_of(r["steps"]), r["problem"], r["budget"])][r["grid"]] = r["rms"]
+        case = f"{r['problem']} ({r.get('end', 'default')} end)"
+        cells[(r["sde"], r["sampler"], band_of(r["steps"]), case, r["budget"])][r["grid"]] = r["rms"]
     logs: dict[tuple, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for (sde, sampler, band, problem, _), by_grid in cells.items():
         best = min(by_grid.values())
@@ -88,7 +98,7 @@ def geometric(values: list[float]) -> float:
 
 def derived_choice(by_grid: dict[str, list[float]], own: str) -> str | None:
     """The grid to use instead of the solver's own `own`: the one with the largest geometric-mean
-    gain over `own`, if that is at least GAIN and it is no more than MAX_LOSS worse on any problem."""
+    gain over `own`, if that is at least GAIN and it is no more than MAX_LOSS worse in any case."""
     gains = {
         g: geometric([o / v for o, v in zip(by_grid[own], values)])
         for g, values in by_grid.items()
@@ -121,8 +131,8 @@ def main() -> None:
             Path(args.json).write_text(json.dumps(rows, indent=1))
 
     table = ratios(rows)
-    print("\nRMS over the best grid per (problem, budget) cell, geometric mean over budgets, per problem")
-    print("(ring / 64-D); * the derived default, [d] samplers.default_time_grid's\n")
+    print("\nRMS over the best grid per (case, budget) cell, geometric mean over budgets, per case (ring /")
+    print("64-D, with sample's default end, then with eps 1e-3); * the derived default, [d] samplers.default_time_grid's\n")
     print(f"| SDE | solver | steps | {' | '.join(samplers.TIME_GRIDS)} |")
     print("|---|---|---|" + "---|" * len(samplers.TIME_GRIDS))
     mismatches = []

@@ -83,6 +83,22 @@ def test_resume_skips_finished_cells(ring_vp, tmp_path):
     assert len(calls) == 1 and again == records
 
 
+def test_a_bare_spec_is_rerun_when_the_default_grid_changes_and_records_the_grid_it_ran_on(tmp_path, monkeypatch):
+    from scoresde.samplers import time_grids
+    from scoresde.sde_lib import SDE
+
+    target = bench.OracleTarget("ring_vp", oracle.ring(8, 1.0, 0.05), VPSDE(), 1e-4, n_samples=64)
+    path = tmp_path / bench.RECORDS_FILE
+    (first,) = bench.run(target, [bench.Sampler("ddim")], [6], seeds=[0], records_path=path)
+    assert first["time_grid"] == "time_quadratic"  # sample's default for VP at 5 steps, not "default"
+    (again,) = bench.run(target, [bench.Sampler("ddim")], [6], seeds=[0], records_path=path)
+    assert again == first  # reused
+    monkeypatch.setattr(time_grids, "SDE_DEFAULT_GRIDS", {SDE: ({"ddim": "uniform"}, {})})
+    (changed,) = bench.run(target, [bench.Sampler("ddim")], [6], seeds=[0], records_path=path)
+    assert changed["time_grid"] == "uniform" and changed["digest"] != first["digest"]
+    assert changed["flow_rms"] != first["flow_rms"]  # run again, not the old record under new defaults
+
+
 def test_grid_errors(ring_vp):
     with pytest.raises(ValueError, match="unknown sampler 'rk4'"):
         bench.Sampler("rk4")

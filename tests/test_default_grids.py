@@ -96,3 +96,16 @@ def test_the_readme_shows_the_table():
     from pathlib import Path
 
     assert samplers.sde_default_grids_markdown() in (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_a_replaced_built_in_solver_keeps_its_own_declared_grid():
+    """The table was measured for the built-in loops; a replacement registered under the same name
+    gets the grid it declares."""
+    original, measured = samplers.get("ipndm"), samplers.default_time_grid("ipndm", VPSDE(), 6)
+    assert measured != "karras"
+    samplers.register("ipndm", samplers.ddim, kind="ode", order=1, default_grid="karras", replace=True)
+    try:
+        assert samplers.default_time_grid("ipndm", VPSDE(), 6) == "karras"
+    finally:
+        samplers.REGISTRY["ipndm"] = original
+    assert samplers.default_time_grid("ipndm", VPSDE(), 6) == measured

@@ -177,6 +177,30 @@ def test_a_killed_draw_resumes_with_the_missing_shards_only(tmp_path):
     np.testing.assert_array_equal(resumed_samples, whole_samples)
 
 
+def test_a_plan_gaining_a_fact_its_shards_record_is_upgraded_only_when_they_agree(tmp_path):
+    """Plans written before `about` recorded the grid's times: kept (and upgraded) when every shard
+    was drawn on the grid the new plan names, refused (or redrawn with replace) when one was not."""
+
+    def on(grid):
+        return lambda seeds: (np.zeros((len(seeds), 2)), {"nfe": 3, "time_grid": grid})
+
+    grid, other = [1.0, 0.5, 0.1], [1.0, 0.4, 0.1]
+    old = shards.Plan(4, 2, about={"sampler": "ddim"})
+    new = shards.Plan(4, 2, about={"sampler": "ddim", "grid_times": grid})
+    shards.draw(tmp_path / "a", old, on(grid), is_image=False, batch_size=2)
+    assert shards.draw(tmp_path / "a", new, on(grid), is_image=False, batch_size=2) == []
+    assert json.loads((tmp_path / "a" / shards.PLAN_FILE).read_text())["about"]["grid_times"] == grid
+    shards.draw(tmp_path / "b", old, on(other), is_image=False, batch_size=2)
+    with pytest.raises(ValueError, match=r"about\.grid_times differ"):
+        shards.draw(tmp_path / "b", new, on(grid), is_image=False, batch_size=2)
+    assert shards.draw(tmp_path / "b", new, on(grid), is_image=False, batch_size=2, replace=True) == [0, 1]
+    # a plan that differs in anything else is not upgraded, whatever its shards say
+    shards.draw(tmp_path / "c", old, on(grid), is_image=False, batch_size=2)
+    renamed = shards.Plan(4, 2, about={"sampler": "unipc", "grid_times": grid})
+    with pytest.raises(ValueError, match="about.sampler"):
+        shards.draw(tmp_path / "c", renamed, on(grid), is_image=False, batch_size=2)
+
+
 def test_images_are_stored_as_uint8_like_a_png():
     x = np.array([0.0, 0.5 / 255, 0.51 / 255, 1.0, 1.2, -0.1])
     np.testing.assert_array_equal(shards.quantize(x, True), [0, 1, 1, 255, 255, 0])
@@ -370,6 +394,13 @@ def test_draws_made_under_another_default_grid_are_drawn_afresh(tmp_path, monkey
     monkeypatch.setattr(sample_mode.shards, "draw", lambda *a, **k: drawn.append(real_draw(*a, **k)))
     cli.MODES["sample"](config, tmp_path / "run")
     assert drawn == [[]]  # the same defaults: everything reused
+    # a plan written before plans recorded grid_times: upgraded in place, as its shards agree with it
+    plan_path = out / "shards" / shards.PLAN_FILE
+    old = json.loads(plan_path.read_text())
+    del old["about"]["grid_times"]
+    plan_path.write_text(json.dumps(old))
+    cli.MODES["sample"](config, tmp_path / "run")
+    assert drawn[-1] == [] and json.loads(plan_path.read_text())["about"]["grid_times"] == about["grid_times"]
     monkeypatch.setattr(time_grids, "SDE_DEFAULT_GRIDS", {SDE: ({"ddim": "uniform"}, {"ddim": "uniform"})})
     cli.MODES["sample"](config, tmp_path / "run")
     assert drawn[-1] == [0]  # another default grid: drawn afresh

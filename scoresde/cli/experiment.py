@@ -135,7 +135,8 @@ def validate(config) -> None:
 
 
 def named_time_grid(config, mode: str) -> str | None:
-    """config.sampling.time_grid for modes that take a named grid only ("" -> the sampler's default).
+    """config.sampling.time_grid for modes that take a named grid only ("" -> `sample`'s default,
+    `samplers.default_time_grid`).
 
     Raises:
         ValueError: for "tuned", which only the train and sample modes tune (Experiment.sample).
@@ -153,7 +154,7 @@ def named_time_grid(config, mode: str) -> str | None:
 def sampler_from_spec(config, spec: str, mode: str, *, config_grid: bool = True):
     """The `eval.benchmark.Sampler` of a spec "name[@grid][:key=value,...]": the options of
     config.sampling.<name>, overridden by the spec's; the spec's grid, else (with `config_grid`)
-    config.sampling's named grid (`named_time_grid`), else the sampler's default."""
+    config.sampling's named grid (`named_time_grid`), else `sample`'s default."""
     from scoresde.eval import benchmark as bench
 
     name = spec.partition(":")[0].partition("@")[0]
@@ -513,7 +514,7 @@ def load_trained(config, workdir: Path, exp: Experiment | None = None) -> tuple[
 def sampler_arguments(config, time_grid: str | torch.Tensor | None = None) -> dict[str, Any]:
     """`samplers.sample`'s keyword arguments from config.sampling, but for the sampler's name, the
     score and what is drawn: steps (None for an adaptive sampler), eps, denoise, the time grid (a
-    name, a tensor or None for the sampler's default) and the sampler's own options
+    name, a tensor or None for `sample`'s default, `samplers.default_time_grid`) and the sampler's own options
     (config.sampling.<sampler>). Every mode that samples calls the library with these."""
     s = config.sampling
     return {

@@ -118,9 +118,9 @@ def get_config() -> ml_collections.ConfigDict:
     sampling.sampler = "euler_maruyama"  # any of scoresde.samplers.available()
     sampling.steps = 1000
     sampling.eps = 1e-3
-    sampling.time_grid = (
-        ""  # a name of samplers.TIME_GRIDS; "" for the sampler's default; "tuned" (ODE solvers: search_time_grid)
-    )
+    # a name of samplers.TIME_GRIDS; "" for sample's default (samplers.default_time_grid); "tuned"
+    # (ODE solvers: search_time_grid)
+    sampling.time_grid = ""
     sampling.tune_samples = 256  # time_grid "tuned": starting points the search tunes on (and judges on as many others)
     sampling.tune_evaluations = 400  # time_grid "tuned": sampler runs Nelder-Mead may spend
     # Options of each sampler, in a section of its own with the defaults of its loop's signature

@@ -28,7 +28,9 @@ with several options or grids makes an option sweep, each spec one line of the r
 Records are keyed by a digest of everything that determines them (`record_digest`): the target's
 identity (`target.identity()`: the problem or checkpoint with its step and weights digest, the SDE
 and its parameters, eps, the sample count, the metric networks), the sampler spec with its options
-and grid, the budget and the seed. A record is reused only when its digest matches; records of the
+and grid, the times of the grid it integrates over (a spec without a grid takes `sample`'s default for the
+SDE and step count, `samplers.default_time_grid`, so a change of defaults is a change of digest),
+the budget and the seed. A record is reused only when its digest matches; records of the
 same target name computed under other settings (an earlier checkpoint, another sample count, other
 SDE parameters) are stale: they are not reused, not reported, and stay in the file for the record.
 
@@ -91,6 +93,20 @@ class Sampler:
 
     def key(self) -> str:
         return json.dumps({"label": self.label, "options": self.options, "time_grid": self.time_grid}, sort_keys=True)
+
+    def grid_name(self, sde: SDE, steps: int) -> str:
+        """The grid this spec runs on: its own, else `sample`'s default for the SDE and step count
+        ("default" for a sampler given as a function, which chooses its own)."""
+        if self.time_grid:
+            return self.time_grid
+        return samplers.default_time_grid(self.sampler, sde, steps) if isinstance(self.sampler, str) else "default"
+
+    def grid_digest(self, sde: SDE, steps: int, eps: float) -> str | None:
+        """The SHA-256 of the times a named sampler integrates over (`samplers.resolve_time_grid`);
+        None for a sampler given as a function."""
+        if not isinstance(self.sampler, str):
+            return None
+        return _sha256_json(samplers.resolve_time_grid(self.sampler, sde, steps, eps, self.time_grid).tolist())
 
     def run(
         self,
@@ -156,9 +172,10 @@ def target_digest(target) -> str:
     return _sha256_json({"version": RECORD_VERSION, "target": target.identity() if hasattr(target, "identity") else target.name})
 
 
-def record_digest(target_sha256: str, sampler: "Sampler", budget: int, seed: int) -> str:
-    """The SHA-256 (hex) of everything that determines one record: target, sampler spec, budget, seed."""
-    return _sha256_json({"target": target_sha256, "sampler": sampler.key(), "budget": budget, "seed": seed})
+def record_digest(target_sha256: str, sampler: "Sampler", budget: int, seed: int, grid: str | None = None) -> str:
+    """The SHA-256 (hex) of everything that determines one record: target, sampler spec, the
+    times of its grid (`Sampler.grid_digest`), budget, seed."""
+    return _sha256_json({"target": target_sha256, "sampler": sampler.key(), "grid": grid, "budget": budget, "seed": seed})
 
 
 def parse_sampler_spec(spec: str, base_options: dict | None = None) -> Sampler:
@@ -423,7 +440,12 @@ class NetworkTarget:
         return torch.from_numpy(samples).to(self.device), info
 
     def _run_folder(self, sampler: Sampler, steps: int, seed: int) -> tuple[Path, shards.Plan]:
-        about = {"target": target_digest(self), "sampler": sampler.key(), "steps": steps}
+        about = {
+            "target": target_digest(self),
+            "sampler": sampler.key(),
+            "steps": steps,
+            "grid": sampler.grid_digest(self.sde, steps, self.eps),
+        }
         plan = shards.Plan(self.n_samples, self.shard_size, seed * self.n_samples, about)
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{sampler.label}_{steps}steps_seed{seed}")
         assert self.shard_folder is not None
@@ -591,7 +613,7 @@ def run(
             if steps is None:
                 continue
             for seed in seeds:
-                digest = record_digest(this_target, sampler, budget, seed)
+                digest = record_digest(this_target, sampler, budget, seed, sampler.grid_digest(target.sde, steps, target.eps))
                 if digest in done:
                     results.append(done[digest])
                     continue
@@ -613,7 +635,7 @@ def run(
                     "sampler": sampler.label,
                     "sampler_key": sampler.key(),
                     "options": sampler.options,
-                    "time_grid": sampler.time_grid or "default",
+                    "time_grid": sampler.grid_name(target.sde, steps),
                     "budget": budget,
                     "steps": steps,
                     "nfe": int(round(info["nfe"])),

@@ -107,6 +107,10 @@ def open_folder(folder: str | os.PathLike, plan: Plan, *, replace: bool = False)
     path = folder / PLAN_FILE
     if path.exists():
         found = files.read_json(path)
+        if found != json.loads(json.dumps(wanted)) and _shards_agree_with_added_keys(folder, found, wanted):
+            logging.info("%s: its plan gains %s, which its shards agree with", folder, ", ".join(_differences(found, wanted)))
+            files.write_atomic(path, json.dumps(wanted, indent=1))
+            found = json.loads(json.dumps(wanted))
         if found != json.loads(json.dumps(wanted)) and replace:
             logging.warning(
                 "%s held samples of another plan (%s differ): drawing afresh", folder, ", ".join(_differences(found, wanted))
@@ -122,6 +126,36 @@ def open_folder(folder: str | os.PathLike, plan: Plan, *, replace: bool = False)
     else:
         files.write_atomic(path, json.dumps(wanted, indent=1))
     return folder
+
+
+# Facts of `Plan.about` that were added after plans were first written, with the array of each
+# shard that records the same fact: a plan without the key is upgraded in place when every shard
+# it holds agrees (its draws are what the new plan describes), and refused or redrawn otherwise.
+RECORDED_IN_SHARDS = {"grid_times": "time_grid"}
+
+
+def _shards_agree_with_added_keys(folder: Path, found, wanted: dict) -> bool:
+    """Whether `found` differs from `wanted` only by `RECORDED_IN_SHARDS` keys it lacks, and the
+    shards in `folder` agree with `wanted`'s values of them."""
+    about = found.get("about") if isinstance(found, dict) else None
+    added = [k for k in RECORDED_IN_SHARDS if k in wanted["about"] and isinstance(about, dict) and k not in about]
+    if not added or _differences(found, wanted) != sorted(f"about.{k}" for k in added):
+        return False
+    for shard in sorted(folder.glob("shard_*.npz")):
+        if shard.name.endswith(".feat.npz"):
+            continue
+        try:
+            with np.load(io.BytesIO(files.read_bytes(shard, SHARD_MAX_BYTES)), allow_pickle=False) as archive:
+                stored = {k: np.asarray(archive[RECORDED_IN_SHARDS[k]], dtype=np.float64) for k in added}
+        except KeyError:
+            return False  # a shard that does not record the fact: nothing to vouch for it
+        except (ValueError, OSError, EOFError):
+            continue  # unreadable: read_shard draws it again
+        for k in added:
+            value = np.asarray(wanted["about"][k], dtype=np.float64)
+            if stored[k].shape != value.shape or not np.allclose(stored[k], value, rtol=0, atol=1e-12):
+                return False
+    return True
 
 
 def _differences(found, wanted: dict, prefix: str = "") -> list[str]:

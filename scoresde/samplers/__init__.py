@@ -175,6 +175,8 @@ REGISTRY: dict[str, SamplerInfo] = {
     )
 }
 
+BUILT_IN = dict(REGISTRY)  # the declarations above: SDE_DEFAULT_GRIDS was measured for these loops
+
 
 def register(
     name: str,
@@ -233,9 +235,11 @@ def deterministic() -> tuple[str, ...]:
 def default_time_grid(name: str, sde: SDE, steps: int) -> str:
     """The named grid sampler `name` takes on `sde` with `steps` steps when the caller names none:
     for a fixed-step ODE solver, `SDE_DEFAULT_GRIDS`' choice for this SDE and step count where it
-    makes one (measured more accurate); else the sampler's own `default_grid`."""
+    makes one (measured more accurate), unless `register(..., replace=True)` replaced the solver;
+    else the sampler's own `default_grid`."""
     info = get(name)
-    chosen = sde_default_grid(sde, name, steps) if info.kind == "ode" else None
+    measured = info.kind == "ode" and BUILT_IN.get(name, info) is info  # a built-in's row is not for its replacement
+    chosen = sde_default_grid(sde, name, steps) if measured else None
     return chosen or info.default_grid
 
 
