@@ -43,7 +43,7 @@ import torch
 from absl import logging
 from tqdm.auto import tqdm
 
-from scoresde import data, samplers
+from scoresde import data
 from scoresde import likelihood as lik
 from scoresde.cli import likelihood as likelihood_mode
 from scoresde.cli import published
@@ -291,7 +291,7 @@ def evaluate_checkpoint(config, exp, found: Path, specs, network, reference, ctx
             "step": step,
             "checkpoint": str(found),
             "sampler": sampler.label,
-            "time_grid": time_grid or samplers.default_time_grid(sampler.sampler, exp.sde, config.sampling.steps),
+            "time_grid": time_grid or sampler.grid_name(exp.sde, config.sampling.steps),
             "grid_times": info["time_grid"],
             "nfe": info["nfe"],  # score evaluations per sample (the mean, for an adaptive sampler)
             "num_samples": e.num_samples,
